@@ -1,0 +1,85 @@
+"""The driver interface: the narrow set of operations the worker needs from any register.
+
+A new register model is one subclass of :class:`Driver` (plus its emulator). Calls to one driver
+instance are strictly serial; the worker owns one instance per lane.
+
+Contract every implementation keeps (the shared contract suite in ``tests/contract`` checks it):
+
+* :meth:`fiscalize` either returns the closed document, or raises
+  - :class:`~kkt_drivers.errors.TransientError` / :class:`~kkt_drivers.errors.DeviceStateError` /
+    :class:`~kkt_drivers.errors.RejectedError` **only when the document was certainly not
+    fiscalized** (an open receipt may be left behind; the caller cancels it), or
+  - :class:`~kkt_drivers.errors.OutcomeUnknownError` once the closing command may have reached the
+    register.
+* :meth:`document` reads a document back from the fiscal storage, with the tag (1192) it carries.
+* No method retries a fiscal command by itself; status-like reads may retry internally.
+"""
+from __future__ import annotations
+
+import abc
+from types import TracebackType
+from typing import Callable
+
+from kkt_drivers.receipt import DeviceStatus, FiscalDocument, Receipt
+
+
+class Driver(abc.ABC):
+    """One cash register. Open with :meth:`connect` or as a context manager."""
+
+    #: short model name for logs and ``status`` ("emulator", "shtrih-m", …)
+    model: str = "abstract"
+
+    #: called with a step name ("receipt_opened", "close_sent", "register_answered") inside
+    #: :meth:`fiscalize`; the worker uses it for crash-point tests. None in production.
+    step_hook: Callable[[str], None] | None = None
+
+    def _step(self, name: str) -> None:
+        if self.step_hook is not None:
+            self.step_hook(name)
+
+    @abc.abstractmethod
+    def connect(self) -> None:
+        """Open the link to the register (idempotent). Raises TransientError when unreachable."""
+
+    @abc.abstractmethod
+    def disconnect(self) -> None:
+        """Close the link; never raises."""
+
+    @abc.abstractmethod
+    def status(self) -> DeviceStatus:
+        """Register serial, FN serial, last FD number, shift and receipt state, paper."""
+
+    @abc.abstractmethod
+    def open_shift(self, cashier: str | None = None) -> FiscalDocument:
+        """Open a shift (a fiscal document of its own)."""
+
+    @abc.abstractmethod
+    def close_shift(self, cashier: str | None = None) -> FiscalDocument:
+        """Close the shift: the Z report."""
+
+    @abc.abstractmethod
+    def x_report(self) -> None:
+        """Print an X report (no fiscal document)."""
+
+    @abc.abstractmethod
+    def fiscalize(self, receipt: Receipt) -> FiscalDocument:
+        """Open, fill and close *receipt*; return the document the register made."""
+
+    @abc.abstractmethod
+    def cancel_receipt(self) -> None:
+        """Cancel an open (not yet closed, so not fiscal) receipt; no-op when none is open."""
+
+    @abc.abstractmethod
+    def document(self, fd_number: int) -> FiscalDocument | None:
+        """Read document *fd_number* back from the fiscal storage; None if it does not exist."""
+
+    def continue_print(self) -> None:
+        """Finish printing a document interrupted by a paper fault (no-op where not needed)."""
+
+    def __enter__(self) -> "Driver":
+        self.connect()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.disconnect()

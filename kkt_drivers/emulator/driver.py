@@ -1,0 +1,149 @@
+"""In-process driver for the emulated register.
+
+URL grammar::
+
+    emulator:///abs/state/dir?serial=EMU0001&latency_ms=20&seed=1&fsync=1&<fault>=<p|first:N>
+    emulator:relative/state/dir
+
+``serial`` names the register (16 characters at most); ``latency_ms`` makes every command slow;
+``fsync=0`` trades durability for speed in benchmarks; faults are listed in
+:mod:`kkt_drivers.emulator.faults`. Unknown options are refused with their name.
+"""
+from __future__ import annotations
+
+import time
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from kkt_drivers.base import Driver
+from kkt_drivers.emulator.faults import FAULT_NAMES, Faults
+from kkt_drivers.emulator.model import RegisterModel, to_fiscal_document
+from kkt_drivers.errors import DriverConfigError, OutcomeUnknownError, TransientError
+from kkt_drivers.receipt import DeviceStatus, FiscalDocument, Receipt
+
+OPTIONS = ("serial", "latency_ms", "seed", "fsync")
+
+
+def parse_emulator_url(url: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """Split an emulator URL into (state dir, options, fault options); refuse unknown options."""
+    parts = urlsplit(url)
+    path = unquote(parts.netloc + parts.path) if parts.netloc else unquote(parts.path)
+    if not path:
+        raise DriverConfigError(f"emulator URL {url!r} needs a state directory path")
+    options: dict[str, str] = {}
+    faults: dict[str, str] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in OPTIONS:
+            options[key] = value
+        elif key in FAULT_NAMES:
+            faults[key] = value
+        else:
+            raise DriverConfigError(
+                f"emulator URL option {key!r} is unknown (options: {', '.join(OPTIONS + FAULT_NAMES)})")
+    return path, options, faults
+
+
+class EmulatorDriver(Driver):
+    """Drives a :class:`RegisterModel` directly, with link-level faults injected in between."""
+
+    model = "emulator"
+
+    def __init__(self, register: RegisterModel, *, latency_s: float = 0.0) -> None:
+        self.register = register
+        self.faults = register.faults
+        self.latency_s = latency_s
+        self._connected = False
+
+    @classmethod
+    def from_url(cls, url: str) -> "EmulatorDriver":
+        """Build from ``emulator:`` URL (see the module header)."""
+        path, opts, fault_opts = parse_emulator_url(url)
+        try:
+            seed = int(opts["seed"]) if "seed" in opts else None
+            faults = Faults.parse(fault_opts, seed=seed)
+            latency = int(opts.get("latency_ms", "0")) / 1000
+            fsync = opts.get("fsync", "1") not in ("0", "false", "no")
+        except ValueError as exc:
+            raise DriverConfigError(f"emulator URL {url!r}: {exc}") from exc
+        serial = opts.get("serial", "EMU0000000000001")
+        if not 1 <= len(serial) <= 16:
+            raise DriverConfigError("emulator URL option 'serial' must be 1..16 characters")
+        return cls(RegisterModel(path, serial=serial, faults=faults, fsync=fsync), latency_s=latency)
+
+    def connect(self) -> None:
+        self._connected = True
+
+    def disconnect(self) -> None:
+        self._connected = False
+
+    def _command(self) -> None:
+        if self.latency_s:
+            time.sleep(self.latency_s)
+
+    def status(self) -> DeviceStatus:
+        self._command()
+        return self.register.status()
+
+    def open_shift(self, cashier: str | None = None) -> FiscalDocument:
+        self._command()
+        return to_fiscal_document(self.register.open_shift(cashier))
+
+    def close_shift(self, cashier: str | None = None) -> FiscalDocument:
+        self._command()
+        return to_fiscal_document(self.register.close_shift(cashier))
+
+    def x_report(self) -> None:
+        self._command()
+        self.register.x_report()
+
+    def cancel_receipt(self) -> None:
+        self._command()
+        self.register.cancel_receipt()
+
+    def document(self, fd_number: int) -> FiscalDocument | None:
+        self._command()
+        return self.register.fiscal_document(fd_number)
+
+    def fiscalize(self, receipt: Receipt) -> FiscalDocument:
+        """Open, fill and close; link faults are injected where a real link would fail."""
+        self._command()
+        if self.faults.fire("fail_before_send"):
+            raise TransientError("link to the register is down (injected fault)")
+        reg = self.register
+        reg.open_receipt(receipt.operation, correction=_correction(receipt))
+        self._step("receipt_opened")
+        for item in receipt.items:
+            reg.add_item(item)
+        for tag, value in _requisites(receipt):
+            reg.add_requisite(tag, value)
+        if self.faults.fire("lose_reply_before_close"):
+            raise OutcomeUnknownError("no answer to the close command (injected: close lost)")
+        self._step("close_sent")
+        doc = reg.close_receipt(list(receipt.payments), receipt.tax_system)
+        if self.faults.fire("lose_reply_after_close"):
+            raise OutcomeUnknownError("no answer to the close command (injected: reply lost)")
+        self._step("register_answered")
+        return to_fiscal_document(doc)
+
+
+def _requisites(receipt: Receipt) -> list[tuple[int, object]]:
+    pairs: list[tuple[int, object]] = [(1192, receipt.tag)]
+    if receipt.customer_contact:
+        pairs.append((1008, receipt.customer_contact))
+    if receipt.internet:
+        pairs.append((1125, 1))
+    if receipt.settlement_place:
+        pairs.append((1187, receipt.settlement_place))
+    if receipt.company_email:
+        pairs.append((1117, receipt.company_email))
+    if receipt.cashier:
+        pairs.append((1021, receipt.cashier))
+    if receipt.cashier_inn:
+        pairs.append((1203, receipt.cashier_inn))
+    return pairs
+
+
+def _correction(receipt: Receipt) -> dict[str, object] | None:
+    c = receipt.correction
+    if c is None:
+        return None
+    return {"1173": 0 if c.self_made else 1, "1178": c.corrected_date.isoformat(), "1179": c.order_number}

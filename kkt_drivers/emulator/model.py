@@ -1,0 +1,401 @@
+"""An emulated cash register: the one model behind the in-process driver and every wire server.
+
+The register's state lives in a directory so that it outlives any process that drives it, the
+way a real register outlives a crashed worker:
+
+* ``journal.jsonl`` — the fiscal storage (ФН): one JSON document per line, appended and fsync'd
+  before the closing command returns. A line in the journal *is* a fiscal document.
+* ``state.json`` — shift, paper, the open receipt, the FD counter; replaced atomically.
+* ``lock`` — ``flock`` serializes commands from several processes (worker, CLI, a wire server).
+
+Commands mirror what a register's protocol offers (open receipt, add item, add requisite, close,
+cancel, shifts, read a document back), so a wire-protocol server maps its frames onto them 1:1.
+Model-level faults (paper running out mid-receipt, FN failure at close) come from
+:class:`~kkt_drivers.emulator.faults.Faults`; link-level faults belong to the driver or server.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from kkt_drivers.emulator.faults import Faults
+from kkt_drivers.errors import DeviceStateError, RejectedError
+from kkt_drivers.receipt import (
+    DeviceStatus, DocumentKind, FiscalDocument, Item, Operation, Payment, TaxSystem, money,
+)
+
+SHIFT_MAX_AGE = dt.timedelta(hours=24)
+#: how long an emulated cashier takes to load new paper after it ran out
+PAPER_RELOAD_SECONDS = 2.0
+#: receipt limits of the emulated model (a real FN stores up to 32 KiB per document)
+MAX_ITEMS_PER_RECEIPT = 100
+MAX_PAYMENTS_PER_RECEIPT = 5
+
+Clock = Callable[[], dt.datetime]
+
+
+@dataclass
+class OpenReceipt:
+    """A receipt being built; not fiscal until :meth:`RegisterModel.close_receipt`."""
+
+    operation: int
+    items: list[dict[str, Any]] = field(default_factory=list)
+    requisites: dict[str, Any] = field(default_factory=dict)
+    correction: dict[str, Any] | None = None
+
+
+class RegisterModel:
+    """The emulated register rooted at *state_dir*. Thread- and process-safe per command."""
+
+    def __init__(self, state_dir: str | os.PathLike[str], *, serial: str = "0000000000000001",
+                 faults: Faults | None = None, clock: Clock | None = None, fsync: bool = True) -> None:
+        self.dir = Path(state_dir)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.serial = serial
+        self.faults = faults or Faults()
+        self._clock = clock
+        self._fsync = fsync
+        self._journal = self.dir / "journal.jsonl"
+        self._state_path = self.dir / "state.json"
+        self._tlock = threading.RLock()
+        self._index: dict[tuple[str, int], dict[str, Any]] = {}
+        self._indexed_to = 0
+        self._depth = 0
+        self._lock_fd: int | None = None
+
+    # -- persistence -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        """Hold the cross-process lock; yield the state, persisted again on a clean exit."""
+        with self._tlock:
+            if self._depth == 0:
+                self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                state = self._load_state()
+                before = json.dumps(state, sort_keys=True)
+                try:
+                    yield state
+                finally:
+                    # a command that failed half-way keeps what it changed, like a real register
+                    if json.dumps(state, sort_keys=True) != before:
+                        self._save_state(state)
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._lock_fd is not None:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                    os.close(self._lock_fd)
+                    self._lock_fd = None
+
+    def _new_state(self) -> dict[str, Any]:
+        return {
+            "serial": self.serial,
+            "fn_serial": _fn_serial_for(self.serial, 1),
+            "fn_generation": 1,
+            "last_fd": 0,
+            "shift_open": False,
+            "shift_number": 0,
+            "shift_opened_at": None,
+            "receipts_in_shift": 0,
+            "receipt": None,
+            "paper_out_until": None,
+            "clock_offset_s": 0,
+        }
+
+    def _load_state(self) -> dict[str, Any]:
+        try:
+            state = json.loads(self._state_path.read_text())
+        except FileNotFoundError:
+            state = self._new_state()
+        self._repair_journal_tail()
+        self._refresh_index()
+        # the journal is the truth: a crash between journal append and state write is healed here
+        last = max((fd for (fn, fd) in self._index if fn == state["fn_serial"]), default=0)
+        if last > state["last_fd"]:
+            doc = self._index[(state["fn_serial"], last)]
+            state["last_fd"] = last
+            state["receipt"] = None
+            if doc["kind"] in ("receipt", "correction"):
+                state["receipts_in_shift"] = max(state["receipts_in_shift"], doc.get("receipt_no") or 0)
+            elif doc["kind"] == "close_shift":
+                state["shift_open"] = False
+            elif doc["kind"] == "open_shift":
+                state.update(shift_open=True, shift_number=doc["shift"], shift_opened_at=doc["dt"],
+                             receipts_in_shift=0)
+        return state
+
+    def _save_state(self, state: dict[str, Any]) -> None:
+        tmp = self._state_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(state, f, sort_keys=True)
+            f.flush()
+            if self._fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, self._state_path)
+
+    def _repair_journal_tail(self) -> None:
+        """Drop a torn last line (a write cut by power loss); complete lines are documents."""
+        try:
+            size = self._journal.stat().st_size
+        except FileNotFoundError:
+            return
+        if size == 0:
+            return
+        with open(self._journal, "rb+") as f:
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return
+            start = max(0, size - 65536)
+            f.seek(start)
+            cut = f.read().rfind(b"\n")
+            new_size = start + cut + 1 if cut >= 0 else 0
+            f.truncate(new_size)
+            self._indexed_to = min(self._indexed_to, new_size)
+
+    def _refresh_index(self) -> None:
+        try:
+            with open(self._journal, "rb") as f:
+                f.seek(self._indexed_to)
+                for line in f:
+                    if not line.endswith(b"\n"):
+                        break
+                    doc = json.loads(line)
+                    self._index[(doc["fn"], doc["fd"])] = doc
+                    self._indexed_to += len(line)
+        except FileNotFoundError:
+            pass
+
+    def _append_document(self, state: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
+        """Write *doc* into the fiscal storage; from this moment it exists."""
+        state["last_fd"] += 1
+        doc.update(fd=state["last_fd"], fn=state["fn_serial"], serial=state["serial"])
+        doc["fp"] = _fiscal_sign(state["fn_serial"], doc)
+        line = (json.dumps(doc, ensure_ascii=False, sort_keys=True) + "\n").encode()
+        fd = os.open(self._journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line)
+            if self._fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._refresh_index()
+        return doc
+
+    # -- clock -----------------------------------------------------------------------------
+    def _now(self, state: dict[str, Any]) -> dt.datetime:
+        base = self._clock() if self._clock else dt.datetime.now()
+        return (base + dt.timedelta(seconds=state.get("clock_offset_s", 0))).replace(microsecond=0)
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the register's clock forward (tests of the 24 h shift limit, across processes)."""
+        with self._locked() as s:
+            s["clock_offset_s"] = s.get("clock_offset_s", 0) + seconds
+
+    # -- queries ---------------------------------------------------------------------------
+    def status(self) -> DeviceStatus:
+        """The register's status as a driver reports it."""
+        with self._locked() as s:
+            now = self._now(s)
+            opened = dt.datetime.fromisoformat(s["shift_opened_at"]) if s["shift_opened_at"] else None
+            return DeviceStatus(
+                register_serial=s["serial"], fn_serial=s["fn_serial"], last_fd_number=s["last_fd"],
+                shift_open=s["shift_open"], shift_number=s["shift_number"], shift_opened_at=opened,
+                shift_expired=bool(s["shift_open"] and opened and now - opened > SHIFT_MAX_AGE),
+                receipt_open=s["receipt"] is not None, paper_ok=self._paper_ok(s, now),
+                model="emulator",
+            )
+
+    def document(self, fd_number: int, fn_serial: str | None = None) -> dict[str, Any] | None:
+        """The raw journal record of document *fd_number* in the current (or given) FN."""
+        with self._locked() as s:
+            return self._index.get((fn_serial or s["fn_serial"], fd_number))
+
+    def fiscal_document(self, fd_number: int) -> FiscalDocument | None:
+        """Document *fd_number* as a :class:`FiscalDocument`; None if it does not exist."""
+        doc = self.document(fd_number)
+        return to_fiscal_document(doc) if doc else None
+
+    def documents(self) -> list[dict[str, Any]]:
+        """Every document ever written, in journal order (the ground truth for tests)."""
+        with self._locked():
+            return sorted(self._index.values(), key=lambda d: (d["fn"], d["fd"]))
+
+    # -- shifts ----------------------------------------------------------------------------
+    def open_shift(self, cashier: str | None = None) -> dict[str, Any]:
+        """Open a new shift; DeviceStateError if one is open."""
+        with self._locked() as s:
+            self._check_paper(s)
+            if s["shift_open"]:
+                raise DeviceStateError("shift is already open", condition=DeviceStateError.COND_SHIFT_OPEN)
+            now = self._now(s)
+            s.update(shift_open=True, shift_number=s["shift_number"] + 1,
+                     shift_opened_at=now.isoformat(), receipts_in_shift=0)
+            return self._append_document(s, {"kind": "open_shift", "dt": now.isoformat(),
+                                              "shift": s["shift_number"], "cashier": cashier})
+
+    def close_shift(self, cashier: str | None = None) -> dict[str, Any]:
+        """Close the shift (Z report); allowed for an expired shift, refused with a receipt open."""
+        with self._locked() as s:
+            self._check_paper(s)
+            if not s["shift_open"]:
+                raise DeviceStateError("shift is closed", condition=DeviceStateError.COND_SHIFT_CLOSED)
+            if s["receipt"] is not None:
+                raise DeviceStateError("a receipt is open", condition=DeviceStateError.COND_RECEIPT_OPEN)
+            now = self._now(s)
+            s.update(shift_open=False)
+            return self._append_document(s, {"kind": "close_shift", "dt": now.isoformat(),
+                                              "shift": s["shift_number"], "cashier": cashier,
+                                              "receipts": s["receipts_in_shift"]})
+
+    def x_report(self) -> None:
+        """An X report prints but makes no fiscal document."""
+        with self._locked() as s:
+            self._check_paper(s)
+
+    # -- receipts --------------------------------------------------------------------------
+    def open_receipt(self, operation: Operation, correction: dict[str, Any] | None = None) -> None:
+        """Start a receipt; requires an open, unexpired shift and no other open receipt."""
+        with self._locked() as s:
+            self._check_ready(s)
+            if s["receipt"] is not None:
+                raise DeviceStateError("a receipt is already open",
+                                       condition=DeviceStateError.COND_RECEIPT_OPEN)
+            s["receipt"] = OpenReceipt(int(operation), correction=correction).__dict__
+
+    def add_item(self, item: Item) -> None:
+        """Register one item in the open receipt (paper may run out here: a model fault)."""
+        with self._locked() as s:
+            r = self._open(s)
+            self._check_paper(s)
+            if self.faults.fire("paper_out_mid_receipt"):
+                s["paper_out_until"] = (self._now(s) + dt.timedelta(seconds=PAPER_RELOAD_SECONDS)).isoformat()
+                raise DeviceStateError("paper ran out during the receipt",
+                                       condition=DeviceStateError.COND_PAPER_OUT)
+            if len(r["items"]) >= MAX_ITEMS_PER_RECEIPT:
+                raise RejectedError(f"more than {MAX_ITEMS_PER_RECEIPT} items", field="items")
+            if money(item.price * item.quantity) != item.amount:
+                raise RejectedError(f"item amount {item.amount} != price x quantity", field="items.amount")
+            r["items"].append({
+                "name": item.name, "price": str(item.price), "quantity": str(item.quantity),
+                "amount": str(item.amount), "vat": item.vat.ffd_code, "method": int(item.payment_method),
+                "subject": int(item.payment_subject), "unit": int(item.measure_unit),
+            })
+
+    def add_requisite(self, tag: int, value: Any) -> None:
+        """Attach a receipt-level requisite (1008, 1192, 1125, 1187, 1021, 1203, 1117, …)."""
+        with self._locked() as s:
+            r = self._open(s)
+            if tag == 1192 and not (1 <= len(str(value)) <= 16):
+                raise RejectedError("requisite 1192 must be 1..16 characters", field="tag")
+            r["requisites"][str(tag)] = value
+
+    def close_receipt(self, payments: list[Payment], tax_system: TaxSystem) -> dict[str, Any]:
+        """Close the receipt: the fiscal document is written here, atomically."""
+        with self._locked() as s:
+            r = self._open(s)
+            self._check_ready(s)
+            if not r["items"]:
+                raise RejectedError("receipt has no items", field="items")
+            total = money(sum((Decimal(i["amount"]) for i in r["items"]), Decimal(0)))
+            paid = money(sum((p.amount for p in payments), Decimal(0)))
+            if len(payments) > MAX_PAYMENTS_PER_RECEIPT or paid != total:
+                raise RejectedError(f"payments {paid} do not match total {total}", field="payments")
+            if self.faults.fire("fn_error"):
+                raise DeviceStateError("FN error: storage did not accept the document",
+                                       condition=DeviceStateError.COND_FN_ERROR)
+            now = self._now(s)
+            s["receipts_in_shift"] += 1
+            s["receipt"] = None
+            req = r["requisites"]
+            return self._append_document(s, {
+                "kind": "correction" if r["correction"] else "receipt",
+                "dt": now.isoformat(), "shift": s["shift_number"], "receipt_no": s["receipts_in_shift"],
+                "operation": r["operation"], "tax_system": int(tax_system), "total": str(total),
+                "tag": req.get("1192"), "items": r["items"],
+                "payments": [{"type": p.type.value, "amount": str(p.amount)} for p in payments],
+                "requisites": req, "correction": r["correction"],
+            })
+
+    def cancel_receipt(self) -> bool:
+        """Cancel the open receipt (nothing fiscal happened); False when none was open."""
+        with self._locked() as s:
+            if s["receipt"] is None:
+                return False
+            s["receipt"] = None
+            return True
+
+    # -- operator actions (tests and the ``emulator`` CLI) ------------------------------------
+    def load_paper(self) -> None:
+        """The cashier loads paper."""
+        with self._locked() as s:
+            s["paper_out_until"] = None
+
+    def take_paper(self, seconds: float = 3600) -> None:
+        """Paper runs out for *seconds* (until :meth:`load_paper`)."""
+        with self._locked() as s:
+            s["paper_out_until"] = (self._now(s) + dt.timedelta(seconds=seconds)).isoformat()
+
+    def replace_fn(self) -> str:
+        """Install a new fiscal storage: new serial, FD numbering restarts. Returns the serial."""
+        with self._locked() as s:
+            s["fn_generation"] += 1
+            s.update(fn_serial=_fn_serial_for(s["serial"], s["fn_generation"]), last_fd=0,
+                     shift_open=False, receipt=None)
+            return s["fn_serial"]
+
+    # -- checks ----------------------------------------------------------------------------
+    def _paper_ok(self, s: dict[str, Any], now: dt.datetime) -> bool:
+        until = s.get("paper_out_until")
+        return until is None or now >= dt.datetime.fromisoformat(until)
+
+    def _check_paper(self, s: dict[str, Any]) -> None:
+        if not self._paper_ok(s, self._now(s)):
+            raise DeviceStateError("paper out", condition=DeviceStateError.COND_PAPER_OUT)
+
+    def _check_ready(self, s: dict[str, Any]) -> None:
+        self._check_paper(s)
+        if not s["shift_open"]:
+            raise DeviceStateError("shift is closed", condition=DeviceStateError.COND_SHIFT_CLOSED)
+        opened = dt.datetime.fromisoformat(s["shift_opened_at"])
+        if self._now(s) - opened > SHIFT_MAX_AGE:
+            raise DeviceStateError("shift is over 24 hours", condition=DeviceStateError.COND_SHIFT_EXPIRED)
+
+    @staticmethod
+    def _open(s: dict[str, Any]) -> dict[str, Any]:
+        if s["receipt"] is None:
+            raise DeviceStateError("no receipt is open", condition=DeviceStateError.COND_OTHER)
+        return s["receipt"]
+
+
+def to_fiscal_document(doc: dict[str, Any]) -> FiscalDocument:
+    """Convert a journal record to the driver-neutral :class:`FiscalDocument`."""
+    return FiscalDocument(
+        fd_number=doc["fd"], fiscal_sign=doc["fp"], fn_serial=doc["fn"],
+        kind=DocumentKind(doc["kind"]), issued_at=dt.datetime.fromisoformat(doc["dt"]),
+        shift_number=doc["shift"], receipt_number=doc.get("receipt_no"),
+        operation=Operation(doc["operation"]) if doc.get("operation") else None,
+        total=Decimal(doc["total"]) if doc.get("total") is not None else None, tag=doc.get("tag"),
+    )
+
+
+def _fn_serial_for(register_serial: str, generation: int) -> str:
+    digest = hashlib.sha256(f"{register_serial}/{generation}".encode()).hexdigest()
+    return "99990789" + str(int(digest[:12], 16))[-8:].rjust(8, "0")
+
+
+def _fiscal_sign(fn_serial: str, doc: dict[str, Any]) -> int:
+    """A 32-bit fiscal sign (ФПД), keyed by the FN like a real one, over the document's essentials."""
+    msg = f"{doc['fd']}|{doc['dt']}|{doc.get('total')}|{doc.get('tag')}".encode()
+    return int.from_bytes(hmac.new(fn_serial.encode(), msg, hashlib.sha256).digest()[:4], "big")
