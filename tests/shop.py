@@ -1,0 +1,98 @@
+"""Test helpers: write shop rows (reference schema), write settings, run the real CLI, read journals."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Sequence
+
+import sqlalchemy as sa
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+PAID_AT = dt.datetime(2026, 11, 20, 12, 0, 0)
+
+
+def sale_items(n: int = 2, price: str = "100.00") -> list[dict[str, Any]]:
+    """*n* simple item rows at *price* each, VAT 22 %."""
+    return [{"line_no": i + 1, "name": f"Товар {i + 1}", "price": Decimal(price), "quantity": Decimal("1.000"),
+             "amount": Decimal(price), "vat": "vat22"} for i in range(n)]
+
+
+def insert_payment(conn: sa.Connection, items: Sequence[dict[str, Any]], *, kind: str = "sale",
+                   refund_of: int | None = None, email: str | None = "buyer@example.ru",
+                   amount: Decimal | None = None, order_ref: str = "ORD") -> int:
+    """Insert one payment with its items on *conn* (the caller controls the transaction). Returns its id."""
+    total = amount if amount is not None else sum((Decimal(i["amount"]) for i in items), Decimal(0))
+    res = conn.execute(sa.text(
+        "INSERT INTO payments (kind, order_ref, refund_of, amount, customer_email, paid_at) "
+        "VALUES (:k, :o, :r, :a, :e, :p)"), {"k": kind, "o": order_ref, "r": refund_of, "a": total, "e": email,
+                                             "p": PAID_AT})
+    pid = res.lastrowid
+    for it in items:
+        conn.execute(sa.text(
+            "INSERT INTO payment_items (payment_id, line_no, name, price, quantity, amount, vat) "
+            "VALUES (:pid, :line_no, :name, :price, :quantity, :amount, :vat)"), {"pid": pid, **it})
+    return int(pid)
+
+
+def write_settings(path: Path, *, source_url: str, ledger_url: str, registers: Sequence[tuple[str, str]],
+                   **sections: Any) -> Path:
+    """A settings.yaml for a test run; retry delays short so that --burst finishes quickly."""
+    data: dict[str, Any] = {
+        "source": {"url": source_url, "poll_interval_s": 0.2, "gap_timeout_s": 5},
+        "ledger": {"url": ledger_url},
+        "registers": [{"name": n, "url": u} for n, u in registers],
+        "receipts": {"tax_system": "osn", "default_vat": "vat22", "settlement_place": "https://shop.example.ru"},
+        "retry": {"base_delay_s": 0.2, "max_delay_s": 1, "device_pause_s": 0.3, "source_backoff_max_s": 1},
+        "log": {"level": "INFO"},
+    }
+    for key, value in sections.items():
+        data.setdefault(key, {}).update(value)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return path
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for a CLI subprocess."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KKT_")}
+    env.update(extra)
+    return env
+
+
+def run_cli(settings: Path, *args: str, timeout: float = 120, env: dict[str, str] | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m worker -c settings args…`` to completion."""
+    proc = subprocess.run([sys.executable, "-m", "worker", "-c", str(settings), *args], cwd=settings.parent,
+                          env=env or cli_env(), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kkt-worker {' '.join(args)} exited {proc.returncode}\n"
+                             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def start_cli(settings: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start ``python -m worker`` in the background."""
+    return subprocess.Popen([sys.executable, "-m", "worker", "-c", str(settings), *args], cwd=settings.parent,
+                            env=env or cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def journal(state_dir: Path) -> list[dict[str, Any]]:
+    """Every document in an emulated register's fiscal journal (the ground truth)."""
+    path = state_dir / "journal.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def receipts_by_tag(state_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Receipt documents grouped by their 1192 tag."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for doc in journal(state_dir):
+        if doc["kind"] in ("receipt", "correction"):
+            out.setdefault(doc.get("tag"), []).append(doc)
+    return out

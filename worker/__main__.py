@@ -1,0 +1,4 @@
+"""``python -m worker`` = ``kkt-worker``."""
+from worker.cli import main
+
+main()

@@ -1,0 +1,30 @@
+"""The worker's exception root and its families (drivers have their own, in kkt_drivers.errors)."""
+from __future__ import annotations
+
+
+class WorkerError(Exception):
+    """Root of every error the worker raises on purpose."""
+
+
+class ConfigError(WorkerError):
+    """settings.yaml or the environment is wrong; the message names the key."""
+
+
+class SourceError(WorkerError):
+    """Reading the shop's database failed."""
+
+
+class SourceUnavailable(SourceError):
+    """The shop's database cannot be reached now (network, restart, timeout): retry with backoff."""
+
+
+class SourceConfigError(SourceError, ConfigError):
+    """The shop's database refuses us (grants, unknown table or column): an admin must act."""
+
+
+class LedgerError(WorkerError):
+    """The ledger refused a change."""
+
+
+class StateConflict(LedgerError):
+    """A compare-and-set state change found the row in another state (someone else moved it)."""

@@ -1,0 +1,119 @@
+"""The ledger's tables (SQLAlchemy Core). Alembic migrations must produce exactly this."""
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger, Column, DateTime, ForeignKey, Index, Integer, MetaData, Numeric, String, Table, Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+MONEY = Numeric(14, 2, asdecimal=True)
+
+#: one row per shop row (sale or refund), the exact snapshot it was built from
+payments = Table(
+    "payments", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source_id", BigInteger, nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("amount", MONEY, nullable=True),          # None when the shop's value was not a number
+    Column("paid_at", DateTime, nullable=True),
+    Column("refund_of", BigInteger, nullable=True),
+    Column("snapshot", Text, nullable=False),         # ShopPayment.to_json(), Decimals as strings
+    Column("ingested_at", DateTime, nullable=False),
+    Column("refetched_at", DateTime, nullable=True),
+)
+
+#: the unit of exactly-once: one fiscal document per row
+receipts = Table(
+    "receipts", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("payment_id", Integer, ForeignKey("payments.id"), nullable=False),
+    Column("stage", String(16), nullable=False),      # sale, refund, prepayment, settlement, correction
+    Column("part", Integer, nullable=False),
+    Column("tag", String(16), nullable=False, unique=True),   # requisite 1192 on the document
+    Column("state", String(16), nullable=False),
+    Column("operation", Integer, nullable=True),
+    Column("total", MONEY, nullable=True),
+    Column("body", Text, nullable=True),              # the built Receipt as JSON
+    Column("register", String(64), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime, nullable=False),
+    # intent, written before the register is called
+    Column("fn_serial", String(32), nullable=True),
+    Column("fd_before", Integer, nullable=True),
+    Column("intent_at", DateTime, nullable=True),
+    # outcome: the requisites of the fiscal document
+    Column("fd_number", Integer, nullable=True),
+    Column("fiscal_sign", BigInteger, nullable=True),
+    Column("shift_number", Integer, nullable=True),
+    Column("receipt_number", Integer, nullable=True),
+    Column("fiscal_at", DateTime, nullable=True),
+    Column("qr", String(256), nullable=True),
+    Column("error_class", String(16), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    UniqueConstraint("payment_id", "stage", "part", name="uq_receipts_payment_stage_part"),
+    Index("ix_receipts_state_next", "state", "next_attempt_at"),
+)
+
+#: one row per register call (or reconciliation), so every receipt's history is visible
+attempts = Table(
+    "attempts", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("receipt_id", Integer, ForeignKey("receipts.id"), nullable=False, index=True),
+    Column("register", String(64), nullable=False),
+    Column("action", String(16), nullable=False),     # send, reconcile
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime, nullable=True),
+    Column("outcome", String(24), nullable=True),
+    Column("fd_before", Integer, nullable=True),
+    Column("fd_number", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+)
+
+#: the polling cursor per source table
+ingest_cursor = Table(
+    "ingest_cursor", metadata,
+    Column("source", String(32), primary_key=True),
+    Column("last_id", BigInteger, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+#: ids below the cursor not seen yet (a transaction that has not committed, or rolled back)
+ingest_gaps = Table(
+    "ingest_gaps", metadata,
+    Column("source", String(32), primary_key=True),
+    Column("id", BigInteger, primary_key=True),
+    Column("first_seen_at", DateTime, nullable=False),
+    Column("last_checked_at", DateTime, nullable=False),
+    Column("checks", Integer, nullable=False, default=0),
+)
+
+#: gaps given up after their grace period, kept for forensics and ``status``
+gap_log = Table(
+    "gap_log", metadata,
+    Column("source", String(32), primary_key=True),
+    Column("id", BigInteger, primary_key=True),
+    Column("first_seen_at", DateTime, nullable=False),
+    Column("expired_at", DateTime, nullable=False),
+    Column("reason", String(64), nullable=False),
+)
+
+#: what each lane last saw of its register (for ``status``)
+lanes = Table(
+    "lanes", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),      # running, paused, stopped
+    Column("reason", Text, nullable=True),
+    Column("fn_serial", String(32), nullable=True),
+    Column("last_fd", Integer, nullable=True),
+    Column("shift_open", Integer, nullable=True),
+    Column("heartbeat_at", DateTime, nullable=False),
+)

@@ -1,0 +1,114 @@
+"""One receipt on one register: intent → fiscalize → outcome. No loop, no waiting.
+
+The order is the whole point: the intent (register, FN serial, last FD number, tag) is committed
+durably *before* the register is called, so that after any crash :mod:`worker.recovery` can read
+the register's documents after ``fd_before`` and find ours by its tag (requisite 1192).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from kkt_drivers.base import Driver
+from kkt_drivers.errors import KktError
+from kkt_drivers.receipt import DeviceStatus
+from worker.crashpoints import crashpoint
+from worker.errors import StateConflict
+from worker.ledger import Ledger, ReceiptRecord, utcnow
+from worker.retry import Reaction, classify, describe, next_attempt_at
+from worker.states import State
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The persistent retry schedule."""
+
+    max_attempts: int
+    base_s: float
+    cap_s: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one receipt; ``reaction`` tells the lane whether to pause."""
+
+    state: State | None
+    reaction: Reaction | None = None
+    error: BaseException | None = None
+
+
+class Processor:
+    """Fiscalizes single receipts on one register for one lane."""
+
+    def __init__(self, lane: str, driver: Driver, ledger: Ledger, policy: RetryPolicy) -> None:
+        self.lane = lane
+        self.driver = driver
+        self.ledger = ledger
+        self.policy = policy
+
+    def process(self, rec: ReceiptRecord, status: DeviceStatus) -> Outcome:
+        """Fiscalize *rec* on a register whose *status* was just checked (shift open, no receipt open)."""
+        ctx = {"payment_id": rec.source_id, "receipt_tag": rec.tag, "register": self.lane,
+               "attempt": rec.attempts + 1}
+        receipt = rec.receipt()
+        crashpoint("before_intent")
+        try:
+            attempt_id = self.ledger.record_intent(rec.id, register=self.lane, fn_serial=status.fn_serial,
+                                                   fd_before=status.last_fd_number)
+        except StateConflict:
+            return Outcome(None)  # another lane took it first
+        crashpoint("after_intent")
+        log.info("sending receipt (total %s, fd_before %d)", receipt.total, status.last_fd_number, extra=ctx)
+        try:
+            doc = self.driver.fiscalize(receipt)
+        except Exception as exc:  # every failure is classified; none escapes unrecorded
+            return self._failed(rec, attempt_id, exc, ctx)
+
+        if (doc.tag is not None and doc.tag != receipt.tag) or (doc.total is not None and doc.total != receipt.total):
+            msg = (f"register answered with document {doc.fd_number} (tag {doc.tag!r}, total {doc.total}) "
+                   f"that does not match tag {receipt.tag!r}, total {receipt.total}")
+            log.error(msg, extra=ctx)
+            self.ledger.record_final(rec.id, State.NEEDS_REVIEW, attempt_id=attempt_id, error=msg,
+                                     error_class="mismatch")
+            return Outcome(State.NEEDS_REVIEW)
+        self.ledger.record_done(rec.id, doc, attempt_id=attempt_id)
+        crashpoint("after_outcome")
+        log.info("receipt done: FD %d, FP %d, shift %d", doc.fd_number, doc.fiscal_sign, doc.shift_number,
+                 extra=ctx)
+        return Outcome(State.DONE)
+
+    def _failed(self, rec: ReceiptRecord, attempt_id: int, exc: BaseException, ctx: dict) -> Outcome:
+        reaction = classify(exc)
+        message = describe(exc)
+        if reaction in (Reaction.UNKNOWN, Reaction.BUG):
+            # the close may have reached the register: leave it "sending" for reconciliation
+            if reaction is Reaction.BUG:
+                log.exception("unexpected error from the register driver; reconciling", extra=ctx)
+            else:
+                log.warning("outcome unknown (%s); reconciling before anything else", message, extra=ctx)
+            return Outcome(State.SENDING, reaction, exc)
+
+        # the contract: these errors mean the document was certainly not fiscalized
+        self._cancel_open_receipt(ctx)
+        now = utcnow()
+        if reaction is Reaction.REJECTED:
+            log.error("register rejected the receipt: %s", message, extra=ctx)
+            self.ledger.record_final(rec.id, State.REJECTED, attempt_id=attempt_id, error=message,
+                                     error_class=reaction.value)
+            return Outcome(State.REJECTED, reaction, exc)
+        burn = reaction is Reaction.TRANSIENT
+        when = next_attempt_at(now, rec.attempts + 1, base_s=self.policy.base_s, cap_s=self.policy.cap_s) \
+            if burn else now
+        new = self.ledger.record_retry(rec.id, attempt_id=attempt_id, error=message, error_class=reaction.value,
+                                       next_attempt_at=when, burn_attempt=burn,
+                                       max_attempts=self.policy.max_attempts)
+        log.warning("not fiscalized (%s): %s; now %s", reaction.value, message, new.value, extra=ctx)
+        return Outcome(new, reaction, exc)
+
+    def _cancel_open_receipt(self, ctx: dict) -> None:
+        try:
+            self.driver.cancel_receipt()
+        except KktError as exc:  # the next status check sees the open receipt and cancels it then
+            log.warning("could not cancel the open receipt: %s", describe(exc), extra=ctx)

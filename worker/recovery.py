@@ -1,0 +1,102 @@
+"""Reconcile a receipt left "sending" with the register's own documents. Never a blind resend.
+
+Read the documents after the recorded ``fd_before`` and look for our tag (requisite 1192):
+
+| register shows                                  | decision                        |
+|-------------------------------------------------|---------------------------------|
+| unreachable                                     | stay "sending", try again later |
+| another FN serial than at the intent            | needs review                    |
+| last FD < fd_before, or too many documents since | needs review                    |
+| a document in the range cannot be read          | needs review                    |
+| exactly one document with our tag, same total   | done, with that document        |
+| one with our tag but another total or operation | needs review                    |
+| none with our tag                               | queued: safe to send again      |
+| two or more with our tag                        | needs review (duplicate!)       |
+"""
+from __future__ import annotations
+
+import logging
+
+from kkt_drivers.base import Driver
+from kkt_drivers.errors import KktError
+from kkt_drivers.receipt import FiscalDocument
+from worker.defaults import RECONCILE_MAX_DOCUMENTS
+from worker.ledger import Ledger, ReceiptRecord, utcnow
+from worker.retry import describe
+from worker.states import State
+
+log = logging.getLogger(__name__)
+
+
+class RegisterUnreachable(Exception):
+    """Reconciliation could not talk to the register; the receipt stays "sending"."""
+
+
+class Reconciler:
+    """Resolves "sending" receipts of one lane against its register."""
+
+    def __init__(self, lane: str, driver: Driver, ledger: Ledger, max_attempts: int,
+                 max_documents: int = RECONCILE_MAX_DOCUMENTS) -> None:
+        self.lane = lane
+        self.driver = driver
+        self.ledger = ledger
+        self.max_attempts = max_attempts
+        self.max_documents = max_documents
+
+    def reconcile(self, rec: ReceiptRecord) -> State:
+        """Decide *rec*'s state from the register; RegisterUnreachable if the register can't answer."""
+        ctx = {"payment_id": rec.source_id, "receipt_tag": rec.tag, "register": self.lane}
+        try:
+            status = self.driver.status()
+            if status.receipt_open:
+                # our close never happened (or the document would be closed): an open receipt is not fiscal
+                self.driver.cancel_receipt()
+                status = self.driver.status()
+        except KktError as exc:
+            raise RegisterUnreachable(describe(exc)) from exc
+
+        attempt_id = self.ledger.open_attempt(rec.id, register=self.lane, action="reconcile", fd_before=rec.fd_before)
+        fd_before = rec.fd_before if rec.fd_before is not None else 0
+        last = status.last_fd_number
+
+        def review(reason: str) -> State:
+            log.error("needs review: %s", reason, extra=ctx)
+            self.ledger.record_final(rec.id, State.NEEDS_REVIEW, attempt_id=attempt_id, error=reason,
+                                     error_class="review")
+            return State.NEEDS_REVIEW
+
+        if rec.fn_serial and status.fn_serial != rec.fn_serial:
+            return review(f"FN changed from {rec.fn_serial} to {status.fn_serial} since the intent")
+        if last < fd_before:
+            return review(f"register's last FD {last} is below the recorded fd_before {fd_before}")
+        if last - fd_before > self.max_documents:
+            return review(f"{last - fd_before} documents since the intent (more than {self.max_documents}); "
+                          "is the register shared?")
+        matches: list[FiscalDocument] = []
+        for number in range(fd_before + 1, last + 1):
+            try:
+                doc = self.driver.document(number)
+            except KktError as exc:
+                raise RegisterUnreachable(describe(exc)) from exc
+            if doc is None:
+                return review(f"document {number} cannot be read back from the register")
+            if doc.tag == rec.tag:
+                matches.append(doc)
+
+        if len(matches) > 1:
+            numbers = ", ".join(str(d.fd_number) for d in matches)
+            return review(f"DUPLICATE: documents {numbers} all carry tag {rec.tag}; a correction is needed")
+        if len(matches) == 1:
+            doc = matches[0]
+            expected_op = rec.receipt().operation
+            if doc.total != rec.total or (doc.operation is not None and doc.operation != expected_op):
+                return review(f"document {doc.fd_number} has our tag but total {doc.total} / operation "
+                              f"{doc.operation}, expected {rec.total} / {expected_op}")
+            self.ledger.record_done(rec.id, doc, attempt_id=attempt_id, outcome="reconciled_done")
+            log.info("reconciled: the register has it as FD %d", doc.fd_number, extra=ctx)
+            return State.DONE
+        new = self.ledger.record_retry(rec.id, attempt_id=attempt_id, error="reconciled: not fiscalized",
+                                       error_class="unknown", next_attempt_at=utcnow(), burn_attempt=True,
+                                       max_attempts=self.max_attempts, outcome="reconciled_retry")
+        log.info("reconciled: no document carries our tag; %s", new.value, extra=ctx)
+        return new

@@ -1,0 +1,239 @@
+"""settings.yaml → typed, frozen settings. Unknown or invalid keys fail at start, named by path.
+
+Secrets never have to be in the file: ``source.password_env`` / ``ledger.password_env`` name
+environment variables whose value is put into the URL (``KKT_SOURCE_PASSWORD`` by default), and
+``KKT_SOURCE_URL`` / ``KKT_LEDGER_URL`` replace the URLs entirely.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy.engine import make_url
+
+from worker import defaults as d
+from worker.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Where the shop's paid orders are read from."""
+
+    url: str = "sqlite:///var/demo-shop.db"
+    password_env: str = "KKT_SOURCE_PASSWORD"
+    batch_size: int = d.POLL_BATCH_SIZE
+    poll_interval_s: float = d.POLL_INTERVAL_SECONDS
+    gap_timeout_s: float = d.GAP_TIMEOUT_SECONDS
+    max_gap_span: int = d.GAP_MAX_SPAN
+    start_after_id: int = 0
+    connect_timeout_s: int = d.SOURCE_CONNECT_TIMEOUT_SECONDS
+    read_timeout_s: int = d.SOURCE_READ_TIMEOUT_SECONDS
+    write_timeout_s: int = d.SOURCE_WRITE_TIMEOUT_SECONDS
+    mapping: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    """Where receipts and their state are kept."""
+
+    url: str = d.LEDGER_URL
+    password_env: str = "KKT_LEDGER_PASSWORD"
+
+
+@dataclass(frozen=True)
+class RegisterSettings:
+    """One cash register = one lane."""
+
+    name: str
+    url: str
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """Persistent retry schedule and lane pauses."""
+
+    max_attempts: int = d.MAX_ATTEMPTS
+    base_delay_s: float = d.RETRY_BASE_SECONDS
+    max_delay_s: float = d.RETRY_CAP_SECONDS
+    device_pause_s: float = d.DEVICE_PAUSE_SECONDS
+    source_backoff_max_s: float = d.SOURCE_BACKOFF_CAP_SECONDS
+
+
+@dataclass(frozen=True)
+class ShiftSettings:
+    """Shift handling before receipts."""
+
+    auto_open: bool = True
+    close_expired: bool = True
+    daily_close_at: str | None = None   # "HH:MM" local time, or None
+    cashier: str | None = None
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """Logging."""
+
+    level: str = "INFO"
+    format: str = "text"   # text | json
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration."""
+
+    source: SourceSettings = field(default_factory=SourceSettings)
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    registers: tuple[RegisterSettings, ...] = (RegisterSettings("kkt1", "emulator:var/emulator/kkt1"),)
+    receipts: dict[str, Any] = field(default_factory=dict)
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    shifts: ShiftSettings = field(default_factory=ShiftSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+    @property
+    def source_url(self) -> str:
+        """The source URL with the password from the environment, if any."""
+        return _with_password(os.environ.get("KKT_SOURCE_URL", self.source.url), self.source.password_env)
+
+    @property
+    def ledger_url(self) -> str:
+        """The ledger URL with the password from the environment, if any."""
+        return _with_password(os.environ.get("KKT_LEDGER_URL", self.ledger.url), self.ledger.password_env)
+
+    def enabled_registers(self) -> tuple[RegisterSettings, ...]:
+        """Registers that get a lane."""
+        return tuple(r for r in self.registers if r.enabled)
+
+
+def _with_password(url: str, env: str) -> str:
+    secret = os.environ.get(env) if env else None
+    if not secret or url.startswith("sqlite"):
+        return url
+    return make_url(url).set(password=secret).render_as_string(hide_password=False)
+
+
+def mask_url(url: str) -> str:
+    """A URL safe to print (password hidden)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def load_settings(path: str | os.PathLike[str] | None) -> Settings:
+    """Read and validate settings; a missing *path* gives the embedded defaults."""
+    if path is None:
+        return Settings()
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"settings file {p} does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"settings file {p} is not valid YAML: {exc}") from exc
+    settings = build(Settings, raw, "")
+    _validate(settings)
+    return settings
+
+
+def build(cls: type, raw: Any, path: str) -> Any:
+    """Build dataclass *cls* from *raw*, refusing unknown keys and wrong types by their path."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path or 'settings'}: expected a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{_join(path, unknown[0])}: unknown setting (known here: {', '.join(fields)})")
+    values = {}
+    for name, value in raw.items():
+        values[name] = _convert(hints[name], value, _join(path, name))
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{path or 'settings'}: {exc}") from exc
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        tp = next(a for a in args if a is not type(None))
+        origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, path)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list")
+        inner = typing.get_args(tp)[0]
+        return tuple(_convert(inner, v, f"{path}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected a whole number, got {value!r}")
+        return value
+    if tp is float:   # durations in seconds, never money
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number of seconds, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {value!r} is not one of {[e.value for e in tp]}") from exc
+    return value
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _validate(s: Settings) -> None:
+    positive = {"source.batch_size": s.source.batch_size, "source.poll_interval_s": s.source.poll_interval_s,
+                "source.gap_timeout_s": s.source.gap_timeout_s, "retry.max_attempts": s.retry.max_attempts,
+                "retry.base_delay_s": s.retry.base_delay_s, "retry.max_delay_s": s.retry.max_delay_s}
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key}: must be positive, got {value}")
+    if not s.registers:
+        raise ConfigError("registers: at least one register is needed")
+    names = [r.name for r in s.registers]
+    for i, r in enumerate(s.registers):
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", r.name):
+            raise ConfigError(f"registers[{i}].name: use 1..64 letters, digits, '_', '.', '-'")
+        if names.count(r.name) > 1:
+            raise ConfigError(f"registers[{i}].name: {r.name!r} is used twice")
+    if s.shifts.daily_close_at is not None:
+        try:
+            dt.time.fromisoformat(s.shifts.daily_close_at)
+        except ValueError as exc:
+            raise ConfigError(f"shifts.daily_close_at: expected HH:MM, got {s.shifts.daily_close_at!r}") from exc
+    if s.log.format not in ("text", "json"):
+        raise ConfigError(f"log.format: expected text or json, got {s.log.format!r}")
+    for key, url in (("source.url", s.source.url), ("ledger.url", s.ledger.url)):
+        try:
+            make_url(url)
+        except Exception as exc:
+            raise ConfigError(f"{key}: not a database URL: {mask_url(url)}") from exc

@@ -1,0 +1,81 @@
+"""Build the runtime parts (shop source, receipt config) from settings, naming bad keys."""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+from worker import receipts as rc
+from worker.errors import ConfigError
+from worker.receipts import ReceiptConfig
+from worker.settings import Settings
+from worker.source import ShopSource, SourceMapping, open_source
+
+#: what the embedded default (the demo shop) uses when settings.yaml says nothing
+DEMO_RECEIPTS = {"tax_system": "osn", "default_vat": "vat22", "settlement_place": "https://shop.example.ru"}
+
+_ALIAS_DEFAULTS = {
+    "vat_aliases": "DEFAULT_VAT_ALIASES", "method_aliases": "DEFAULT_METHOD_ALIASES",
+    "subject_aliases": "DEFAULT_SUBJECT_ALIASES", "measure_aliases": "DEFAULT_MEASURE_ALIASES",
+}
+
+
+def _enum(cls: type[enum.Enum], value: Any, key: str) -> enum.Enum:
+    """An enum member from its value, or its name in any case ("osn", "FULL_PAYMENT", 4)."""
+    for candidate in (value,):
+        try:
+            return cls(candidate)
+        except ValueError:
+            pass
+    if isinstance(value, str):
+        member = cls.__members__.get(value.strip().upper())
+        if member is not None:
+            return member
+    names = ", ".join(m.name.lower() for m in cls)
+    raise ConfigError(f"receipts.{key}: {value!r} is not one of {names}")
+
+
+def receipt_config(settings: Settings) -> ReceiptConfig:
+    """ReceiptConfig from ``settings.receipts``; alias maps given there extend the defaults."""
+    raw = dict(DEMO_RECEIPTS if not settings.receipts else settings.receipts)
+    fields = {f.name: f for f in dataclasses.fields(ReceiptConfig)}
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(f"receipts.{key}: unknown setting (known here: {', '.join(fields)})")
+    enums = {"tax_system": rc.TaxSystem, "default_vat": rc.Vat, "default_payment_method": rc.PaymentMethod,
+             "default_payment_subject": rc.PaymentSubject}
+    for key, cls in enums.items():
+        if key in raw:
+            raw[key] = _enum(cls, raw[key], key)
+    for key, default_name in _ALIAS_DEFAULTS.items():
+        if key in raw:
+            if not isinstance(raw[key], dict):
+                raise ConfigError(f"receipts.{key}: expected a mapping of shop code → our code")
+            raw[key] = {**getattr(rc, default_name), **raw[key]}
+    try:
+        return ReceiptConfig(**raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"receipts: {exc}") from exc
+
+
+def source_mapping(settings: Settings) -> SourceMapping:
+    """SourceMapping from ``settings.source.mapping``."""
+    names = {f.name for f in dataclasses.fields(SourceMapping)}
+    for key in settings.source.mapping:
+        if key not in names:
+            raise ConfigError(f"source.mapping.{key}: unknown column mapping (known: {', '.join(sorted(names))})")
+    try:
+        return SourceMapping(**settings.source.mapping)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"source.mapping: {exc}") from exc
+
+
+def open_shop_source(settings: Settings) -> ShopSource:
+    """The shop source named by the settings (MySQL for shops, SQLite for the demo)."""
+    url = settings.source_url
+    mapping = source_mapping(settings)
+    if url.startswith("mysql"):
+        s = settings.source
+        return open_source(url, mapping, connect_timeout=s.connect_timeout_s, read_timeout=s.read_timeout_s,
+                           write_timeout=s.write_timeout_s)
+    return open_source(url, mapping)
