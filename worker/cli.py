@@ -193,3 +193,7 @@ def status(c: Ctx, as_json: bool) -> None:
 from worker.cli_admin import register_admin_commands  # noqa: E402  (commands in their own module)
 
 register_admin_commands(cli, pass_ctx, opt)
+
+from worker.cli_admin import register_demo_commands  # noqa: E402
+
+register_demo_commands(cli, opt)

@@ -115,7 +115,14 @@ class Settings:
 
 
 def _with_password(url: str, env: str) -> str:
+    """Put the secret from ``$ENV`` — or from the file named by ``$ENV_FILE`` (a systemd credential,
+    not inherited by child processes) — into *url*."""
     secret = os.environ.get(env) if env else None
+    if env and not secret and os.environ.get(f"{env}_FILE"):
+        try:
+            secret = Path(os.environ[f"{env}_FILE"]).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{env}_FILE: cannot read {os.environ[f'{env}_FILE']}: {exc}") from exc
     if not secret or url.startswith("sqlite"):
         return url
     return make_url(url).set(password=secret).render_as_string(hide_password=False)
