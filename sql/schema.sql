@@ -1,0 +1,60 @@
+-- Reference shop-side schema (MySQL 8 / MariaDB 10.6+) that kkt-worker reads.
+--
+-- A real shop keeps its own tables; kkt-worker maps its table/column names through
+-- worker.source.SourceMapping. This file is the default mapping, the test fixture schema
+-- (tests/conftest.py: shop_schema) and the schema of the SQLite demo shop (worker/demo.py).
+--
+-- Money is DECIMAL (never FLOAT/DOUBLE): amounts must be exact to the kopeck.
+-- A payment row is inserted only when it is paid (the worker treats every row as eligible).
+
+CREATE TABLE payments (
+    id              BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+    kind            ENUM('sale', 'refund') NOT NULL DEFAULT 'sale',
+    order_ref       VARCHAR(64) NOT NULL,
+    -- for kind = 'refund': payments.id of the refunded sale, else NULL
+    refund_of       BIGINT UNSIGNED NULL,
+    amount          DECIMAL(14, 2) NOT NULL,
+    -- tag 1008 of the receipt: where the electronic receipt is sent (one of the two is enough)
+    customer_email  VARCHAR(64) NULL,
+    customer_phone  VARCHAR(20) NULL,
+    paid_at         DATETIME(6) NOT NULL,
+    created_at      TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    PRIMARY KEY (id),
+    KEY ix_payments_order_ref (order_ref),
+    KEY ix_payments_refund_of (refund_of),
+    KEY ix_payments_created_at (created_at),
+    CONSTRAINT fk_payments_refund_of FOREIGN KEY (refund_of) REFERENCES payments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
+
+CREATE TABLE payment_items (
+    id               BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+    payment_id       BIGINT UNSIGNED NOT NULL,
+    line_no          INT NOT NULL,
+    name             VARCHAR(128) NOT NULL,
+    price            DECIMAL(12, 2) NOT NULL,
+    -- 3 decimals: weight goods (0.750 kg)
+    quantity         DECIMAL(10, 3) NOT NULL,
+    amount           DECIMAL(14, 2) NOT NULL,
+    -- VAT rate code as the shop writes it: 'vat22', 'vat10', 'vat0', 'none', 'vat22_122', ...
+    vat              VARCHAR(16) NOT NULL,
+    -- tag 1214 (full_prepayment, prepayment, advance, full_payment, ...); NULL = full_payment
+    payment_method   VARCHAR(24) NULL,
+    -- tag 1212 (commodity, service, ...); NULL = commodity
+    payment_subject  VARCHAR(24) NULL,
+    -- tag 2108 (piece, kg, ...); NULL = piece
+    measure_unit     VARCHAR(8) NULL,
+    PRIMARY KEY (id),
+    UNIQUE KEY uq_payment_items_line (payment_id, line_no),
+    CONSTRAINT fk_payment_items_payment FOREIGN KEY (payment_id) REFERENCES payments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
+
+-- Goods handed over to the customer: for the prepayment (1214 = full_prepayment) → settlement
+-- (1214 = full_payment, "зачёт предоплаты") flow, which a later worker version reads.
+CREATE TABLE deliveries (
+    id              BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+    payment_id      BIGINT UNSIGNED NOT NULL,
+    delivered_at    DATETIME(6) NOT NULL,
+    PRIMARY KEY (id),
+    KEY ix_deliveries_payment (payment_id),
+    CONSTRAINT fk_deliveries_payment FOREIGN KEY (payment_id) REFERENCES payments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;

@@ -1,0 +1,365 @@
+"""Read-only access to the shop's paid payments: the :class:`ShopSource` interface and its factory.
+
+URL grammar for :func:`open_source` (the scheme picks the backend, like ``serial_for_url``)::
+
+    mysql+pymysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?charset=utf8mb4]   → MySQLSource
+    sqlite:///RELATIVE/PATH.db   |   sqlite:////ABSOLUTE/PATH.db              → SQLiteSource
+
+Anything else is rejected with :class:`SourceConfigError`. Prefer giving the password through the
+worker's settings (credential file) rather than inside a URL that may be logged.
+
+Every call is one short read that ends its transaction, so each poll sees everything committed
+before it started (a snapshot held open across polls would hide late commits, reliability §1.2).
+Rows come back as :class:`~worker.shop_rows.ShopPayment` *unvalidated*: money as ``Decimal`` (never
+float), text as ``str`` — or ``bytes`` when it is not valid UTF-8, so that validation can reject the
+payment naming the field instead of the poller crashing on one bad row.
+
+Errors are translated at this boundary into :class:`SourceUnavailable` (retry later with backoff)
+or :class:`SourceConfigError` (an operator must fix credentials, grants or the mapping; retrying
+does not help). Messages never contain a password.
+"""
+from __future__ import annotations
+
+import abc
+import datetime as dt
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from decimal import Decimal, InvalidOperation
+from types import TracebackType
+from typing import Any
+
+import sqlalchemy as sa
+
+from worker.errors import SourceConfigError, SourceError, SourceUnavailable
+from worker.shop_rows import KIND_SALE, ShopItem, ShopPayment
+
+# The error classes live in worker.errors (one exception root); re-exported here for callers.
+__all__ = [
+    "FETCH_BY_IDS_CHUNK", "ShopSource", "SourceConfigError", "SourceError", "SourceMapping",
+    "SourceUnavailable", "SqlShopSource", "assemble", "open_source",
+]
+
+FETCH_BY_IDS_CHUNK = 1000  # ids per IN (...) list: bounded statement size, still one round trip per 1000
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # used with fullmatch: no trailing "\n" slips through
+
+
+@dataclass(frozen=True)
+class SourceMapping:
+    """Table and column names in the shop's database (defaults: ``sql/schema.sql``).
+
+    A field set to ``None`` means the shop has no such column: the value is read as NULL (for
+    ``payment_kind``: every row is a sale). Every name must be a plain identifier
+    (``^[A-Za-z_][A-Za-z0-9_]*$``) — they are quoted too, but never trusted into SQL unchecked.
+    """
+
+    payments_table: str = "payments"
+    payment_id: str = "id"
+    payment_kind: str | None = "kind"
+    payment_order_ref: str | None = "order_ref"
+    payment_refund_of: str | None = "refund_of"
+    payment_amount: str = "amount"
+    payment_customer_email: str | None = "customer_email"
+    payment_customer_phone: str | None = "customer_phone"
+    payment_paid_at: str = "paid_at"
+
+    items_table: str = "payment_items"
+    item_payment_id: str = "payment_id"
+    item_line_no: str = "line_no"
+    item_name: str = "name"
+    item_price: str = "price"
+    item_quantity: str = "quantity"
+    item_amount: str = "amount"
+    item_vat: str | None = "vat"
+    item_payment_method: str | None = "payment_method"
+    item_payment_subject: str | None = "payment_subject"
+    item_measure_unit: str | None = "measure_unit"
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            optional = f.type in ("str | None", str | None)
+            if value is None and optional:
+                continue
+            if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+                raise SourceConfigError(
+                    f"source mapping: {f.name}={value!r} is not a valid identifier "
+                    f"(letters, digits and _, not starting with a digit)"
+                )
+
+
+# Logical names of the selected values, in ShopPayment / ShopItem terms, paired with the mapping field.
+_PAYMENT_COLUMNS = (
+    ("id", "payment_id"), ("kind", "payment_kind"), ("order_ref", "payment_order_ref"),
+    ("refund_of", "payment_refund_of"), ("amount", "payment_amount"),
+    ("customer_email", "payment_customer_email"), ("customer_phone", "payment_customer_phone"),
+    ("paid_at", "payment_paid_at"),
+)
+_ITEM_COLUMNS = (
+    ("payment_id", "item_payment_id"), ("line_no", "item_line_no"), ("name", "item_name"),
+    ("price", "item_price"), ("quantity", "item_quantity"), ("amount", "item_amount"),
+    ("vat", "item_vat"), ("payment_method", "item_payment_method"),
+    ("payment_subject", "item_payment_subject"), ("measure_unit", "item_measure_unit"),
+)
+_MONEY = {"amount", "price", "quantity"}
+_TEXT = {"kind", "order_ref", "customer_email", "customer_phone", "name", "vat",
+         "payment_method", "payment_subject", "measure_unit"}
+
+
+class ShopSource(abc.ABC):
+    """What the worker needs from the shop: read-only, by ascending id, fresh on every call."""
+
+    @abc.abstractmethod
+    def fetch_after(self, cursor: int, limit: int) -> list[ShopPayment]:
+        """Payments with ``id > cursor``, ascending by id, at most ``limit``, with their items."""
+
+    @abc.abstractmethod
+    def fetch_by_ids(self, ids: Sequence[int]) -> list[ShopPayment]:
+        """The payments among ``ids`` that exist now (ascending by id); for the gap recheck."""
+
+    @abc.abstractmethod
+    def max_id(self) -> int:
+        """The highest payment id visible now, 0 for an empty table."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Check connectivity *and* that every mapped table/column is readable; raise otherwise."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections. The source is not used afterwards."""
+
+    def __enter__(self) -> "ShopSource":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class SqlShopSource(ShopSource):
+    """The SQL shared by every SQLAlchemy-backed source; subclasses build the engine and map errors."""
+
+    quote_char = '"'
+    ids_chunk = FETCH_BY_IDS_CHUNK
+
+    def __init__(self, engine: sa.Engine, mapping: SourceMapping) -> None:
+        self._engine = engine
+        self._mapping = mapping
+        self._sql = self._statements(raw_text=False)
+
+    # -- subclass hooks ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _translate(self, exc: Exception) -> SourceError:
+        """Turn a driver/SQLAlchemy error into SourceUnavailable / SourceConfigError."""
+
+    def _select_text(self, column_sql: str, raw_text: bool) -> str:
+        """SQL reading a text column; ``raw_text`` asks for its bytes (MySQL's bad-bytes fallback)."""
+        return column_sql
+
+    # -- public interface ----------------------------------------------------------------------
+    def fetch_after(self, cursor: int, limit: int) -> list[ShopPayment]:
+        if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
+            raise ValueError(f"cursor must be an int >= 0, got {cursor!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be an int >= 1, got {limit!r}")
+        return self._read("after", {"cursor": cursor, "limit": limit})
+
+    def fetch_by_ids(self, ids: Sequence[int]) -> list[ShopPayment]:
+        wanted = sorted({int(i) for i in ids})
+        out: list[ShopPayment] = []
+        for start in range(0, len(wanted), self.ids_chunk):
+            out.extend(self._read("by_ids", {"ids": wanted[start:start + self.ids_chunk]}))
+        return out
+
+    def max_id(self) -> int:
+        try:
+            with self._engine.connect() as conn:
+                value = conn.execute(self._sql.max_id).scalar()
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._translate(exc) from exc
+        return int(value or 0)
+
+    def ping(self) -> None:
+        # LIMIT 0 still makes the server check every table and column privilege, so a wrong
+        # mapping or a missing grant shows up at startup instead of at the first payment.
+        try:
+            with self._engine.connect() as conn:
+                conn.execute(self._sql.after, {"cursor": 0, "limit": 0}).all()
+                conn.execute(self._sql.items, {"ids": [0]}).all()
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._translate(exc) from exc
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._engine.url.render_as_string(hide_password=True)!r})"
+
+    # -- internals -----------------------------------------------------------------------------
+    def _q(self, name: str) -> str:
+        return f"{self.quote_char}{name}{self.quote_char}"
+
+    def _columns(self, alias: str, pairs: tuple[tuple[str, str], ...], raw_text: bool) -> str:
+        parts = []
+        for logical, attr in pairs:
+            column = getattr(self._mapping, attr)
+            if column is None:
+                expr = "NULL"
+            elif logical in _TEXT:
+                expr = self._select_text(f"{alias}.{self._q(column)}", raw_text)
+            else:
+                expr = f"{alias}.{self._q(column)}"
+            parts.append(f"{expr} AS {self._q(logical)}")
+        return ", ".join(parts)
+
+    def _statements(self, raw_text: bool) -> "_Statements":
+        """Every statement, built once from the validated mapping (explicit columns, never ``*``)."""
+        m = self._mapping
+        pid, iid = f"p.{self._q(m.payment_id)}", f"i.{self._q(m.item_payment_id)}"
+        select_p = (f"SELECT {self._columns('p', _PAYMENT_COLUMNS, raw_text)} "
+                    f"FROM {self._q(m.payments_table)} AS p")
+        return _Statements(
+            after=sa.text(f"{select_p} WHERE {pid} > :cursor ORDER BY {pid} LIMIT :limit"),
+            by_ids=sa.text(f"{select_p} WHERE {pid} IN :ids ORDER BY {pid}").bindparams(
+                sa.bindparam("ids", expanding=True)),
+            items=sa.text(
+                f"SELECT {self._columns('i', _ITEM_COLUMNS, raw_text)} FROM {self._q(m.items_table)} AS i "
+                f"WHERE {iid} IN :ids ORDER BY {iid}, i.{self._q(m.item_line_no)}"
+            ).bindparams(sa.bindparam("ids", expanding=True)),
+            max_id=sa.text(f"SELECT MAX({pid}) FROM {self._q(m.payments_table)} AS p"),
+        )
+
+    def _read(self, which: str, params: dict[str, Any], sql: "_Statements | None" = None) -> list[ShopPayment]:
+        sql = sql or self._sql
+        try:
+            # One connection, one transaction, ended on exit: payments and their items come from
+            # the same short read and nothing is kept open until the next poll.
+            with self._engine.connect() as conn:
+                try:
+                    rows = conn.execute(getattr(sql, which), params).mappings().all()
+                    items = (conn.execute(sql.items, {"ids": [r["id"] for r in rows]}).mappings().all()
+                             if rows else [])
+                except UnicodeDecodeError:
+                    conn.invalidate()  # the driver stopped mid-result: this connection is out of sync
+                    raise
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._translate(exc) from exc
+        return assemble(rows, items, self._mapping)
+
+
+@dataclass(frozen=True)
+class _Statements:
+    after: sa.TextClause
+    by_ids: sa.TextClause
+    items: sa.TextClause
+    max_id: sa.TextClause
+
+
+def assemble(rows: Sequence[Any], items: Sequence[Any], mapping: SourceMapping) -> list[ShopPayment]:
+    """Build ShopPayments from payment rows and item rows (mappings keyed by logical names)."""
+    by_payment: dict[int, list[ShopItem]] = {}
+    for it in items:
+        by_payment.setdefault(int(it["payment_id"]), []).append(ShopItem(
+            line_no=it["line_no"],
+            **{k: _normalize(k, it[k], mapping.items_table) for k in
+               ("name", "price", "quantity", "amount", "vat", "payment_method", "payment_subject",
+                "measure_unit")},
+        ))
+    out = []
+    for r in rows:
+        pid = int(r["id"])
+        kind = r["kind"] if mapping.payment_kind is not None else KIND_SALE
+        out.append(ShopPayment(
+            id=pid,
+            kind=_normalize("kind", kind, mapping.payments_table),
+            amount=_normalize("amount", r["amount"], mapping.payments_table),
+            paid_at=_to_datetime(r["paid_at"]),
+            customer_email=_normalize("customer_email", r["customer_email"], mapping.payments_table),
+            customer_phone=_normalize("customer_phone", r["customer_phone"], mapping.payments_table),
+            order_ref=_normalize("order_ref", r["order_ref"], mapping.payments_table),
+            refund_of=r["refund_of"],
+            items=tuple(by_payment.get(pid, ())),  # ordered by line_no in SQL
+        ))
+    return out
+
+
+def _normalize(logical: str, value: Any, table: str) -> Any:
+    if logical in _MONEY:
+        return _to_decimal(value, f"{table}.{logical}")
+    if logical in _TEXT:
+        return _to_text(value)
+    return value
+
+
+def _to_text(value: Any) -> Any:
+    """bytes → str if valid UTF-8, else the bytes unchanged (validation rejects them by field name)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw
+    return value
+
+
+def _to_decimal(value: Any, where: str) -> Any:
+    """Exact Decimal for money/quantity. A float means the shop column is FLOAT/DOUBLE/REAL: refuse.
+
+    Unparseable text is returned unchanged so that validation names the field.
+    """
+    if value is None or isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):
+        raise SourceConfigError(
+            f"{where} came back as a binary float; money and quantities must be DECIMAL "
+            f"(MySQL) or TEXT (SQLite) to stay exact"
+        )
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    text = _to_text(value)
+    if isinstance(text, str):
+        try:
+            return Decimal(text.strip())
+        except InvalidOperation:
+            return text
+    return text
+
+
+def _to_datetime(value: Any) -> Any:
+    """DATETIME from MySQL is already a datetime; SQLite stores ISO 8601 text."""
+    text = _to_text(value)
+    if isinstance(text, str):
+        try:
+            return dt.datetime.fromisoformat(text.strip())
+        except ValueError:
+            return text
+    return text
+
+
+def open_source(url: str | sa.URL, mapping: SourceMapping | None = None, **options: Any) -> ShopSource:
+    """Open the shop source named by ``url`` (see the module docstring for the grammar).
+
+    ``options`` go to the backend's constructor (e.g. ``read_timeout`` for MySQL); an option the
+    backend does not know raises ``TypeError`` naming it.
+    """
+    mapping = mapping or SourceMapping()
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise SourceConfigError("source URL cannot be parsed (expected mysql+pymysql://… or sqlite:///…)") from exc
+    if parsed.drivername == "mysql+pymysql":
+        from worker.source_mysql import MySQLSource  # lazy: the SQLite demo needs no MySQL driver
+
+        return MySQLSource(parsed, mapping, **options)
+    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
+        from worker.source_sqlite import SQLiteSource
+
+        if not parsed.database or parsed.database == ":memory:":
+            raise SourceConfigError("sqlite source URL needs a file path: sqlite:///path/to/shop.db")
+        return SQLiteSource(parsed.database, mapping, **options)
+    raise SourceConfigError(
+        f"unsupported source URL scheme {parsed.drivername!r} in "
+        f"{parsed.render_as_string(hide_password=True)}; use mysql+pymysql:// or sqlite:///"
+    )
