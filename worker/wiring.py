@@ -5,7 +5,8 @@ import dataclasses
 import enum
 from typing import Any
 
-from worker import receipts as rc
+from kkt_drivers import receipt as model
+from worker import receipt_rules as rules
 from worker.errors import ConfigError
 from worker.receipts import ReceiptConfig
 from worker.settings import Settings
@@ -42,8 +43,8 @@ def receipt_config(settings: Settings) -> ReceiptConfig:
     for key in raw:
         if key not in fields:
             raise ConfigError(f"receipts.{key}: unknown setting (known here: {', '.join(fields)})")
-    enums = {"tax_system": rc.TaxSystem, "default_vat": rc.Vat, "default_payment_method": rc.PaymentMethod,
-             "default_payment_subject": rc.PaymentSubject}
+    enums = {"tax_system": model.TaxSystem, "default_vat": model.Vat,
+             "default_payment_method": model.PaymentMethod, "default_payment_subject": model.PaymentSubject}
     for key, cls in enums.items():
         if key in raw:
             raw[key] = _enum(cls, raw[key], key)
@@ -51,7 +52,7 @@ def receipt_config(settings: Settings) -> ReceiptConfig:
         if key in raw:
             if not isinstance(raw[key], dict):
                 raise ConfigError(f"receipts.{key}: expected a mapping of shop code → our code")
-            raw[key] = {**getattr(rc, default_name), **raw[key]}
+            raw[key] = {**getattr(rules, default_name), **raw[key]}
     try:
         return ReceiptConfig(**raw)
     except (TypeError, ValueError) as exc:
