@@ -63,6 +63,8 @@ class Writers:
         self.rng = rng
         self.committed = 0
         self.rolled_back = 0
+        self.rolled_back_ids: list[int] = []
+        self.long_hold = (0.5, 2.0)
         self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
 
     def start(self) -> None:
@@ -84,18 +86,19 @@ class Writers:
         while self._take():
             with self.lock:
                 n = self.rng.randint(1, 4)
-                hold = self.rng.expovariate(1 / 0.02) if self.rng.random() > 0.03 else self.rng.uniform(0.5, 2)
+                hold = self.rng.expovariate(1 / 0.02) if self.rng.random() > 0.03 else self.rng.uniform(*self.long_hold)
                 rollback = self.rng.random() < 0.05
                 price = Decimal(self.rng.randint(100, 500000)) / 100
             items = [{"line_no": i + 1, "name": f"Товар {i + 1}", "price": price, "quantity": Decimal(1),
                       "amount": price, "vat": "vat22"} for i in range(n)]
             with self.engine.connect() as conn:
                 tx = conn.begin()
-                insert_payment(conn, items)
+                pid = insert_payment(conn, items)
                 time.sleep(hold)
                 if rollback:
                     tx.rollback()
                     self.rolled_back += 1
+                    self.rolled_back_ids.append(pid)
                 else:
                     tx.commit()
                     self.committed += 1
