@@ -1,0 +1,378 @@
+"""Driver for Shtrih-M registers (ШТРИХ-М-01Ф and kin) over the vendor's binary protocol.
+
+URL grammar::
+
+    shtrih+socket://192.168.137.111:7778?password=30&admin_password=30&timeout=5
+    shtrih://host:7778                      (same as shtrih+socket)
+    shtrih+serial:///dev/ttyUSB0?baudrate=115200
+    shtrih+rfc2217://host:port
+    shtrih+spy:///dev/ttyUSB0?spy_file=/tmp/kkt.log   (pyserial's spy:// hex dump of a serial port)
+
+Options: ``password`` (cashier, default 30), ``admin_password`` (reports and FN commands,
+default 30), ``timeout`` (answer timeout for ordinary commands, s), ``status_timeout`` (s),
+``long_timeout`` (open shift / Z / X report, s), ``byte_timeout`` (control bytes, s),
+``baudrate`` (serial only), ``spy_file`` (spy only). Unknown options are refused by name.
+
+A link lost between commands is reopened by the next command (one fresh connection per failure).
+Receipts use the FFD 1.05+ path: 8D open → FF46 per item → FF0C per requisite → FF45 close.
+Corrections: FF35 → FF0C(1173, 1174{1178, 1179}) → FF46… → FF0C… → FF45 (the order our emulator
+accepts; not yet checked against a real device's firmware). Only
+FF45 can make a fiscal document; from the moment its frame is written, failures are
+:class:`~kkt_drivers.errors.OutcomeUnknownError` and the caller reconciles by FD number and tag.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from typing import Iterator
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from kkt_drivers.base import Driver
+from kkt_drivers.errors import DriverConfigError, KktError, OutcomeUnknownError, RejectedError, TransientError
+from kkt_drivers.receipt import DeviceStatus, DocumentKind, FiscalDocument, Operation, Receipt, kopecks
+from kkt_drivers.shtrih import codes, messages as m, protocol as p
+from kkt_drivers.shtrih.link import Link, LinkError
+from kkt_drivers.transport import DEFAULT_BAUDRATE, Stream
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PASSWORD = 30
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_STATUS_TIMEOUT_S = 3.0
+#: javapos waits 120 s for E0 and 65 s for a Z report
+DEFAULT_LONG_TIMEOUT_S = 120.0
+DEFAULT_BYTE_TIMEOUT_S = 1.0
+OPTIONS = ("password", "admin_password", "timeout", "status_timeout", "long_timeout", "byte_timeout",
+           "baudrate", "spy_file")
+FF0C_MAX = 250
+
+_KIND_BY_DOC_TYPE = {p.DOC_RECEIPT: DocumentKind.RECEIPT, p.DOC_CORRECTION: DocumentKind.CORRECTION,
+                     p.DOC_OPEN_SHIFT: DocumentKind.OPEN_SHIFT, p.DOC_CLOSE_SHIFT: DocumentKind.CLOSE_SHIFT}
+
+
+def parse_shtrih_url(url: str) -> tuple[str, dict[str, str]]:
+    """``(pyserial URL, options)`` for a ``shtrih…`` URL; DriverConfigError names what is wrong."""
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    opts: dict[str, str] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key not in OPTIONS:
+            raise DriverConfigError(f"shtrih URL option {key!r} is unknown (options: {', '.join(OPTIONS)})")
+        opts[key] = value
+    if "spy_file" in opts and scheme != "shtrih+spy":
+        raise DriverConfigError("shtrih URL option 'spy_file' only applies to shtrih+spy://")
+    if scheme in ("shtrih", "shtrih+socket", "shtrih+rfc2217"):
+        if not parts.hostname or not parts.port:
+            raise DriverConfigError(f"shtrih URL {url!r} needs host:port")
+        kind = "rfc2217" if scheme == "shtrih+rfc2217" else "socket"
+        return f"{kind}://{parts.hostname}:{parts.port}", opts
+    if scheme in ("shtrih+serial", "shtrih+spy"):
+        path = unquote(parts.path)
+        if not path:
+            raise DriverConfigError(f"shtrih URL {url!r} needs a device path")
+        if scheme == "shtrih+spy":
+            spy_file = opts.pop("spy_file", None)
+            return f"spy://{path}" + (f"?file={spy_file}" if spy_file else ""), opts
+        return path, opts
+    raise DriverConfigError(f"not a shtrih URL: {url!r}")
+
+
+class ShtrihDriver(Driver):
+    """A Shtrih-M register; one instance per link, calls strictly serial."""
+
+    model = "shtrih-m"
+
+    def __init__(self, port_url: str, *, password: int = DEFAULT_PASSWORD,
+                 admin_password: int = DEFAULT_PASSWORD,
+                 timeout: float = DEFAULT_TIMEOUT_S, status_timeout: float = DEFAULT_STATUS_TIMEOUT_S,
+                 long_timeout: float = DEFAULT_LONG_TIMEOUT_S, byte_timeout: float = DEFAULT_BYTE_TIMEOUT_S,
+                 baudrate: int = DEFAULT_BAUDRATE) -> None:
+        self.port_url = port_url
+        self.password = password
+        self.admin_password = admin_password
+        self.timeout = timeout
+        self.status_timeout = status_timeout
+        self.long_timeout = long_timeout
+        self._link = Link(lambda: Stream(port_url, baudrate=baudrate, timeout=byte_timeout),
+                          byte_timeout=byte_timeout)
+        self._connected = False
+        self._fn_serial = ""
+
+    @classmethod
+    def from_url(cls, url: str) -> "ShtrihDriver":
+        """Build from a ``shtrih…`` URL (see the module header)."""
+        port_url, opts = parse_shtrih_url(url)
+        try:
+            ints = {k: int(opts[k]) for k in ("password", "admin_password", "baudrate") if k in opts}
+            floats = {k: float(opts[k]) for k in ("timeout", "status_timeout", "long_timeout", "byte_timeout")
+                      if k in opts}
+        except ValueError as exc:
+            raise DriverConfigError(f"shtrih URL {url!r}: {exc}") from exc
+        return cls(port_url, **ints, **floats)  # type: ignore[arg-type]
+
+    # -- link ------------------------------------------------------------------------------
+    def connect(self) -> None:
+        """Open the link, check the handshake and the device type; TransientError if unreachable."""
+        if self._connected and self._link.is_open:
+            return
+        self._link.open()
+        self._connected = True
+        try:
+            answer = self._link.exchange(p.command_bytes(p.DEVICE_TYPE), self.status_timeout)
+            if answer.error:
+                raise codes.error_for(answer.error, p.DEVICE_TYPE)
+            model_no, name = m.decode_device_type(answer.data)
+            fn = m.decode_fn_status(self._command(p.FN_STATUS, admin=True, timeout=self.status_timeout))
+        except (KktError, p.FrameError) as exc:
+            self.disconnect()
+            if isinstance(exc, p.FrameError):
+                raise TransientError(f"register at {self.port_url} answered garbage: {exc}") from exc
+            raise
+        self._fn_serial = fn.fn_serial
+        log.info("connected to %s (model %d, FN %s) at %s", name, model_no, fn.fn_serial, self.port_url)
+
+    def disconnect(self) -> None:
+        self._connected = False
+        self._link.close()
+
+    def _command(self, cmd: int, data: bytes = b"", *, admin: bool = False, timeout: float | None = None,
+                 allow: tuple[int, ...] = (), resend_on_silence: bool = True) -> bytes:
+        """Run one command; raise the classified error for a non-zero code not in *allow*."""
+        if not self._connected:
+            raise TransientError("driver is not connected (call connect())")
+        pw = self.admin_password if admin else self.password
+        answer = self._link.exchange(p.command_bytes(cmd) + p.u32(pw) + data, timeout or self.timeout,
+                                     resend_on_silence=resend_on_silence)
+        if answer.cmd not in (cmd, 0xFF):
+            raise TransientError(f"answer to 0x{answer.cmd:X} arrived for command 0x{cmd:X}")
+        if answer.error and answer.error not in allow:
+            raise codes.error_for(answer.error, cmd)
+        if answer.error:
+            raise _Allowed(answer.error)
+        return answer.data
+
+    # -- status ----------------------------------------------------------------------------
+    def status(self) -> DeviceStatus:
+        with _garbled_is_transient():
+            return self._status()
+
+    def _status(self) -> DeviceStatus:
+        full = m.decode_full_status(self._command(p.FULL_STATUS, timeout=self.status_timeout))
+        fn = m.decode_fn_status(self._command(p.FN_STATUS, admin=True, timeout=self.status_timeout))
+        _, shift_no, receipt_no = m.decode_shift_params(self._command(p.FN_SHIFT_PARAMS, admin=True,
+                                                                      timeout=self.status_timeout))
+        try:
+            unsent = m.decode_ofd_unsent(self._command(
+                p.FN_OFD_STATUS, admin=True, timeout=self.status_timeout, allow=(codes.NOT_SUPPORTED,)))
+        except _Allowed:
+            unsent = 0
+        self._fn_serial = fn.fn_serial
+        mode = full.mode & 0x0F
+        return DeviceStatus(
+            register_serial=str(full.serial), fn_serial=fn.fn_serial, last_fd_number=fn.last_fd,
+            shift_open=fn.shift_open, shift_number=shift_no,
+            shift_opened_at=self._shift_opened_at(fn, shift_no, receipt_no) if fn.shift_open else None,
+            shift_expired=mode == 3, receipt_open=mode == 8 or fn.current_document == 0x04,
+            paper_ok=bool(full.flags & m.FLAG_RECEIPT_ROLL) and full.submode not in (1, 2),
+            cover_closed=not full.flags & m.FLAG_COVER_OPEN, unsent_documents=unsent, model=self.model,
+            extra={"mode": f"{full.mode:#04x}", "submode": str(full.submode)})
+
+    def _shift_opened_at(self, fn: m.FnStatus, shift_no: int, receipt_no: int) -> dt.datetime | None:
+        """When the open shift began, or None when it cannot be told cheaply.
+
+        No status command reports it. If only receipts were made since the shift opened, the
+        opening report is FD ``last - receipts``; one FF0A checks (type 2, same shift number), so
+        the answer is never wrong, only sometimes missing (e.g. after an X report with a document).
+        """
+        candidate = fn.last_fd - receipt_no
+        if candidate < 1:
+            return None
+        try:
+            found = m.decode_found_document(self._command(
+                p.FN_FIND_DOCUMENT, p.u32(candidate), admin=True, timeout=self.status_timeout,
+                allow=(codes.FN_NO_DATA,)))
+        except _Allowed:
+            return None
+        if found.doc_type == p.DOC_OPEN_SHIFT and found.shift_number == shift_no:
+            return found.when
+        return None
+
+    # -- shifts ----------------------------------------------------------------------------
+    def open_shift(self, cashier: str | None = None) -> FiscalDocument:
+        """E0; the document is read back from the FN. (*cashier* is not sent: no FF41/1021 yet.)"""
+        self._command(p.OPEN_SHIFT, timeout=self.long_timeout)
+        return self._last_document()
+
+    def close_shift(self, cashier: str | None = None) -> FiscalDocument:
+        """41 (Z report); allowed for an expired shift."""
+        self._command(p.Z_REPORT, admin=True, timeout=self.long_timeout)
+        return self._last_document()
+
+    def x_report(self) -> None:
+        self._command(p.X_REPORT, admin=True, timeout=self.long_timeout)
+
+    def _last_document(self) -> FiscalDocument:
+        with _garbled_is_transient():
+            fn = m.decode_fn_status(self._command(p.FN_STATUS, admin=True, timeout=self.status_timeout))
+        doc = self.document(fn.last_fd)
+        if doc is None:
+            raise TransientError(f"document {fn.last_fd} reported by FF01 cannot be read back")
+        return doc
+
+    # -- receipts --------------------------------------------------------------------------
+    def cancel_receipt(self) -> None:
+        """88; a register with no open receipt answers 0x55, which is fine here."""
+        try:
+            self._command(p.CANCEL_RECEIPT, allow=(codes.RECEIPT_CLOSED,))
+        except _Allowed:
+            pass
+
+    def continue_print(self) -> None:
+        """B0 after paper was reloaded."""
+        self._command(p.CONTINUE_PRINT, admin=True)
+
+    def fiscalize(self, receipt: Receipt) -> FiscalDocument:
+        items, tlvs, close = _encode_receipt(receipt)  # RejectedError here: nothing was sent
+        if receipt.correction is not None:
+            # FF35 starts a correction; its 1173/1174 go first, the items then open it
+            self._command(p.FN_BEGIN_CORRECTION, admin=True)
+            self._command(p.FN_WRITE_TLV, _correction_tlv(receipt), admin=True)
+        else:
+            self._command(p.OPEN_RECEIPT, bytes([p.RECEIPT_TYPE_BY_OPERATION[int(receipt.operation)]]))
+        self._step("receipt_opened")
+        for line in items:
+            self._command(p.FN_OPERATION, line)
+        for block in tlvs:
+            self._command(p.FN_WRITE_TLV, block, admin=True)
+        self._step("close_sent")
+        try:
+            data = self._command(p.FN_CLOSE_RECEIPT, close, admin=True, resend_on_silence=False)
+            answer = m.decode_close_answer(data)
+        except LinkError as exc:
+            if not exc.sent:
+                raise  # the frame was never written: certainly not fiscalized
+            raise OutcomeUnknownError(f"close command sent, no answer: {exc}") from exc
+        except TransientError as exc:  # e.g. an answer to some other command: we cannot tell
+            raise OutcomeUnknownError(f"close command sent, answer unusable: {exc}") from exc
+        except p.FrameError as exc:
+            raise OutcomeUnknownError(f"close command answered OK but unreadable: {exc}") from exc
+        # an explicit error code from FF45 means no document was made: it propagates as classified
+        self._step("register_answered")
+        try:
+            doc = self.document(answer.fd_number)
+        except KktError as exc:
+            log.warning("receipt FD %d made, read-back failed: %s", answer.fd_number, exc)
+            doc = None
+        if doc is not None and doc.fiscal_sign == answer.fiscal_sign:
+            return doc
+        return FiscalDocument(
+            fd_number=answer.fd_number, fiscal_sign=answer.fiscal_sign, fn_serial=self._fn_serial,
+            kind=DocumentKind.CORRECTION if receipt.correction else DocumentKind.RECEIPT,
+            issued_at=dt.datetime.now().replace(microsecond=0), shift_number=0,
+            operation=receipt.operation, total=receipt.total, tag=receipt.tag)
+
+    # -- documents -------------------------------------------------------------------------
+    def document(self, fd_number: int) -> FiscalDocument | None:
+        """FF0A, then FF3A/FF3B for the tag (1192). None when the FN has no such document, or it
+        is a kind the worker does not model (registration reports)."""
+        with _garbled_is_transient():
+            return self._document(fd_number)
+
+    def _document(self, fd_number: int) -> FiscalDocument | None:
+        try:
+            found = m.decode_found_document(self._command(p.FN_FIND_DOCUMENT, p.u32(fd_number), admin=True,
+                                                          allow=(codes.FN_NO_DATA,)))
+        except _Allowed:
+            return None
+        kind = _KIND_BY_DOC_TYPE.get(found.doc_type)
+        if kind is None:
+            return None
+        tlv = self._read_tlv(fd_number)
+        tag = tlv[1192].decode(p.TLV_ENCODING) if 1192 in tlv else None
+        shift = found.shift_number if found.shift_number is not None else _int(tlv.get(1038))
+        return FiscalDocument(
+            fd_number=found.fd_number, fiscal_sign=found.fiscal_sign, fn_serial=self._fn_serial, kind=kind,
+            issued_at=found.when, shift_number=shift or 0, receipt_number=_int(tlv.get(1042)),
+            operation=_operation(found.operation), total=found.total, tag=tag)
+
+    def _read_tlv(self, fd_number: int) -> dict[int, bytes]:
+        """The document's top-level TLVs; empty when the firmware cannot read documents back."""
+        try:
+            head = self._command(p.FN_READ_DOC_BEGIN, p.u32(fd_number), admin=True,
+                                 allow=(codes.NOT_SUPPORTED, codes.FN_NO_DATA))
+        except _Allowed:
+            return {}
+        length = p.read_uint(head, 2, 2)
+        raw = bytearray()
+        while len(raw) < length:
+            try:
+                raw += self._command(p.FN_READ_DOC_BLOCK, admin=True, allow=(codes.FN_NO_DATA,))
+            except _Allowed:
+                break
+        return {tag: value for tag, value in p.parse_tlv(bytes(raw))}
+
+
+@contextlib.contextmanager
+def _garbled_is_transient() -> Iterator[None]:
+    """An answer we cannot decode (firmware variant, line noise) is a link problem, not a bug."""
+    try:
+        yield
+    except p.FrameError as exc:
+        raise TransientError(f"unreadable answer from the register: {exc}") from exc
+
+
+class _Allowed(Exception):
+    """A non-zero answer the caller asked to handle itself."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(codes.describe(code))
+        self.code = code
+
+
+def _int(raw: bytes | None) -> int | None:
+    return int.from_bytes(raw, "little") if raw else None
+
+
+def _operation(value: int | None) -> Operation | None:
+    return Operation(value) if value in (1, 2, 3, 4) else None
+
+
+def _correction_tlv(receipt: Receipt) -> bytes:
+    """1173 (0 self-made, 1 by order) and 1174 {1178 date of the corrected settlement, 1179 order}."""
+    c = receipt.correction
+    assert c is not None
+    day = dt.datetime.combine(c.corrected_date, dt.time(), dt.timezone.utc)
+    basis = p.tlv_uint(1178, int(day.timestamp()), 4) + p.tlv_str(1179, c.order_number)
+    return p.tlv_uint(1173, 0 if c.self_made else 1, 1) + p.tlv(1174, basis)
+
+
+def _encode_receipt(receipt: Receipt) -> tuple[list[bytes], list[bytes], bytes]:
+    """Every frame's data for *receipt*, before anything is sent; RejectedError names the field."""
+    problems = receipt.problems()
+    if problems:
+        raise RejectedError(problems[0], field=problems[0].split(":", 1)[0])
+    items = []
+    for it in receipt.items:
+        items.append(m.encode_operation_v2(m.OperationV2(
+            operation=int(receipt.operation), quantity=it.quantity, price=it.price, amount=it.amount,
+            tax=codes.tax_byte(it.vat), department=1, payment_method=int(it.payment_method),
+            payment_subject=int(it.payment_subject), name=it.name)))
+    tlvs = [p.tlv_str(1192, receipt.tag)]
+    if receipt.customer_contact:
+        tlvs.append(p.tlv_str(1008, receipt.customer_contact))
+    if receipt.internet:
+        tlvs.append(p.tlv_uint(1125, 1, 1))
+    for tag, value in ((1187, receipt.settlement_place), (1117, receipt.company_email),
+                       (1021, receipt.cashier), (1203, receipt.cashier_inn)):
+        if value:
+            tlvs.append(p.tlv_str(tag, value))
+    for block in tlvs:
+        if len(block) > FF0C_MAX:
+            raise RejectedError(f"requisite {p.read_uint(block, 0, 2)} is too long for FF0C",
+                                field="requisites")
+    slots = [0] * p.PAYMENT_SLOT_COUNT
+    for pay in receipt.payments:
+        slots[p.PAYMENT_SLOTS[pay.type.value]] += kopecks(pay.amount)
+    close = m.encode_close_receipt(m.CloseReceipt(payments=tuple(slots), tax_system=int(receipt.tax_system)))
+    return items, tlvs, close

@@ -1,0 +1,180 @@
+"""The host side of the Shtrih-M link layer: ENQ/ACK/NAK around every command.
+
+One :meth:`Link.exchange` = ENQ (drain any stale answer) → frame → ACK → answer → our ACK.
+Frame-level repeats happen only where the register certainly did not accept the frame (it said
+NAK); silence after a frame is resolved with ENQ (ACK = the answer is pending, so it is read, never
+re-executed). :class:`LinkError` tells the caller whether the command may have reached the register.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from kkt_drivers.errors import TransientError
+from kkt_drivers.shtrih import protocol as p
+from kkt_drivers.transport import Stream
+
+log = logging.getLogger(__name__)
+
+#: ENQ rounds before the link counts as down (javapos uses 10)
+MAX_ENQ = 5
+#: frame re-sends after a NAK, and answer re-reads after a bad LRC (javapos: 3 each)
+MAX_REPEATS = 3
+
+
+class LinkError(TransientError):
+    """The exchange failed; ``sent`` says whether the command may have reached the register."""
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+class Link:
+    """One open byte stream to a register, with the handshake state machine on top."""
+
+    def __init__(self, open_stream: Callable[[], Stream], *, byte_timeout: float) -> None:
+        self._open_stream = open_stream
+        self.byte_timeout = byte_timeout
+        self._stream: Stream | None = None
+        #: the last answer that was pending when a new exchange began (lost earlier), for logs
+        self.stale_answer: bytes | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether a stream is open."""
+        return self._stream is not None
+
+    def open(self) -> None:
+        """Open the stream (idempotent); TransientError when unreachable."""
+        if self._stream is None:
+            self._stream = self._open_stream()
+
+    def close(self) -> None:
+        """Close the stream; never raises."""
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    # -- the exchange ----------------------------------------------------------------------
+    def exchange(self, payload: bytes, timeout: float, *, resend_on_silence: bool = True) -> p.Answer:
+        """Send *payload* (command + password + data), return the register's answer.
+
+        *resend_on_silence* False (the closing command) never writes the frame twice unless the
+        register said NAK to it; silence then raises ``LinkError(sent=True)``.
+        """
+        self.open()
+        assert self._stream is not None
+        sent = False
+        try:
+            self.sync()
+            frame = p.encode_frame(payload)
+            for _ in range(MAX_REPEATS):
+                sent = True
+                self._stream.write(frame)
+                c = self._control(self.byte_timeout + 0.5)
+                if c == p.ACK:
+                    return self._answer(timeout)
+                if c == p.NAK:
+                    continue  # the register refused the frame itself: safe to send it again
+                # silence: did it get the frame? ENQ tells (ACK = it has an answer pending)
+                state = self._enq()
+                if state in (p.ACK, p.STX):  # accepted: its answer is pending or on its way
+                    return self._answer(timeout, stx_seen=state == p.STX)
+                if state is None or not resend_on_silence:
+                    raise LinkError("no ACK to the command frame", sent=True)
+            # written, though refused: count it as sent so that nobody assumes more than we know
+            raise LinkError(f"register refused the frame {MAX_REPEATS} times (NAK)", sent=True)
+        except LinkError:
+            self.close()  # the next exchange starts on a fresh connection
+            raise
+        except TransientError as exc:
+            self.close()
+            raise LinkError(f"link failed: {exc}", sent=sent) from exc
+
+    def sync(self) -> None:
+        """ENQ until the register says NAK (idle); read and drop a stale pending answer."""
+        assert self._stream is not None
+        # leftovers (a repeated answer, a NAK to an ENQ we stopped waiting for) would be misread
+        # as the reply to our next control byte
+        self._stream.discard_input()
+        for _ in range(MAX_ENQ):
+            state = self._enq()
+            if state == p.NAK:
+                return
+            if state in (p.ACK, p.STX):
+                try:
+                    stale = self._answer(self.byte_timeout + 1.0, stx_seen=state == p.STX)
+                except LinkError:
+                    continue
+                self.stale_answer = bytes([stale.error]) + stale.data
+                log.warning("dropped a stale answer to command 0x%X (error 0x%02X)", stale.cmd, stale.error)
+        raise LinkError("register does not answer ENQ", sent=False)
+
+    # -- pieces ----------------------------------------------------------------------------
+    def _enq(self) -> int | None:
+        assert self._stream is not None
+        self._stream.write(bytes([p.ENQ]))
+        return self._control(self.byte_timeout)
+
+    def _control(self, timeout: float) -> int | None:
+        """The next ACK, NAK or STX (an answer already on its way); None on silence.
+
+        Skips 0xFF fillers (TCP/RNDIS quirk) and other noise.
+        """
+        assert self._stream is not None
+        while True:
+            b = self._stream.read_byte(timeout)
+            if b is None or b in (p.ACK, p.NAK, p.STX):
+                return b
+            # 0xFF after an ACK, or the tail of an old answer: ignore and keep listening
+
+    def _answer(self, timeout: float, *, stx_seen: bool = False) -> p.Answer:
+        """Read one answer frame, ACK it; a bad LRC is NAKed and fetched again with ENQ.
+
+        *stx_seen*: the frame's STX was already read (it arrived in place of a control byte).
+        """
+        assert self._stream is not None
+        # a register still executing answers ENQ with ACK too: keep waiting until the deadline
+        deadline = time.monotonic() + timeout
+        wait = timeout
+        for _ in range(MAX_REPEATS):
+            if not stx_seen and not self._wait_stx(wait):
+                # nothing came: maybe the answer was lost on the way; ask once if one is pending
+                state = self._enq()
+                if state not in (p.ACK, p.STX):
+                    raise LinkError("no answer from the register", sent=True)
+                stx_seen = state == p.STX
+                wait = max(deadline - time.monotonic(), self.byte_timeout + 1.0)
+                continue
+            stx_seen = False
+            head = self._stream.read(1, self.byte_timeout)
+            body = self._stream.read(head[0] + 1, self.byte_timeout) if head else b""
+            if head and head[0] and len(body) == head[0] + 1 and p.lrc(head + body[:-1]) == body[-1]:
+                self._stream.write(bytes([p.ACK]))
+                try:
+                    return p.parse_answer(body[:-1])
+                except p.FrameError as exc:
+                    raise LinkError(f"malformed answer: {exc}", sent=True) from exc
+            self._stream.drain()
+            self._stream.write(bytes([p.NAK]))
+            state = self._enq()
+            if state not in (p.ACK, p.STX):
+                raise LinkError("answer corrupted and not repeated", sent=True)
+            stx_seen = state == p.STX
+            wait = max(deadline - time.monotonic(), self.byte_timeout + 1.0)
+        raise LinkError("answer corrupted too many times", sent=True)
+
+    def _wait_stx(self, timeout: float) -> bool:
+        assert self._stream is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            b = self._stream.read_byte(left)
+            if b == p.STX:
+                return True
+            if b is None:
+                return False

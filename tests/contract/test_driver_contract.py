@@ -1,0 +1,191 @@
+"""One contract, every driver: the in-process emulator and Shtrih-M over TCP to its emulator.
+
+Each case builds a register with some faults armed (the same fault names for both drivers), a
+driver for it, and checks the behaviour the worker relies on (see :mod:`kkt_drivers.base`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Callable, Iterator
+from urllib.parse import urlencode
+
+import pytest
+
+from kkt_drivers.base import Driver
+from kkt_drivers.emulator.model import RegisterModel
+from kkt_drivers.errors import DeviceStateError, OutcomeUnknownError, TransientError
+from kkt_drivers.receipt import (
+    Correction, DocumentKind, Item, Operation, Payment, PaymentType, Receipt, TaxSystem, Vat,
+)
+from kkt_drivers.registry import open_driver
+from kkt_drivers.shtrih.server import ShtrihEmulatorServer
+
+SHTRIH_OPTIONS = "timeout=1&status_timeout=0.4&long_timeout=3&byte_timeout=0.3"
+
+
+@dataclass
+class Register:
+    """A driver plus the register model behind it (the ground truth)."""
+
+    driver: Driver
+    model: RegisterModel
+
+    def reconnect(self) -> None:
+        self.driver.disconnect()
+        self.driver.connect()
+
+
+Factory = Callable[..., Register]
+
+
+@pytest.fixture(params=["emulator", "shtrih"])
+def make_register(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
+    """``make_register(**faults)`` → a connected :class:`Register` for the parametrized driver."""
+    cleanup: list[Callable[[], None]] = []
+
+    def make(**faults: str) -> Register:
+        state = tmp_path / f"reg{len(cleanup)}"
+        if request.param == "emulator":
+            drv = open_driver(f"emulator://{state}?" + urlencode({"fsync": "0", **faults}))
+            model = drv.register  # type: ignore[attr-defined]
+        else:
+            srv = ShtrihEmulatorServer(str(state), faults_options=faults, fsync=False).start()
+            cleanup.append(srv.stop)
+            host, port = srv.address
+            drv = open_driver(f"shtrih+socket://{host}:{port}?{SHTRIH_OPTIONS}")
+            model = srv.model
+        drv.connect()
+        cleanup.append(drv.disconnect)
+        return Register(drv, model)
+
+    yield make
+    for fn in reversed(cleanup):
+        fn()
+
+
+def receipt(tag: str, operation: Operation = Operation.SALE) -> Receipt:
+    return Receipt(
+        operation=operation, tax_system=TaxSystem.USN_INCOME,
+        items=(Item("Книга", Decimal("450.00"), Decimal("2"), Decimal("900.00"), Vat.NONE),
+               Item("Доставка", Decimal("300.00"), Decimal("1"), Decimal("300.00"), Vat.VAT22)),
+        payments=(Payment(PaymentType.ELECTRONIC, Decimal("1200.00")),),
+        tag=tag, customer_contact="+79990000000", settlement_place="https://shop.example")
+
+
+def receipts(model: RegisterModel) -> list[dict]:
+    return [d for d in model.documents() if d["kind"] == "receipt"]
+
+
+def test_fresh_register_status(make_register: Factory) -> None:
+    st = make_register().driver.status()
+    assert not st.shift_open and not st.receipt_open and st.last_fd_number == 0 and st.paper_ok
+    assert st.fn_serial and st.register_serial
+
+
+def test_shift_open_and_close_make_documents(make_register: Factory) -> None:
+    reg = make_register()
+    opened = reg.driver.open_shift()
+    assert opened.kind is DocumentKind.OPEN_SHIFT and reg.driver.status().shift_open
+    closed = reg.driver.close_shift()
+    assert closed.kind is DocumentKind.CLOSE_SHIFT and closed.fd_number == opened.fd_number + 1
+    assert closed.shift_number == opened.shift_number
+    assert not reg.driver.status().shift_open
+
+
+def test_sale_and_refund_read_back_with_tag(make_register: Factory) -> None:
+    reg = make_register()
+    reg.driver.open_shift()
+    sold = reg.driver.fiscalize(receipt("order-1"))
+    refunded = reg.driver.fiscalize(receipt("order-1-r", Operation.SALE_REFUND))
+    assert (sold.kind, sold.tag, sold.total, sold.operation) == \
+        (DocumentKind.RECEIPT, "order-1", Decimal("1200.00"), Operation.SALE)
+    assert refunded.operation is Operation.SALE_REFUND and refunded.fd_number == sold.fd_number + 1
+    for doc in (sold, refunded):
+        back = reg.driver.document(doc.fd_number)
+        assert back is not None
+        assert (back.tag, back.total, back.fiscal_sign, back.operation, back.fn_serial) == \
+            (doc.tag, doc.total, doc.fiscal_sign, doc.operation, doc.fn_serial)
+    assert reg.driver.document(refunded.fd_number + 1) is None
+    assert reg.driver.status().last_fd_number == refunded.fd_number
+
+
+def test_fail_before_send_is_transient_and_nothing_fiscalized(make_register: Factory) -> None:
+    reg = make_register(fail_before_send="first:1")
+    reg.driver.open_shift()
+    with pytest.raises(TransientError) as e:
+        reg.driver.fiscalize(receipt("order-2"))
+    assert not isinstance(e.value, OutcomeUnknownError) and not receipts(reg.model)
+
+
+def test_lost_reply_after_close_is_unknown_and_document_readable(make_register: Factory) -> None:
+    reg = make_register(lose_reply_after_close="first:1")
+    last = reg.driver.open_shift().fd_number
+    with pytest.raises(OutcomeUnknownError):
+        reg.driver.fiscalize(receipt("order-3"))
+    reg.reconnect()  # what the worker's recovery does first
+    st = reg.driver.status()
+    assert st.last_fd_number == last + 1 and not st.receipt_open
+    found = reg.driver.document(last + 1)
+    assert found is not None and found.tag == "order-3" and found.total == Decimal("1200.00")
+
+
+def test_lost_close_is_unknown_and_no_document(make_register: Factory) -> None:
+    reg = make_register(lose_reply_before_close="first:1")
+    last = reg.driver.open_shift().fd_number
+    with pytest.raises(OutcomeUnknownError):
+        reg.driver.fiscalize(receipt("order-4"))
+    reg.reconnect()
+    assert reg.driver.document(last + 1) is None and reg.driver.status().last_fd_number == last
+    reg.driver.cancel_receipt()
+    assert reg.driver.fiscalize(receipt("order-4")).fd_number == last + 1
+
+
+def test_paper_out_mid_receipt_is_device_state_and_receipt_cancellable(make_register: Factory) -> None:
+    reg = make_register(paper_out_mid_receipt="first:1")
+    reg.driver.open_shift()
+    with pytest.raises(DeviceStateError) as e:
+        reg.driver.fiscalize(receipt("order-5"))
+    assert e.value.condition == DeviceStateError.COND_PAPER_OUT
+    assert reg.driver.status().receipt_open
+    reg.driver.cancel_receipt()
+    reg.model.load_paper()
+    reg.driver.continue_print()
+    assert not reg.driver.status().receipt_open
+    assert reg.driver.fiscalize(receipt("order-5")).tag == "order-5"
+    assert [d["tag"] for d in receipts(reg.model)] == ["order-5"]
+
+
+def test_expired_shift_is_device_state_shift_expired(make_register: Factory) -> None:
+    reg = make_register()
+    reg.driver.open_shift()
+    reg.model.advance_clock(24 * 3600 + 60)
+    assert reg.driver.status().shift_expired
+    with pytest.raises(DeviceStateError) as e:
+        reg.driver.fiscalize(receipt("order-6"))
+    assert e.value.condition == DeviceStateError.COND_SHIFT_EXPIRED
+    reg.driver.cancel_receipt()
+    reg.driver.close_shift()
+    assert not reg.driver.status().shift_open
+
+
+def test_closed_shift_is_device_state_shift_closed(make_register: Factory) -> None:
+    reg = make_register()
+    with pytest.raises(DeviceStateError) as e:
+        reg.driver.fiscalize(receipt("order-7"))
+    assert e.value.condition == DeviceStateError.COND_SHIFT_CLOSED
+
+
+def test_correction_receipt_is_a_correction_document_with_tag(make_register: Factory) -> None:
+    reg = make_register()
+    reg.driver.open_shift()
+    fix = Correction(self_made=True, corrected_date=dt.date(2026, 3, 2), order_number="")
+    corr = replace(receipt("order-8-c"), correction=fix)
+    doc = reg.driver.fiscalize(corr)
+    assert doc.kind is DocumentKind.CORRECTION and doc.tag == "order-8-c"
+    back = reg.driver.document(doc.fd_number)
+    assert back is not None and back.kind is DocumentKind.CORRECTION and back.tag == "order-8-c"
+    stored = reg.model.document(doc.fd_number)
+    assert stored["correction"] == {"1173": 0, "1178": "2026-03-02", "1179": ""}
