@@ -11,6 +11,8 @@ import logging
 import threading
 from typing import Callable
 
+from sqlalchemy.exc import DBAPIError
+
 from kkt_drivers.base import Driver
 from kkt_drivers.errors import DeviceStateError, KktError
 from kkt_drivers.receipt import DeviceStatus
@@ -89,7 +91,10 @@ class Lane:
             log.warning("register unavailable: %s", describe(exc), extra={"register": self.name})
             self.driver.disconnect()
             return self._pause(exc)
-        except Exception as exc:   # ledger down or a bug: never spin, never lose the "sending" row
+        except DBAPIError as exc:  # the ledger is away: a "sending" row stays for recovery
+            log.warning("ledger unavailable (%s); lane waits", type(exc.orig).__name__, extra={"register": self.name})
+            return self._pause(exc)
+        except Exception as exc:   # a bug: never spin, never lose the "sending" row
             log.exception("lane step failed", extra={"register": self.name})
             return self._pause(exc)
 

@@ -29,8 +29,11 @@ def create_ledger_engine(url: str) -> Engine:
     if u.get_backend_name() == "postgresql":
         if u.drivername == "postgresql":
             u = u.set(drivername="postgresql+psycopg")
-        return create_engine(u, pool_pre_ping=True, pool_size=5, max_overflow=5,
-                             connect_args={"connect_timeout": 5})
+        # keepalives and tcp_user_timeout: a dead peer is noticed in seconds instead of hours
+        return create_engine(u, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_recycle=1800,
+                             connect_args={"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10,
+                                           "keepalives_interval": 3, "keepalives_count": 3,
+                                           "tcp_user_timeout": 20_000})
     raise ConfigError(f"ledger.url: unsupported database {u.get_backend_name()!r} (use sqlite or postgresql)")
 
 
