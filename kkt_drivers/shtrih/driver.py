@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from typing import Iterator
+from typing import Callable, Iterator
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from kkt_drivers.base import Driver
@@ -137,13 +137,14 @@ class ShtrihDriver(Driver):
         self._link.close()
 
     def _command(self, cmd: int, data: bytes = b"", *, admin: bool = False, timeout: float | None = None,
-                 allow: tuple[int, ...] = (), resend_on_silence: bool = True) -> bytes:
+                 allow: tuple[int, ...] = (), resend_on_silence: bool = True,
+                 on_accepted: Callable[[], None] | None = None) -> bytes:
         """Run one command; raise the classified error for a non-zero code not in *allow*."""
         if not self._connected:
             raise TransientError("driver is not connected (call connect())")
         pw = self.admin_password if admin else self.password
         answer = self._link.exchange(p.command_bytes(cmd) + p.u32(pw) + data, timeout or self.timeout,
-                                     resend_on_silence=resend_on_silence)
+                                     resend_on_silence=resend_on_silence, on_accepted=on_accepted)
         if answer.cmd not in (cmd, 0xFF):
             raise TransientError(f"answer to 0x{answer.cmd:X} arrived for command 0x{cmd:X}")
         if answer.error and answer.error not in allow:
@@ -245,9 +246,10 @@ class ShtrihDriver(Driver):
             self._command(p.FN_OPERATION, line)
         for block in tlvs:
             self._command(p.FN_WRITE_TLV, block, admin=True)
-        self._step("close_sent")
         try:
-            data = self._command(p.FN_CLOSE_RECEIPT, close, admin=True, resend_on_silence=False)
+            # "close_sent": the register ACKed FF45, so it executes it whatever happens to us now
+            data = self._command(p.FN_CLOSE_RECEIPT, close, admin=True, resend_on_silence=False,
+                                 on_accepted=lambda: self._step("close_sent"))
             answer = m.decode_close_answer(data)
         except LinkError as exc:
             if not exc.sent:

@@ -58,11 +58,13 @@ class Link:
             self._stream = None
 
     # -- the exchange ----------------------------------------------------------------------
-    def exchange(self, payload: bytes, timeout: float, *, resend_on_silence: bool = True) -> p.Answer:
+    def exchange(self, payload: bytes, timeout: float, *, resend_on_silence: bool = True,
+                 on_accepted: Callable[[], None] | None = None) -> p.Answer:
         """Send *payload* (command + password + data), return the register's answer.
 
         *resend_on_silence* False (the closing command) never writes the frame twice unless the
-        register said NAK to it; silence then raises ``LinkError(sent=True)``.
+        register said NAK to it; silence then raises ``LinkError(sent=True)``. *on_accepted* is called
+        once the register has ACKed the frame (it will execute it), before its answer is read.
         """
         self.open()
         assert self._stream is not None
@@ -75,12 +77,16 @@ class Link:
                 self._stream.write(frame)
                 c = self._control(self.byte_timeout + 0.5)
                 if c == p.ACK:
+                    if on_accepted:
+                        on_accepted()
                     return self._answer(timeout)
                 if c == p.NAK:
                     continue  # the register refused the frame itself: safe to send it again
                 # silence: did it get the frame? ENQ tells (ACK = it has an answer pending)
                 state = self._enq()
                 if state in (p.ACK, p.STX):  # accepted: its answer is pending or on its way
+                    if on_accepted:
+                        on_accepted()
                     return self._answer(timeout, stx_seen=state == p.STX)
                 if state is None or not resend_on_silence:
                     raise LinkError("no ACK to the command frame", sent=True)

@@ -1,0 +1,109 @@
+"""The worker end to end through a Shtrih-M register speaking the binary protocol over TCP.
+
+The register is a separate process (`kkt-worker emulator shtrih`), so a SIGKILL of the worker right
+after the close command (FF45) was written leaves a fiscalized document the worker never heard of —
+the case every earlier bridge got wrong. Reconciliation must find it by its tag via FF0A/FF3A.
+"""
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from tests.chaos.invariants import check
+from tests.shop import cli_env, insert_payment, receipts_by_tag, run_cli, sale_items, write_settings
+
+pytestmark = pytest.mark.acceptance
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def shtrih(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Path, int]]:
+    """An emulated Shtrih-M register in its own process; faults from the test's `faults` marker."""
+    port = free_port()
+    state = tmp_path / "shtrih"
+    marker = request.node.get_closest_marker("faults")
+    faults = [f"--fault={f}" for f in (marker.args if marker else ())]
+    proc = subprocess.Popen([sys.executable, "-m", "worker", "emulator", "shtrih", str(state), "--port", str(port),
+                             "--seed", "3", *faults], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise AssertionError(f"emulator did not start: {proc.stderr.read()}")
+            time.sleep(0.1)
+    yield state, port
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def setup(tmp_path: Path, shop: sa.URL, port: int, timeout: float = 3) -> tuple[Path, str]:
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    settings = write_settings(tmp_path / "settings.yaml", source_url=shop.render_as_string(hide_password=False),
+                              ledger_url=ledger_url,
+                              registers=[("shtrih1", f"shtrih+socket://127.0.0.1:{port}?timeout={timeout}")])
+    run_cli(settings, "migrate")
+    return settings, ledger_url
+
+
+def test_sales_and_refund_through_shtrih(shop_schema: sa.URL, tmp_path: Path, shtrih) -> None:
+    """Payments in MariaDB → receipts on the Shtrih-M emulator → done rows, tags matching."""
+    state, port = shtrih
+    with sa.create_engine(shop_schema).begin() as conn:
+        sale = insert_payment(conn, sale_items(3, "199.99"))
+        insert_payment(conn, sale_items(2))
+        insert_payment(conn, [dict(sale_items(1, "199.99")[0])], kind="refund", refund_of=sale)
+    settings, ledger_url = setup(tmp_path, shop_schema, port)
+    run_cli(settings, "run", "--burst", "--burst-timeout", "60")
+    report = check(shop_schema, ledger_url, [state])
+    assert report.ok and report.done == 3, report.summary()
+    docs = receipts_by_tag(state)
+    assert docs["R3"][0]["operation"] == 2 and docs["S1"][0]["total"] == "599.97"
+    assert docs["S1"][0]["requisites"]["1008"] == "buyer@example.ru"
+
+
+@pytest.mark.parametrize("point", ["after_close_sent", "after_register_answered"])
+def test_sigkill_after_ff45_then_restart(shop_schema: sa.URL, tmp_path: Path, shtrih, point: str) -> None:
+    """Kill -9 once FF45 is on the wire: the register has the document; the restart finds it by tag."""
+    state, port = shtrih
+    with sa.create_engine(shop_schema).begin() as conn:
+        for _ in range(3):
+            insert_payment(conn, sale_items(2))
+    settings, ledger_url = setup(tmp_path, shop_schema, port)
+    crashed = run_cli(settings, "run", "--burst", env=cli_env(KKT_CRASHPOINT=f"{point}:2"), check=False)
+    assert crashed.returncode == -signal.SIGKILL
+    time.sleep(0.5)   # the register finishes executing the close it received
+    assert len(receipts_by_tag(state)) == 2
+    run_cli(settings, "run", "--burst", "--burst-timeout", "60")
+    report = check(shop_schema, ledger_url, [state])
+    assert report.ok and report.done == 3 and report.documents == 3, report.summary()
+
+
+@pytest.mark.faults("lose_reply_after_close=0.15", "lose_reply_before_close=0.1", "fail_before_send=0.1",
+                    "drop_answer=0.03", "corrupt_lrc=0.05", "paper_out_mid_receipt=0.03")
+def test_wire_faults_are_resolved_exactly_once(shop_schema: sa.URL, tmp_path: Path, shtrih) -> None:
+    """A Shtrih-M that drops answers, corrupts frames and loses the link around FF45: all done, once."""
+    state, port = shtrih
+    with sa.create_engine(shop_schema).begin() as conn:
+        for i in range(20):
+            insert_payment(conn, sale_items(1 + i % 3))
+    settings, ledger_url = setup(tmp_path, shop_schema, port, timeout=1)
+    run_cli(settings, "run", "--burst", "--burst-timeout", "240", timeout=300)
+    report = check(shop_schema, ledger_url, [state])
+    assert report.ok and report.done == 20, report.summary()
