@@ -22,30 +22,26 @@ ITEM_NAME_MAX_LEN = 128
 CONTACT_MAX_LEN = 64
 
 
-def money(value: Decimal | int | str) -> Decimal:
-    """Return *value* as a Decimal quantized to kopecks; float is refused, not rounded."""
+def _exact(value: Decimal | int | str, step: Decimal, what: str) -> Decimal:
     if isinstance(value, float):
-        raise TypeError("money must not be float (use Decimal, int kopecks or str)")
+        raise TypeError(f"{what} must not be float (use Decimal, int or str)")
     try:
         d = Decimal(value)
     except (InvalidOperation, TypeError, ValueError) as exc:
-        raise ValueError(f"not an amount: {value!r}") from exc
+        raise ValueError(f"not {what}: {value!r}") from exc
     if not d.is_finite():
-        raise ValueError(f"not an amount: {value!r}")
-    return d.quantize(KOPECK, rounding=ROUND_HALF_UP)
+        raise ValueError(f"not {what}: {value!r}")
+    return d.quantize(step, rounding=ROUND_HALF_UP)
+
+
+def money(value: Decimal | int | str) -> Decimal:
+    """Return *value* as a Decimal quantized to kopecks; float is refused, not rounded."""
+    return _exact(value, KOPECK, "an amount")
 
 
 def quantity(value: Decimal | int | str) -> Decimal:
     """Return *value* as a Decimal quantity with three decimals; float is refused."""
-    if isinstance(value, float):
-        raise TypeError("quantity must not be float (use Decimal or str)")
-    try:
-        d = Decimal(value)
-    except (InvalidOperation, TypeError, ValueError) as exc:
-        raise ValueError(f"not a quantity: {value!r}") from exc
-    if not d.is_finite():
-        raise ValueError(f"not a quantity: {value!r}")
-    return d.quantize(QTY_STEP, rounding=ROUND_HALF_UP)
+    return _exact(value, QTY_STEP, "a quantity")
 
 
 def kopecks(amount: Decimal) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+import subprocess
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -113,16 +114,22 @@ def test_transient_register_failures_then_recovery_and_a_rejected_row(shop_schem
     assert_exactly_once(tmp_path, reg, 3)
 
 
+def start_when_printing(settings: Path, reg: Path) -> subprocess.Popen[str]:
+    """Start `run` and return once the register has printed its first receipt."""
+    proc = start_cli(settings, "run")
+    deadline = time.monotonic() + 30
+    while not receipts_by_tag(reg) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proc
+
+
 def test_sigterm_finishes_the_receipt_in_progress(shop_schema: sa.URL, tmp_path: Path) -> None:
     """SIGTERM while receipts are being printed: exit 0, nothing left "sending"; restart finishes the rest."""
     with sa.create_engine(shop_schema).begin() as conn:
         for _ in range(6):
             insert_payment(conn, sale_items(3))
     settings, reg = setup_run(tmp_path, shop_schema, "latency_ms=150")
-    proc = start_cli(settings, "run")
-    deadline = time.monotonic() + 30
-    while not receipts_by_tag(reg) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    proc = start_when_printing(settings, reg)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err[-3000:]
@@ -137,10 +144,7 @@ def test_second_sigterm_exits_at_once_and_restart_reconciles(shop_schema: sa.URL
         for _ in range(4):
             insert_payment(conn, sale_items(2))
     settings, reg = setup_run(tmp_path, shop_schema, "latency_ms=300")
-    proc = start_cli(settings, "run")
-    deadline = time.monotonic() + 30
-    while not receipts_by_tag(reg) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    proc = start_when_printing(settings, reg)
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
