@@ -201,3 +201,7 @@ register_demo_commands(cli, opt)
 from worker.cli_emulator import register_emulator_commands  # noqa: E402
 
 register_emulator_commands(cli, opt)
+
+from worker.cli_corrections import register_correction_commands  # noqa: E402
+
+register_correction_commands(cli, pass_ctx, opt)

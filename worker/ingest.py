@@ -11,12 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from worker.defaults import GAP_MAX_SPAN, GAP_TIMEOUT_SECONDS, POLL_BATCH_SIZE
 from worker.ledger import Gap, IngestEntry, Ledger, utcnow
-from worker.planner import Planner
+from worker.planner import DeliveryPlanner, Planner
 from worker.shop_rows import ShopPayment
+from worker.source import ShopDelivery
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +80,18 @@ class Ingestor:
             log.warning("gap id %d expired after %s without appearing (rolled back?)",
                         g.id, now - g.first_seen_at, extra={"source": self.name, "source_id": g.id})
 
-        entries = self.plan_all([*gap_rows, *rows])
-        added = self.ledger.apply_ingest(
-            self.name, cursor=max(prev, cursor), new_gaps=new_gaps, filled=sorted(found), expired=expired,
-            entries=entries, now=now, expected_cursor=cursor, untracked=untracked)
+        added = self._apply(
+            [*gap_rows, *rows], cursor=max(prev, cursor), new_gaps=new_gaps, filled=sorted(found), expired=expired,
+            now=now, expected_cursor=cursor, untracked=untracked)
         if found:
             log.info("late rows appeared in gaps: %s", sorted(found), extra={"source": self.name})
         return PollResult(added=added, fetched=len(rows), cursor=max(prev, cursor), new_gaps=len(new_gaps),
                           filled_gaps=len(found), expired_gaps=len(expired),
                           open_gaps=len(gaps) - len(found) - len(expired) + len(new_gaps))
+
+    def _apply(self, rows: Sequence[ShopPayment], **position: Any) -> int:
+        """Plan *rows* and commit them with the new cursor and gaps (one ledger transaction)."""
+        return self.ledger.apply_ingest(self.name, entries=self.plan_all(rows), **position)
 
     def plan_all(self, rows: Sequence[ShopPayment]) -> list[IngestEntry]:
         """Plan receipts for *rows*, letting refunds see sales and refunds of the same batch."""
@@ -117,4 +121,38 @@ class Ingestor:
         return added
 
 
-__all__ = ["Gap", "Ingestor", "PollResult"]
+class _DeliveryFeed:
+    """The deliveries table seen through the payments interface the :class:`Ingestor` polls."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+
+    def fetch_after(self, cursor: int, limit: int) -> list[ShopDelivery]:
+        return self.source.fetch_deliveries_after(cursor, limit)
+
+    def fetch_by_ids(self, ids: Sequence[int]) -> list[ShopDelivery]:
+        return self.source.fetch_deliveries_by_ids(ids)
+
+
+class DeliveryIngestor(Ingestor):
+    """Polls the shop's ``deliveries`` (prepayment flow) with the same cursor + gap machinery.
+
+    Its cursor and gaps are kept under the source name ``deliveries``. Each delivery becomes the
+    settlement receipts of its payment (the lane holds them until the prepayment is done); a
+    delivery whose payment is unknown is recorded in the gap log with the reason and logged.
+    """
+
+    def __init__(self, source: Any, ledger: Ledger, planner: DeliveryPlanner, *, name: str = "deliveries",
+                 **options: Any) -> None:
+        super().__init__(_DeliveryFeed(source), ledger, planner, name=name, **options)  # type: ignore[arg-type]
+
+    def _apply(self, rows: Sequence[ShopDelivery], **position: Any) -> int:  # type: ignore[override]
+        settlements, rejected = self.planner.plan_deliveries(rows)  # type: ignore[attr-defined]
+        return self.ledger.apply_ingest(self.name, entries=(), settlements=settlements, rejected=rejected,
+                                        **position)
+
+    def backfill(self, from_id: int, to_id: int, **_: Any) -> int:
+        raise NotImplementedError("deliveries are not backfilled; lower the deliveries cursor instead")
+
+
+__all__ = ["DeliveryIngestor", "Gap", "Ingestor", "PollResult"]

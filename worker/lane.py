@@ -112,8 +112,18 @@ class Lane:
 
     def _next_due(self):  # type: ignore[no-untyped-def]
         for rec in self.ledger.due(utcnow(), limit=20):
-            # a refund waits until its sale has been fiscalized
             if rec.stage == "refund" and rec.refund_of is not None and not self.ledger.sale_done(rec.refund_of):
+                # a refund waits until what it refunds has been fiscalized: every receipt of the sale, or,
+                # for a refund mirroring a prepayment (1214 = 1..3), that prepayment receipt
+                prepaid = any(int(it.payment_method) <= 3 for it in rec.receipt().items)
+                if not (prepaid and self.ledger.stage_done(rec.refund_of, "prepayment")):
+                    continue
+            # the offset of a prepayment waits for the prepayment receipt of the same payment
+            if rec.stage == "settlement" and not self.ledger.stage_done(rec.source_id, "prepayment"):
+                continue
+            # a correction pair is issued in order: the reverse correction before the correct one
+            if rec.stage == "correction" and rec.part > 1 and not self.ledger.stage_done(
+                    rec.source_id, "correction", below_part=rec.part):
                 continue
             return rec
         return None

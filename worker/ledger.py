@@ -39,6 +39,9 @@ class PlannedRow:
     tag: str
     receipt: Receipt | None = None
     error: str | None = None
+    #: for a correction: the tag and fiscal sign of the receipt it reverses or replaces
+    corrects_tag: str | None = None
+    corrects_fiscal_sign: int | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,20 @@ class IngestEntry:
 
     payment: ShopPayment
     planned: tuple[PlannedRow, ...]
+
+
+@dataclass(frozen=True)
+class SettlementEntry:
+    """A shop delivery and the settlement receipts planned for its payment.
+
+    ``payment`` is set when the payment was not in the ledger yet: it is ingested in the same
+    transaction (the payments poller later finds its source id and skips it).
+    """
+
+    delivery_id: int
+    source_id: int
+    planned: tuple[PlannedRow, ...]
+    payment: IngestEntry | None = None
 
 
 @dataclass(frozen=True)
@@ -165,7 +182,9 @@ class Ledger:
 
     def apply_ingest(self, source: str, *, cursor: int, new_gaps: Sequence[int], filled: Sequence[int],
                      expired: Sequence[Gap], entries: Sequence[IngestEntry], now: dt.datetime,
-                     expected_cursor: int, untracked: Sequence[tuple[int, int]] = ()) -> int:
+                     expected_cursor: int, untracked: Sequence[tuple[int, int]] = (),
+                     settlements: Sequence[SettlementEntry] = (),
+                     rejected: Sequence[tuple[int, str]] = ()) -> int:
         """Record one poll in ONE transaction: rows, receipts, cursor, gaps. Returns rows added.
 
         ``expected_cursor`` guards against two ingesters racing: the cursor must not have moved.
@@ -175,6 +194,13 @@ class Ledger:
             if int(current or 0) != expected_cursor:
                 raise StateConflict(f"ingest cursor of {source} moved from {expected_cursor} to {current}")
             added = self._insert_entries(conn, entries, now)
+            added += self._insert_settlements(conn, settlements, now)
+            logged = set(conn.execute(select(gap_log.c.id).where(
+                gap_log.c.source == source, gap_log.c.id.in_([i for i, _ in rejected]))).scalars()) if rejected else set()
+            for row_id, reason in rejected:
+                if row_id not in logged:  # rows that cannot become receipts at all, with the reason
+                    conn.execute(insert(gap_log).values(source=source, id=row_id, first_seen_at=now, expired_at=now,
+                                                        reason=reason[:64]))
             if current is None:
                 conn.execute(insert(ingest_cursor).values(source=source, last_id=cursor, updated_at=now))
             else:
@@ -224,10 +250,29 @@ class Ledger:
             added += 1
         return added
 
+    def _insert_settlements(self, conn: Connection, settlements: Sequence[SettlementEntry], now: dt.datetime) -> int:
+        """Settlement receipts under their payments; a payment already settled keeps its first settlement."""
+        added = 0
+        for s in settlements:
+            if s.payment is not None:
+                self._insert_entries(conn, [s.payment], now)
+            pid = conn.execute(select(payments.c.id).where(payments.c.source_id == s.source_id)).scalar()
+            if pid is None:
+                raise ValueError(f"delivery {s.delivery_id}: payment {s.source_id} is not in the ledger")
+            stages = {(r.stage, r.part) for r in conn.execute(
+                select(receipts.c.stage, receipts.c.part).where(receipts.c.payment_id == pid))}
+            fresh = [p for p in s.planned if (p.stage, p.part) not in stages]
+            if len(fresh) < len(s.planned):
+                continue  # a second delivery row (or a re-read one) for a settled payment changes nothing
+            self._insert_planned(conn, pid, fresh, now)
+            added += 1
+        return added
+
     @staticmethod
     def _insert_planned(conn: Connection, payment_id: int, planned: Sequence[PlannedRow], now: dt.datetime) -> None:
         for p in planned:
             conn.execute(insert(receipts).values(
+                corrects_tag=p.corrects_tag, corrects_fiscal_sign=p.corrects_fiscal_sign,
                 payment_id=payment_id, stage=p.stage, part=p.part, tag=p.tag,
                 state=(State.QUEUED if p.receipt else State.REJECTED).value,
                 operation=int(p.receipt.operation) if p.receipt else None,
@@ -328,6 +373,46 @@ class Ledger:
                 select(receipts.c.state).select_from(receipts.join(payments, receipts.c.payment_id == payments.c.id))
                 .where(payments.c.source_id == source_id)).scalars())
         return bool(states) and all(s == State.DONE.value for s in states)
+
+    def stage_done(self, source_id: int, stage: str, *, below_part: int | None = None) -> bool:
+        """Whether shop row *source_id* has receipts of *stage* (parts below *below_part*) and all are done.
+
+        Settlements wait for their prepayment, refunds of a prepayment for it, corrections for the
+        corrections before them.
+        """
+        q = (select(receipts.c.state).select_from(receipts.join(payments, receipts.c.payment_id == payments.c.id))
+             .where(payments.c.source_id == source_id, receipts.c.stage == stage))
+        if below_part is not None:
+            q = q.where(receipts.c.part < below_part)
+        with self.read() as conn:
+            states = list(conn.execute(q).scalars())
+        return bool(states) and all(s == State.DONE.value for s in states)
+
+    def receipts_of(self, source_id: int) -> list[ReceiptRecord]:
+        """Every receipt of shop row *source_id*, by stage and part."""
+        return self.list_receipts(source_ids=[source_id])
+
+    def add_planned(self, source_id: int, planned: Sequence[PlannedRow], *,
+                    payment: ShopPayment | None = None) -> int:
+        """Add receipts (corrections) to shop row *source_id*, ingesting *payment* first if it is not in the
+        ledger. One transaction; (payment, stage, part) and tag stay unique. Returns receipts added."""
+        now = utcnow()
+        with self.write() as conn:
+            pid = conn.execute(select(payments.c.id).where(payments.c.source_id == source_id)).scalar()
+            if pid is None:
+                if payment is None:
+                    raise ValueError(f"payment {source_id} is not in the ledger")
+                self._insert_entries(conn, [IngestEntry(payment, tuple(planned))], now)
+            else:
+                self._insert_planned(conn, pid, planned, now)
+        return len(planned)
+
+    def corrections_link(self, receipt_id: int) -> tuple[str | None, int | None]:
+        """(tag, fiscal sign) of the receipt a correction receipt reverses or replaces."""
+        with self.read() as conn:
+            row = conn.execute(select(receipts.c.corrects_tag, receipts.c.corrects_fiscal_sign)
+                               .where(receipts.c.id == receipt_id)).one()
+        return row[0], row[1]
 
     def record_intent(self, receipt_id: int, *, register: str, fn_serial: str, fd_before: int) -> int:
         """queued → sending with the register's position; committed durably BEFORE the register call.

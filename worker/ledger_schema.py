@@ -57,6 +57,9 @@ receipts = Table(
     Column("qr", String(256), nullable=True),
     Column("error_class", String(16), nullable=True),
     Column("last_error", Text, nullable=True),
+    # a correction receipt: the tag and fiscal sign (ФПД) of the receipt it reverses or replaces
+    Column("corrects_tag", String(16), nullable=True),
+    Column("corrects_fiscal_sign", BigInteger, nullable=True),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     UniqueConstraint("payment_id", "stage", "part", name="uq_receipts_payment_stage_part"),

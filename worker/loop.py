@@ -11,10 +11,11 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from kkt_drivers import open_driver
 from worker import signals
 from worker.errors import ConfigError, SourceConfigError, SourceUnavailable
-from worker.ingest import Ingestor
+from worker.ingest import DeliveryIngestor, Ingestor
 from worker.lane import Lane
 from worker.ledger import Ledger
-from worker.planner import Planner
+from worker.planner import DeliveryPlanner, Planner
+from worker.receipt_config import FLOW_PREPAYMENT
 from worker.settings import Settings
 from worker.states import State
 from worker.wiring import open_shop_source, receipt_config
@@ -42,17 +43,26 @@ class Worker:
         self.burst_timeout_s = burst_timeout_s
         self.stop = threading.Event()
         self.summary = RunSummary()
+        self.deliveries: DeliveryIngestor | None = None   # the prepayment flow's second poller
 
     def run(self, *, install_signals: bool = True) -> int:
         """Run until stopped (or drained, with burst). Returns the process exit code."""
         if install_signals:
             signals.install(self.stop)
         source = open_shop_source(self.settings)
-        ingestor = Ingestor(source, self.ledger, Planner(self.ledger, receipt_config(self.settings)),
+        config = receipt_config(self.settings)
+        planner = Planner(self.ledger, config)
+        ingestor = Ingestor(source, self.ledger, planner,
                             batch_size=self.settings.source.batch_size,
                             gap_timeout_s=self.settings.source.gap_timeout_s,
                             max_gap_span=self.settings.source.max_gap_span,
                             start_after_id=self.settings.source.start_after_id)
+        # the prepayment flow also polls the shop's deliveries, with its own cursor and gaps
+        self.deliveries = None if config.flow != FLOW_PREPAYMENT else DeliveryIngestor(
+            source, self.ledger,
+            DeliveryPlanner(self.ledger, config, source, planner, start_after_id=self.settings.source.start_after_id),
+            batch_size=self.settings.source.batch_size, gap_timeout_s=self.settings.source.gap_timeout_s,
+            max_gap_span=self.settings.source.max_gap_span)
         lanes = [Lane(r.name, open_driver(r.url), self.ledger, self.settings.retry, self.settings.shifts, self.stop)
                  for r in self.settings.enabled_registers()]
         threads = [threading.Thread(target=lane.run, name=f"lane-{lane.name}", daemon=True) for lane in lanes]
@@ -76,6 +86,7 @@ class Worker:
         while not self.stop.is_set():
             try:
                 result = ingestor.poll_once()
+                delivered = self.deliveries.poll_once() if self.deliveries is not None else None
             except SourceConfigError as exc:
                 log.critical("the shop database refuses us: %s", exc)
                 return 2
@@ -88,13 +99,14 @@ class Worker:
             backoff = 0.0
             self.summary.polls += 1
             self.summary.ingested += result.added
-            if self.burst and result.fetched == 0 and self._drained():
+            fetched = result.fetched + (delivered.fetched if delivered else 0)
+            if self.burst and fetched == 0 and self._drained():
                 log.info("burst: nothing left to do")
                 return 0
             if self.burst and self.burst_timeout_s and time.monotonic() - started > self.burst_timeout_s:
                 log.warning("burst: timed out with work left")
                 return 3
-            full = result.fetched >= ingestor.batch_size
+            full = result.fetched >= ingestor.batch_size or (delivered and delivered.fetched >= ingestor.batch_size)
             self.stop.wait(0 if full else (0.2 if self.burst else self.settings.source.poll_interval_s))
         return 0
 

@@ -34,7 +34,12 @@ DEFAULT_MAX_ITEMS_PER_RECEIPT = 100
 #: 1187 limit (Orange 243, ATOL 256: the stricter one)
 SETTLEMENT_PLACE_MAX_LEN = 243
 
-_STAGE_LETTER = {"sale": "S", "refund": "R", "prepayment": "P", "settlement": "F"}
+_STAGE_LETTER = {"sale": "S", "refund": "R", "prepayment": "P", "settlement": "F", "correction": "C"}
+
+#: receipts.flow values: one full-payment receipt at payment, or prepayment then settlement at delivery
+FLOW_SINGLE = "single"
+FLOW_PREPAYMENT = "prepayment"
+FLOWS = (FLOW_SINGLE, FLOW_PREPAYMENT)
 _B36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -56,6 +61,8 @@ class ReceiptConfig:
     cashier: str | None = None
     cashier_inn: str | None = None
     max_items_per_receipt: int = DEFAULT_MAX_ITEMS_PER_RECEIPT
+    #: "single" (1214 = 4 at payment) or "prepayment" (1214 = 1 at payment, 1214 = 4 at delivery, §4.5 B)
+    flow: str = FLOW_SINGLE
     vat_aliases: Mapping[Any, Any] = field(default_factory=lambda: dict(DEFAULT_VAT_ALIASES), hash=False)
     method_aliases: Mapping[Any, Any] = field(
         default_factory=lambda: dict(DEFAULT_METHOD_ALIASES), hash=False
@@ -98,6 +105,8 @@ class ReceiptConfig:
             raise ValueError("cashier_inn: must be 12 digits (1203)")
         if not isinstance(self.max_items_per_receipt, int) or self.max_items_per_receipt < 1:
             raise ValueError(f"max_items_per_receipt: must be >= 1, got {self.max_items_per_receipt!r}")
+        if self.flow not in FLOWS:
+            raise ValueError(f"flow: must be one of {', '.join(FLOWS)}, got {self.flow!r}")
         # normalise once so that lookups per line are plain dict hits
         object.__setattr__(self, "vat_aliases", normalise_aliases(self.vat_aliases, Vat))
         object.__setattr__(self, "method_aliases", normalise_aliases(self.method_aliases, PaymentMethod))

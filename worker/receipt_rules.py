@@ -439,3 +439,21 @@ def check_vat(vat: Vat, raw: Any, on: dt.date, method: PaymentMethod, field: str
             f"{short_repr(raw)} is a calculated rate; payment method {int(method)} ({method.name.lower()}) "
             "needs an ordinary rate such as vat22",
         )
+
+
+def calculated_rate(vat: Vat) -> Vat:
+    """The calculated twin of an ordinary rate (22 % → 22/122); 0 %, без НДС and calculated rates unchanged."""
+    return _CALCULATED.get(vat, vat)
+
+
+def ordinary_rate(vat: Vat) -> Vat:
+    """The ordinary twin of a calculated rate (22/122 → 22 %); other rates unchanged."""
+    return _ORDINARY.get(vat, vat)
+
+
+def rate_on(vat: Vat, on: dt.date) -> Vat:
+    """*vat* as the general rate stood on *on*: 20 % ↔ 22 % (and 20/120 ↔ 22/122) across 2026-01-01.
+
+    Used for the settlement of a prepayment (§3.3: prepaid in 2025 at 20/120, shipped in 2026 at 22 %).
+    """
+    return _VAT22_FAMILY.get(vat, vat) if on < VAT22_FROM else _VAT20_FAMILY.get(vat, vat)

@@ -6,8 +6,15 @@ field by field and stops at the first problem, so the ledger records one precise
 0-based positions in ``payment.items``; ``original.`` prefixes fields of the refunded sale.
 
 * sale   → 1054 = 1, 1214 from the line or the config, one electronic payment (1081) = total;
+* sale in the prepayment flow (``cfg.flow = "prepayment"``, §4.5 B) → stage "prepayment": 1214 = 1
+  at the calculated rate (22 % → 22/122), electronic payment; the delivery later gives stage
+  "settlement" (:func:`build_settlement`): 1214 = 4 at the ordinary rate on the delivery date, paid
+  by the prepayment offset (1215);
 * refund → 1054 = 2 mirroring the refunded sale's lines (name, price, VAT *as issued*, 1214, 1212,
   2108); the refund row only says which lines (``line_no``) and how much;
+* refund in the prepayment flow → mirrors the stage it refunds: the prepayment (1214 = 1, calculated
+  rate) while the goods are not delivered, the settlement (1214 = 4, ordinary rate) after (§5.1);
+* corrections (§5.2) → :func:`correction_of` / :func:`reverse_correction_of` copy a built receipt;
 * more than ``max_items_per_receipt`` lines → several receipts, each balanced, each with its tag.
 
 Rule references (§) are to ``fz54-receipts.md``.
@@ -24,16 +31,19 @@ from typing import Any
 
 from kkt_drivers.receipt import (
     CONTACT_MAX_LEN,
+    Correction,
     Item,
     MeasureUnit,
     Operation,
     Payment,
+    PaymentMethod,
     PaymentType,
     Receipt,
     quantity,
 )
 from worker.receipt_config import (
     DEFAULT_MAX_ITEMS_PER_RECEIPT,
+    FLOW_PREPAYMENT,
     PlannedReceipt,
     ReceiptConfig,
     make_tag,
@@ -41,9 +51,11 @@ from worker.receipt_config import (
 from worker.receipt_discounts import spread_discount
 from worker.receipt_rules import (
     InvalidPayment,
+    calculated_rate,
     check_vat,
     default_vat_for,
     mask_contact,
+    ordinary_rate,
     parse_alias,
     parse_email,
     parse_line_no,
@@ -51,6 +63,7 @@ from worker.receipt_rules import (
     parse_paid_at,
     parse_phone,
     parse_quantity,
+    rate_on,
     round_kop,
     short_repr,
     text,
@@ -62,6 +75,9 @@ __all__ = [
     "PlannedReceipt",
     "ReceiptConfig",
     "build_receipts",
+    "build_settlement",
+    "correction_of",
+    "reverse_correction_of",
     "make_tag",
     "mask_contact",
     "spread_discount",
@@ -92,11 +108,16 @@ def build_receipts(
     *,
     original: ShopPayment | None = None,
     already_refunded: Mapping[int, Decimal] | None = None,
+    refund_stage: str | None = None,
+    settled_on: dt.date | None = None,
 ) -> list[PlannedReceipt]:
     """Turn one shop payment into the receipts to fiscalize, or raise :class:`InvalidPayment`.
 
     *original* is the refunded sale (required for a refund); *already_refunded* maps the sale's
-    line numbers to the quantities refunded by earlier refunds (from the ledger).
+    line numbers to the quantities refunded by earlier refunds (from the ledger). In the
+    prepayment flow *refund_stage* says which stage a refund mirrors: ``"prepayment"`` or
+    ``"settlement"`` (then *settled_on* is the delivery date that fixed the settlement's rate);
+    None mirrors an ordinary sale.
     """
     kind = payment.kind.strip().lower() if isinstance(payment.kind, str) else payment.kind
     if kind not in (KIND_SALE, KIND_REFUND):
@@ -107,8 +128,99 @@ def build_receipts(
         raise InvalidPayment("payments.id", f"must be a non-negative integer, got {short_repr(payment.id)}")
     if kind == KIND_SALE:
         sale = _validate_sale(payment, cfg, prefix="")
+        if cfg.flow == FLOW_PREPAYMENT:
+            _check_full_payment_lines(sale)
+            items = [_as_prepayment(ln.item) for ln in sale.lines]
+            return _plan("prepayment", payment.id, Operation.SALE, items, sale.contact, cfg)
         return _plan("sale", payment.id, Operation.SALE, [ln.item for ln in sale.lines], sale.contact, cfg)
-    return _build_refund(payment, cfg, original, already_refunded or {})
+    return _build_refund(payment, cfg, original, already_refunded or {}, refund_stage, settled_on)
+
+
+# ---------------------------------------------------------------- prepayment flow
+
+
+def _as_prepayment(item: Item) -> Item:
+    """A goods line as prepaid in full: 1214 = 1 at the calculated rate (§3.2)."""
+    return dataclasses.replace(item, payment_method=PaymentMethod.FULL_PREPAYMENT, vat=calculated_rate(item.vat))
+
+
+def _as_settlement(item: Item, on: dt.date) -> Item:
+    """A goods line handed over: 1214 = 4 at the ordinary rate in force on *on* (§3.3)."""
+    return dataclasses.replace(
+        item, payment_method=PaymentMethod.FULL_PAYMENT, vat=rate_on(ordinary_rate(item.vat), on)
+    )
+
+
+def _check_full_payment_lines(sale: _Sale, prefix: str = "") -> None:
+    """The prepayment flow sets 1214 itself; a line asking for another method is a mapping mistake."""
+    for n, ln in enumerate(sale.lines):
+        if ln.item.payment_method is not PaymentMethod.FULL_PAYMENT:
+            raise InvalidPayment(
+                f"{prefix}payment_items[{n}].payment_method",
+                f"is {ln.item.payment_method.name.lower()}; with receipts.flow = prepayment the lines "
+                "describe the goods (full_payment or empty) and the worker sets 1214 per stage",
+            )
+
+
+def build_settlement(
+    sale_row: ShopPayment,
+    cfg: ReceiptConfig,
+    *,
+    delivered_at: Any,
+    already_refunded: Mapping[int, Decimal] | None = None,
+) -> list[PlannedReceipt]:
+    """The settlement receipts («зачёт предоплаты», §4.5 B) of a prepaid sale delivered at *delivered_at*.
+
+    Same goods as the prepayment minus what was refunded before the delivery, 1214 = 4, the ordinary
+    rate on the delivery date, paid by the prepayment offset (1215 = total). Tags use the sale's id.
+    """
+    kind = sale_row.kind.strip().lower() if isinstance(sale_row.kind, str) else sale_row.kind
+    if kind != KIND_SALE:
+        raise InvalidPayment(
+            "deliveries.payment_id", f"payment {short_repr(sale_row.id)} is not a sale ({short_repr(sale_row.kind)})"
+        )
+    sale = _validate_sale(sale_row, cfg, prefix="original.")
+    _check_full_payment_lines(sale, "original.")
+    day = parse_paid_at(delivered_at, "deliveries.delivered_at")
+    if day < sale.day:
+        raise InvalidPayment("deliveries.delivered_at", f"delivery dated {day} is before the payment ({sale.day})")
+    already = already_refunded or {}
+    items: list[Item] = []
+    for ln in sale.lines:
+        left = ln.item.quantity - _refunded(already, ln.line_no)
+        if left <= 0:
+            continue
+        item = ln.item if left == ln.item.quantity else dataclasses.replace(
+            ln.item, quantity=left, amount=round_kop(ln.item.price * left))
+        items.append(_as_settlement(item, day))
+    if not any(it.amount > 0 for it in items):
+        raise InvalidPayment(
+            "deliveries.payment_id", f"payment {sale_row.id} was refunded in full before the delivery; nothing to settle"
+        )
+    return _plan("settlement", sale_row.id, Operation.SALE, items, sale.contact, cfg, PaymentType.PREPAID)
+
+
+# ---------------------------------------------------------------- corrections (§5.2)
+
+
+def correction_of(receipt: Receipt, *, tag: str, corrected_on: dt.date) -> Receipt:
+    """*receipt* as a self-made correction receipt (1173 = 0, 1178 = *corrected_on*) with our *tag* in 1192."""
+    return dataclasses.replace(receipt, tag=tag, correction=Correction(self_made=True, corrected_date=corrected_on))
+
+
+_REVERSED = {
+    Operation.SALE: Operation.SALE_REFUND,
+    Operation.SALE_REFUND: Operation.SALE,
+    Operation.EXPENSE: Operation.EXPENSE_REFUND,
+    Operation.EXPENSE_REFUND: Operation.EXPENSE,
+}
+
+
+def reverse_correction_of(wrong: Receipt, *, tag: str, corrected_on: dt.date) -> Receipt:
+    """The reverse correction of a wrong receipt: the opposite 1054 repeating the wrong data (§5.2)."""
+    return dataclasses.replace(
+        correction_of(wrong, tag=tag, corrected_on=corrected_on), operation=_REVERSED[wrong.operation]
+    )
 
 
 # ---------------------------------------------------------------- sale
@@ -244,6 +356,8 @@ def _build_refund(
     cfg: ReceiptConfig,
     original: ShopPayment | None,
     already: Mapping[int, Decimal],
+    refund_stage: str | None = None,
+    settled_on: dt.date | None = None,
 ) -> list[PlannedReceipt]:
     if p.refund_of is None or isinstance(p.refund_of, bool) or not isinstance(p.refund_of, int):
         raise InvalidPayment(
@@ -322,6 +436,12 @@ def _build_refund(
             "payments.amount",
             f"refund {amount} exceeds what is left of the sale: paid {paid}, refunded {refunded_before}",
         )
+    if refund_stage == "prepayment":
+        items = [_as_prepayment(it) for it in items]
+    elif refund_stage == "settlement":
+        items = [_as_settlement(it, settled_on or day) for it in items]
+    elif refund_stage is not None:
+        raise ValueError(f"refund_stage must be prepayment, settlement or None, got {refund_stage!r}")
     return _plan("refund", p.id, Operation.SALE_REFUND, items, contact, cfg)
 
 
@@ -334,7 +454,13 @@ def _refunded(already: Mapping[int, Decimal], line_no: int) -> Decimal:
 
 
 def _plan(
-    stage: str, source_id: int, op: Operation, items: Sequence[Item], contact: str, cfg: ReceiptConfig
+    stage: str,
+    source_id: int,
+    op: Operation,
+    items: Sequence[Item],
+    contact: str,
+    cfg: ReceiptConfig,
+    payment_type: PaymentType = PaymentType.ELECTRONIC,
 ) -> list[PlannedReceipt]:
     chunks = _chunks(list(items), cfg.max_items_per_receipt)
     out: list[PlannedReceipt] = []
@@ -348,7 +474,7 @@ def _plan(
             operation=op,
             tax_system=cfg.tax_system,
             items=tuple(chunk),
-            payments=(Payment(PaymentType.ELECTRONIC, total),),
+            payments=(Payment(payment_type, total),),
             tag=tag,
             customer_contact=contact,
             settlement_place=cfg.settlement_place,

@@ -36,7 +36,7 @@ from worker.shop_rows import KIND_SALE, ShopItem, ShopPayment
 
 # The error classes live in worker.errors (one exception root); re-exported here for callers.
 __all__ = [
-    "FETCH_BY_IDS_CHUNK", "ShopSource", "SourceConfigError", "SourceError", "SourceMapping",
+    "FETCH_BY_IDS_CHUNK", "ShopDelivery", "ShopSource", "SourceConfigError", "SourceError", "SourceMapping",
     "SourceUnavailable", "SqlShopSource", "assemble", "open_source",
 ]
 
@@ -76,6 +76,12 @@ class SourceMapping:
     item_payment_subject: str | None = "payment_subject"
     item_measure_unit: str | None = "measure_unit"
 
+    #: goods handed over (receipts.flow = prepayment): one row per delivered payment
+    deliveries_table: str = "deliveries"
+    delivery_id: str = "id"
+    delivery_payment_id: str = "payment_id"
+    delivery_delivered_at: str = "delivered_at"
+
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
@@ -107,6 +113,15 @@ _TEXT = {"kind", "order_ref", "customer_email", "customer_phone", "name", "vat",
          "payment_method", "payment_subject", "measure_unit"}
 
 
+@dataclass(frozen=True)
+class ShopDelivery:
+    """One row of ``deliveries``: the goods of shop payment ``payment_id`` were handed over."""
+
+    id: int
+    payment_id: Any
+    delivered_at: Any
+
+
 class ShopSource(abc.ABC):
     """What the worker needs from the shop: read-only, by ascending id, fresh on every call."""
 
@@ -117,6 +132,14 @@ class ShopSource(abc.ABC):
     @abc.abstractmethod
     def fetch_by_ids(self, ids: Sequence[int]) -> list[ShopPayment]:
         """The payments among ``ids`` that exist now (ascending by id); for the gap recheck."""
+
+    def fetch_deliveries_after(self, cursor: int, limit: int) -> list[ShopDelivery]:
+        """Deliveries with ``id > cursor``, ascending by id, at most ``limit`` (prepayment flow)."""
+        raise NotImplementedError(f"{type(self).__name__} does not read deliveries")
+
+    def fetch_deliveries_by_ids(self, ids: Sequence[int]) -> list[ShopDelivery]:
+        """The deliveries among ``ids`` that exist now (ascending by id); for the gap recheck."""
+        raise NotImplementedError(f"{type(self).__name__} does not read deliveries")
 
     @abc.abstractmethod
     def max_id(self) -> int:
@@ -172,6 +195,40 @@ class SqlShopSource(ShopSource):
         for start in range(0, len(wanted), self.ids_chunk):
             out.extend(self._read("by_ids", {"ids": wanted[start:start + self.ids_chunk]}))
         return out
+
+    def fetch_deliveries_after(self, cursor: int, limit: int) -> list[ShopDelivery]:
+        if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
+            raise ValueError(f"cursor must be an int >= 0, got {cursor!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be an int >= 1, got {limit!r}")
+        return self._read_deliveries(self._delivery_sql()[0], {"cursor": cursor, "limit": limit})
+
+    def fetch_deliveries_by_ids(self, ids: Sequence[int]) -> list[ShopDelivery]:
+        wanted = sorted({int(i) for i in ids})
+        out: list[ShopDelivery] = []
+        for start in range(0, len(wanted), self.ids_chunk):
+            out.extend(self._read_deliveries(self._delivery_sql()[1], {"ids": wanted[start:start + self.ids_chunk]}))
+        return out
+
+    def _delivery_sql(self) -> tuple[sa.TextClause, sa.TextClause]:
+        """(after, by_ids) statements over the deliveries table, from the validated mapping."""
+        m = self._mapping
+        did = f"d.{self._q(m.delivery_id)}"
+        select_d = (f"SELECT {did} AS {self._q('id')}, d.{self._q(m.delivery_payment_id)} AS {self._q('payment_id')}, "
+                    f"d.{self._q(m.delivery_delivered_at)} AS {self._q('delivered_at')} "
+                    f"FROM {self._q(m.deliveries_table)} AS d")
+        return (sa.text(f"{select_d} WHERE {did} > :cursor ORDER BY {did} LIMIT :limit"),
+                sa.text(f"{select_d} WHERE {did} IN :ids ORDER BY {did}").bindparams(
+                    sa.bindparam("ids", expanding=True)))
+
+    def _read_deliveries(self, stmt: sa.TextClause, params: dict[str, Any]) -> list[ShopDelivery]:
+        try:
+            with self._engine.connect() as conn:
+                rows = conn.execute(stmt, params).mappings().all()
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._translate(exc) from exc
+        return [ShopDelivery(id=int(r["id"]), payment_id=r["payment_id"], delivered_at=_to_datetime(r["delivered_at"]))
+                for r in rows]
 
     def max_id(self) -> int:
         try:
