@@ -29,3 +29,7 @@ GRANT SELECT (id, kind, order_ref, refund_of, amount, customer_email, customer_p
 GRANT SELECT (payment_id, line_no, name, price, quantity, amount, vat,
               payment_method, payment_subject, measure_unit)
     ON `{shop_db}`.`payment_items` TO '{ro_user}'@'{ro_host}';
+
+-- only for receipts.flow: prepayment (the settlement receipt is made when a delivery row appears)
+GRANT SELECT (id, payment_id, delivered_at)
+    ON `{shop_db}`.`deliveries` TO '{ro_user}'@'{ro_host}';

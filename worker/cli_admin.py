@@ -162,6 +162,12 @@ def register_admin_commands(cli: click.Group, pass_ctx: Any, opt: Callable[..., 
         rows = c.ledger.list_receipts(states=states or sorted(allowed), source_ids=ids)
         targets = sorted({r.source_id for r in rows if r.state.value in allowed})
         skipped = sorted({r.source_id for r in rows if r.state.value not in allowed} - set(targets))
+        # a payment that an admin already settled with a correction receipt must not be printed again
+        corrected = {sid for sid in targets if any(
+            r.stage == "correction" and r.state.value != "rejected" for r in c.ledger.list_receipts(source_ids=[sid]))}
+        for sid in sorted(corrected):
+            click.echo(f"payment {sid}: not resent — it has a correction receipt (see ledger show {sid})")
+        targets = [sid for sid in targets if sid not in corrected]
         planner = Planner(c.ledger, receipt_config(c.settings))
         src = None if no_refetch else open_shop_source(c.settings)
         queued = 0

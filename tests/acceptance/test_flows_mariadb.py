@@ -157,6 +157,7 @@ def test_corrections_missed_and_reverse(shop_schema: sa.URL, tmp_path: Path) -> 
     assert "C2" in out and "C2.2" in out
     refused = run_cli(settings, "correction", "missed", "--id", str(wrong), check=False)
     assert refused.returncode != 0 and "already" in (refused.stdout + refused.stderr)
+    assert "has a correction receipt" in run_cli(settings, "resend", "--id", str(missed)).stdout
     run_cli(settings, "run", "--burst", "--burst-timeout", "60")
 
     docs = receipts_by_tag(reg)
