@@ -245,7 +245,7 @@ def _validate_sale(p: ShopPayment, cfg: ReceiptConfig, *, prefix: str) -> _Sale:
         seen.add(line_no)
         lines.append(_Line(line_no, _validate_item(raw, cfg, day, f)))
     items_total = sum((ln.item.amount for ln in lines), Decimal(0))
-    discount = getattr(p, "discount", None)  # not a column yet; the lead may add it
+    discount = p.discount
     if discount is not None:
         d = parse_money(discount, f"{prefix}payments.discount", max_value=None)
         if d > items_total:

@@ -33,7 +33,8 @@ class ShopItem:
 
 @dataclass(frozen=True)
 class ShopPayment:
-    """One row of ``payments`` with its items. ``refund_of`` is the source id of the refunded sale."""
+    """One row of ``payments`` with its items. ``refund_of`` is the source id of the refunded sale;
+    ``discount`` an order-level discount spread over the lines (None when the shop has none)."""
 
     id: int
     kind: Any
@@ -43,6 +44,7 @@ class ShopPayment:
     customer_phone: Any = None
     order_ref: Any = None
     refund_of: Any = None
+    discount: Any = None
     items: tuple[ShopItem, ...] = field(default_factory=tuple)
 
     def to_json(self) -> dict[str, Any]:

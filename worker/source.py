@@ -63,6 +63,8 @@ class SourceMapping:
     payment_customer_email: str | None = "customer_email"
     payment_customer_phone: str | None = "customer_phone"
     payment_paid_at: str = "paid_at"
+    #: an order-level discount (coupon, bonus points) spread over the lines; most shops have none
+    payment_discount: str | None = None
 
     items_table: str = "payment_items"
     item_payment_id: str = "payment_id"
@@ -100,7 +102,7 @@ _PAYMENT_COLUMNS = (
     ("id", "payment_id"), ("kind", "payment_kind"), ("order_ref", "payment_order_ref"),
     ("refund_of", "payment_refund_of"), ("amount", "payment_amount"),
     ("customer_email", "payment_customer_email"), ("customer_phone", "payment_customer_phone"),
-    ("paid_at", "payment_paid_at"),
+    ("paid_at", "payment_paid_at"), ("discount", "payment_discount"),
 )
 _ITEM_COLUMNS = (
     ("payment_id", "item_payment_id"), ("line_no", "item_line_no"), ("name", "item_name"),
@@ -108,7 +110,7 @@ _ITEM_COLUMNS = (
     ("vat", "item_vat"), ("payment_method", "item_payment_method"),
     ("payment_subject", "item_payment_subject"), ("measure_unit", "item_measure_unit"),
 )
-_MONEY = {"amount", "price", "quantity"}
+_MONEY = {"amount", "price", "quantity", "discount"}
 _TEXT = {"kind", "order_ref", "customer_email", "customer_phone", "name", "vat",
          "payment_method", "payment_subject", "measure_unit"}
 
@@ -337,6 +339,7 @@ def assemble(rows: Sequence[Any], items: Sequence[Any], mapping: SourceMapping) 
             customer_phone=_normalize("customer_phone", r["customer_phone"], mapping.payments_table),
             order_ref=_normalize("order_ref", r["order_ref"], mapping.payments_table),
             refund_of=r["refund_of"],
+            discount=_normalize("discount", r["discount"], mapping.payments_table),
             items=tuple(by_payment.get(pid, ())),  # ordered by line_no in SQL
         ))
     return out

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from decimal import Decimal
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -134,3 +135,23 @@ def test_select_only_user_suffices(shop_schema: sa.URL, tmp_path: Path, run_sql)
         assert ledger.counts() == {"queued": 1}
     finally:
         run_sql(admin, f"DROP USER IF EXISTS '{user}'@'%'")
+
+
+def test_order_discount_column_is_spread_over_the_lines(shop_schema: sa.URL, tmp_path: Path) -> None:
+    """A shop with an order-level discount column maps it; the receipt spreads it over the lines exactly."""
+    from worker.source import SourceMapping
+
+    eng = sa.create_engine(shop_schema)
+    with eng.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE payments ADD COLUMN coupon DECIMAL(14,2) NULL")
+        pid = insert_payment(conn, sale_items(1, "100.00") + [dict(sale_items(1, "200.00")[0], line_no=2)],
+                             amount=Decimal("270.00"))
+        conn.execute(sa.text("UPDATE payments SET coupon = 30.00 WHERE id = :i"), {"i": pid})
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    migrate.upgrade(ledger.engine)
+    source = open_source(shop_schema.render_as_string(hide_password=False), SourceMapping(payment_discount="coupon"))
+    Ingestor(source, ledger, Planner(ledger, CFG)).poll_once()
+    rec = ledger.list_receipts()[0]
+    receipt = rec.receipt()
+    assert rec.state.value == "queued" and receipt.total == Decimal("270.00")
+    assert [i.amount for i in receipt.items] == [Decimal("90.00"), Decimal("180.00")] and receipt.problems() == []
