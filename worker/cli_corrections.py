@@ -11,12 +11,12 @@ reconciled by tag after a crash).
   wrong receipt exactly) then a correct correction built from the fixed shop row. The lane issues
   the second only after the first is done.
 
-1192 carries OUR tag (``C<id>``, ``C<id>.2``), not the wrong receipt's fiscal sign: 1192 is the key by
-which recovery finds a document after a crash, and two documents with the same value (reverse and
-correct both "= ФПД") would be indistinguishable there. The wrong receipt's tag and fiscal sign are
-recorded on both correction rows in the ledger (``corrects_tag``, ``corrects_fiscal_sign``) and shown
-by ``ledger show``/this command. The driver model has no field for 1084 yet, so the ФПД is not printed
-on the correction documents themselves.
+In the reverse pair, 1192 carries the wrong receipt's fiscal sign (ФПД), as the tax office expects,
+on both documents; the ledger keeps its own unique tags (``C<id>``, ``C<id>.2``) and links both rows
+to the wrong receipt (``corrects_tag``, ``corrects_fiscal_sign``). Recovery still finds each document
+unambiguously: it matches the document's 1192 *and* its operation (the reverse has the opposite
+1054), and the lane issues the second only after the first is done, so the two never share a
+reconciliation window. A ``missed`` correction carries our own tag in 1192.
 """
 from __future__ import annotations
 
@@ -149,11 +149,12 @@ def register_correction_commands(cli: click.Group, pass_ctx: Any, opt: Callable[
         part = _next_part(recs)
         rev_tag, fix_tag = make_tag(source_id, "correction", part), make_tag(source_id, "correction", part + 1)
         link = {"corrects_tag": wrong.tag, "corrects_fiscal_sign": wrong.fiscal_sign}
+        fp_tag = str(wrong.fiscal_sign)  # 1192 of both documents: the ФПД of the receipt being corrected
         rows = [
-            PlannedRow("correction", part, rev_tag, receipt=reverse_correction_of(old, tag=rev_tag, corrected_on=day),
+            PlannedRow("correction", part, rev_tag, receipt=reverse_correction_of(old, tag=fp_tag, corrected_on=day),
                        **link),
             PlannedRow("correction", part + 1, fix_tag,
-                       receipt=correction_of(right.receipt, tag=fix_tag, corrected_on=day), **link),
+                       receipt=correction_of(right.receipt, tag=fp_tag, corrected_on=day), **link),
         ]
         c.ledger.add_planned(source_id, rows)
         click.echo(f"payment {source_id}: reverse correction {rev_tag} of {wrong.tag} (FD {wrong.fd_number}, "

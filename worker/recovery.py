@@ -72,6 +72,9 @@ class Reconciler:
         if last - fd_before > self.max_documents:
             return review(f"{last - fd_before} documents since the intent (more than {self.max_documents}); "
                           "is the register shared?")
+        # the receipt's own 1192 (our tag; for a reverse-correction pair, the corrected receipt's ФПД,
+        # shared by both documents, which the lane never has in flight at once) identifies it
+        expected = rec.receipt()
         matches: list[FiscalDocument] = []
         for number in range(fd_before + 1, last + 1):
             try:
@@ -80,18 +83,19 @@ class Reconciler:
                 raise RegisterUnreachable(describe(exc)) from exc
             if doc is None:
                 return review(f"document {number} cannot be read back from the register")
-            if doc.tag == rec.tag:
+            if doc.tag == expected.tag:
+                if doc.operation is not None and doc.operation != expected.operation:
+                    return review(f"document {number} carries our tag {expected.tag} but operation "
+                                  f"{doc.operation}, expected {expected.operation}")
                 matches.append(doc)
 
         if len(matches) > 1:
             numbers = ", ".join(str(d.fd_number) for d in matches)
-            return review(f"DUPLICATE: documents {numbers} all carry tag {rec.tag}; a correction is needed")
+            return review(f"DUPLICATE: documents {numbers} all carry tag {expected.tag}; a correction is needed")
         if len(matches) == 1:
             doc = matches[0]
-            expected_op = rec.receipt().operation
-            if doc.total != rec.total or (doc.operation is not None and doc.operation != expected_op):
-                return review(f"document {doc.fd_number} has our tag but total {doc.total} / operation "
-                              f"{doc.operation}, expected {rec.total} / {expected_op}")
+            if doc.total != rec.total:
+                return review(f"document {doc.fd_number} has our tag but total {doc.total}, expected {rec.total}")
             self.ledger.record_done(rec.id, doc, attempt_id=attempt_id, outcome="reconciled_done")
             log.info("reconciled: the register has it as FD %d", doc.fd_number, extra=ctx)
             return State.DONE

@@ -165,7 +165,10 @@ def test_corrections_missed_and_reverse(shop_schema: sa.URL, tmp_path: Path) -> 
     c1 = one(docs, "C1")
     assert c1["kind"] == "correction" and c1["operation"] == 1 and c1["total"] == "100.00"
     assert c1["correction"] == {"1173": 0, "1178": "2026-11-20", "1179": ""}
-    rev, fix = one(docs, "C2"), one(docs, "C2.2")
+    # both documents of the reverse pair carry the wrong receipt's fiscal sign (ФПД) in 1192
+    pair = docs[str(s2["fp"])]
+    assert len(pair) == 2
+    rev, fix = sorted(pair, key=lambda d: d["fd"])
     assert rev["kind"] == fix["kind"] == "correction"
     assert (rev["operation"], rev["total"], rev["items"]) == (2, "120.00", s2["items"])
     assert (fix["operation"], fix["total"]) == (1, "100.00") and fix["fd"] > rev["fd"]

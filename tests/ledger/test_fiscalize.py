@@ -173,3 +173,39 @@ def test_unreachable_register_keeps_the_receipt_sending(ledger: Ledger, tmp_path
         lane.step()
     assert ledger.get(rid).state is State.SENDING
     assert receipts_by_tag(tmp_path / "reg") == {}
+
+
+def test_reverse_correction_pair_sharing_1192_is_reconciled_by_operation(ledger: Ledger, tmp_path: Path) -> None:
+    """Both documents of a reverse-correction pair carry the wrong receipt's ФПД in 1192. A crash after the
+    register printed the second one: reconciliation picks that document, not the first, and prints nothing."""
+    import dataclasses
+    import datetime as dt
+
+    from kkt_drivers.receipt import Correction, Operation
+    from worker.ledger import PlannedRow
+
+    ingest(ledger, [entry(1)], cursor=1)
+    lane = make_lane(ledger, tmp_path / "reg")
+    drain(lane)
+    wrong = ledger.list_receipts()[0]
+    fp = str(wrong.fiscal_sign)
+    body = dataclasses.replace(wrong.receipt(), tag=fp, correction=Correction(True, dt.date(2026, 11, 20)))
+    reverse = dataclasses.replace(body, operation=Operation.SALE_REFUND)
+    ledger.add_planned(1, [PlannedRow("correction", 1, "C1", receipt=reverse),
+                           PlannedRow("correction", 2, "C1.2", receipt=body)])
+    drain(lane)                                   # both printed normally first
+    first_pair = [d for d in receipts_by_tag(tmp_path / "reg")[fp]]
+    assert sorted(d["operation"] for d in first_pair) == [1, 2]
+
+    # now a second pair whose fix is left "sending" after the register printed it (a crash)
+    ledger.add_planned(1, [PlannedRow("correction", 3, "C1.3", receipt=reverse),
+                           PlannedRow("correction", 4, "C1.4", receipt=body)])
+    lane.step()                                   # the reverse C1.3 is done
+    fix = [r for r in ledger.list_receipts() if r.tag == "C1.4"][0]
+    st = lane.driver.status()
+    ledger.record_intent(fix.id, register="kkt1", fn_serial=st.fn_serial, fd_before=st.last_fd_number)
+    printed = lane.driver.fiscalize(body)
+    lane.recover()
+    fix = ledger.get(fix.id)
+    assert fix.state is State.DONE and fix.fd_number == printed.fd_number
+    assert len(receipts_by_tag(tmp_path / "reg")[fp]) == 4
