@@ -143,13 +143,18 @@ def test_second_sigterm_exits_at_once_and_restart_reconciles(shop_schema: sa.URL
     with sa.create_engine(shop_schema).begin() as conn:
         for _ in range(4):
             insert_payment(conn, sale_items(2))
-    settings, reg = setup_run(tmp_path, shop_schema, "latency_ms=300")
-    proc = start_when_printing(settings, reg)
+    settings, reg = setup_run(tmp_path, shop_schema, "latency_ms=400")
+    proc = start_cli(settings, "run")
+    # wait until a receipt is in flight: its intent is recorded and the slow register is working on it
+    deadline = time.monotonic() + 30
+    while "sending" not in [r[0] for r in ledger_rows(tmp_path).values()] and time.monotonic() < deadline:
+        time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
-    time.sleep(0.05)
+    time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
     proc.communicate(timeout=10)
-    assert proc.returncode == 130
+    assert proc.returncode == 130 and time.monotonic() - t0 < 2
     run_cli(settings, "run", "--burst", "--burst-timeout", "60")
     assert_exactly_once(tmp_path, reg, 4)
 
