@@ -1,9 +1,7 @@
 """The ``kkt-worker`` command line (click). Every option can come from a KKT_* environment variable."""
 from __future__ import annotations
 
-import datetime as dt
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any, Callable

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
