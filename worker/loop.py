@@ -83,10 +83,14 @@ class Worker:
         backoff = 0.0
         started = time.monotonic()
         cap = self.settings.retry.source_backoff_max_s
+        next_sweep = time.monotonic() + self.settings.source.sweep_interval_s
         while not self.stop.is_set():
             try:
                 result = ingestor.poll_once()
                 delivered = self.deliveries.poll_once() if self.deliveries is not None else None
+                if time.monotonic() >= next_sweep:
+                    self.summary.ingested += ingestor.sweep(self.settings.source.sweep_window)
+                    next_sweep = time.monotonic() + self.settings.source.sweep_interval_s
             except SourceConfigError as exc:
                 log.critical("the shop database refuses us: %s", exc)
                 return 2

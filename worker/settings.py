@@ -34,6 +34,8 @@ class SourceSettings:
     poll_interval_s: float = d.POLL_INTERVAL_SECONDS
     gap_timeout_s: float = d.GAP_TIMEOUT_SECONDS
     max_gap_span: int = d.GAP_MAX_SPAN
+    sweep_interval_s: float = d.SWEEP_INTERVAL_SECONDS
+    sweep_window: int = d.SWEEP_WINDOW_IDS
     start_after_id: int = 0
     connect_timeout_s: int = d.SOURCE_CONNECT_TIMEOUT_SECONDS
     read_timeout_s: int = d.SOURCE_READ_TIMEOUT_SECONDS

@@ -155,3 +155,23 @@ def test_order_discount_column_is_spread_over_the_lines(shop_schema: sa.URL, tmp
     receipt = rec.receipt()
     assert rec.state.value == "queued" and receipt.total == Decimal("270.00")
     assert [i.amount for i in receipt.items] == [Decimal("90.00"), Decimal("180.00")] and receipt.problems() == []
+
+
+def test_row_committed_after_its_gap_expired_is_caught_by_the_sweep(shop_schema: sa.URL, tmp_path: Path) -> None:
+    """A transaction held open longer than the gap timeout: its gap expires, the poll never looks back,
+    the anti-entropy sweep finds the row and ingests it."""
+    eng = sa.create_engine(shop_schema, poolclass=sa.NullPool)
+    ing, ledger, clock = make(shop_schema, tmp_path, gap_timeout_s=60)
+    slow = eng.connect()
+    tx = slow.begin()
+    late_id = insert_payment(slow, sale_items(1))
+    with eng.begin() as c:
+        insert_payment(c, sale_items(1))
+    ing.poll_once()
+    clock.now += dt.timedelta(seconds=61)
+    assert ing.poll_once().expired_gaps == 1
+    tx.commit()
+    slow.close()
+    assert ing.poll_once().fetched == 0 and late_id not in ledger_ids(ledger)
+    assert ing.sweep(window=1000) == 1
+    assert late_id in ledger_ids(ledger) and ing.sweep(window=1000) == 0
