@@ -23,6 +23,7 @@ LEDGER_RETRY_SECONDS = 60.0          # how long a ledger write is retried in-pro
 # -- reconciliation ------------------------------------------------------------------------
 RECONCILE_MAX_DOCUMENTS = 50         # more documents after the intent than this → needs review
 LANE_IDLE_SECONDS = 0.5              # a lane's sleep when nothing is due
+WAITING_RECHECK_SECONDS = 1.0        # a receipt waiting for its sale/prepayment is looked at again after this
 
 # -- shifts --------------------------------------------------------------------------------
 SHIFT_MAX_HOURS = 24                 # 54-FZ: a shift may not last longer

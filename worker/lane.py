@@ -17,8 +17,8 @@ from kkt_drivers.base import Driver
 from kkt_drivers.errors import DeviceStateError, KktError
 from kkt_drivers.receipt import DeviceStatus
 from worker.crashpoints import driver_step
-from worker.defaults import LANE_IDLE_SECONDS
-from worker.ledger import Ledger, utcnow
+from worker.defaults import LANE_IDLE_SECONDS, WAITING_RECHECK_SECONDS
+from worker.ledger import Ledger, ReceiptRecord, utcnow
 from worker.processor import Processor, RetryPolicy
 from worker.recovery import Reconciler, RegisterUnreachable
 from worker.retry import Reaction, describe
@@ -110,23 +110,29 @@ class Lane:
                 return False
         return True
 
-    def _next_due(self):  # type: ignore[no-untyped-def]
+    def _next_due(self) -> ReceiptRecord | None:
         for rec in self.ledger.due(utcnow(), limit=20):
-            if rec.stage == "refund" and rec.refund_of is not None and not self.ledger.sale_done(rec.refund_of):
-                # a refund waits until what it refunds has been fiscalized: every receipt of the sale, or,
-                # for a refund mirroring a prepayment (1214 = 1..3), that prepayment receipt
-                prepaid = any(int(it.payment_method) <= 3 for it in rec.receipt().items)
-                if not (prepaid and self.ledger.stage_done(rec.refund_of, "prepayment")):
-                    continue
-            # the offset of a prepayment waits for the prepayment receipt of the same payment
-            if rec.stage == "settlement" and not self.ledger.stage_done(rec.source_id, "prepayment"):
-                continue
-            # a correction pair is issued in order: the reverse correction before the correct one
-            if rec.stage == "correction" and rec.part > 1 and not self.ledger.stage_done(
-                    rec.source_id, "correction", below_part=rec.part):
+            if self._must_wait(rec):
+                # out of the head of the queue, so that waiting receipts never starve the others
+                self.ledger.postpone(rec.id, utcnow() + dt.timedelta(seconds=WAITING_RECHECK_SECONDS))
                 continue
             return rec
         return None
+
+    def _must_wait(self, rec: ReceiptRecord) -> bool:
+        """Whether *rec* waits for another receipt of the shop to be fiscalized first."""
+        if rec.stage == "refund" and rec.refund_of is not None and not self.ledger.sale_done(rec.refund_of):
+            # a refund waits until what it refunds has been fiscalized: every receipt of the sale, or,
+            # for a refund mirroring a prepayment (1214 = 1..3), that prepayment receipt
+            prepaid = any(int(it.payment_method) <= 3 for it in rec.receipt().items)
+            return not (prepaid and self.ledger.stage_done(rec.refund_of, "prepayment"))
+        # the offset of a prepayment waits for the prepayment receipt of the same payment
+        if rec.stage == "settlement":
+            return not self.ledger.stage_done(rec.source_id, "prepayment")
+        # a correction pair is issued in order: the reverse correction before the correct one
+        if rec.stage == "correction" and rec.part > 1:
+            return not self.ledger.stage_done(rec.source_id, "correction", below_part=rec.part)
+        return False
 
     def prepare_register(self) -> DeviceStatus:
         """Make the register ready for a receipt: no open receipt, paper, an open shift under 24 h."""

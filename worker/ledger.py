@@ -353,6 +353,12 @@ class Ledger:
                 .order_by(receipts.c.next_attempt_at, receipts.c.id).limit(limit))
             return [_record(r) for r in rows]
 
+    def postpone(self, receipt_id: int, until: dt.datetime) -> None:
+        """Move a queued receipt's next attempt to *until* (it waits for another receipt first)."""
+        with self.write() as conn:
+            conn.execute(update(receipts).where(receipts.c.id == receipt_id, receipts.c.state == State.QUEUED.value)
+                         .values(next_attempt_at=until))
+
     def sending(self, register: str | None = None) -> list[ReceiptRecord]:
         """Receipts whose outcome is not known (left "sending"), optionally for one register."""
         q = self._select_records().where(receipts.c.state == State.SENDING.value)

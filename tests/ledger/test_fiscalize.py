@@ -209,3 +209,27 @@ def test_reverse_correction_pair_sharing_1192_is_reconciled_by_operation(ledger:
     fix = ledger.get(fix.id)
     assert fix.state is State.DONE and fix.fd_number == printed.fd_number
     assert len(receipts_by_tag(tmp_path / "reg")[fp]) == 4
+
+
+def test_waiting_refunds_do_not_starve_other_receipts(ledger: Ledger, tmp_path: Path) -> None:
+    """30 refunds wait for a sale that is not fiscalized (rejected); a new sale behind them still goes out."""
+    import dataclasses
+
+    from kkt_drivers.receipt import Operation
+    from worker.ledger import IngestEntry, PlannedRow
+
+    from tests.ledger.test_ledger import receipt, shop_row
+
+    bad_sale = IngestEntry(shop_row(1), (PlannedRow("sale", 1, "S1", error="payment_items[0].vat: bad"),))
+    refunds = [IngestEntry(dataclasses.replace(shop_row(i), kind="refund", refund_of=1),
+                           (PlannedRow("refund", 1, f"R{i}",
+                                       receipt=dataclasses.replace(receipt(f"R{i}"), operation=Operation.SALE_REFUND)),))
+               for i in range(2, 32)]
+    ingest(ledger, [bad_sale, *refunds, entry(40)], cursor=40)
+    lane = make_lane(ledger, tmp_path / "reg")
+    for _ in range(5):
+        lane.step()
+    states = {r.tag: r.state for r in ledger.list_receipts()}
+    assert states["S40"] is State.DONE
+    assert all(states[f"R{i}"] is State.QUEUED for i in range(2, 32))
+    assert list(receipts_by_tag(tmp_path / "reg")) == ["S40"]
