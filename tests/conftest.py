@@ -65,6 +65,19 @@ def _server_missing(what: str, host: str, port: int, how_to_start: str, exc: Bas
     pytest.skip(msg)
 
 
+def _require_server(url: URL, what: str, host: str, port: int, how_to_start: str) -> URL:
+    """*url* if the server answers ``SELECT 1``; otherwise skip (locally) or fail (CI)."""
+    engine = sa.create_engine(url, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 — any failure means "no usable server"
+        _server_missing(what, host, port, f"`./start.sh test` starts an installed one, or {how_to_start}", exc)
+    finally:
+        engine.dispose()
+    return url
+
+
 def _scratch_name() -> str:
     return f"kkt_t_{secrets.token_hex(6)}"
 
@@ -75,15 +88,7 @@ def _scratch_name() -> str:
 def mariadb_admin_url() -> URL:
     """Root URL of the MariaDB server (no database selected); skips/fails if unreachable."""
     url = URL.create("mysql+pymysql", username="root", host=MARIADB_HOST, port=MARIADB_PORT)
-    engine = sa.create_engine(url, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}, poolclass=sa.NullPool)
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except Exception as exc:  # noqa: BLE001 — any failure means "no usable server"
-        _server_missing("MariaDB", MARIADB_HOST, MARIADB_PORT, "systemctl start mariadb", exc)
-    finally:
-        engine.dispose()
-    return url
+    return _require_server(url, "MariaDB", MARIADB_HOST, MARIADB_PORT, "systemctl start mariadb")
 
 
 @pytest.fixture
@@ -163,15 +168,7 @@ def shop_schema(mariadb_url: URL, run_sql: Callable[..., None]) -> URL:
 def postgres_admin_url() -> URL:
     """URL of the ``postgres`` maintenance database as user postgres; skips/fails if unreachable."""
     url = URL.create("postgresql+psycopg", username="postgres", host=PG_HOST, port=PG_PORT, database="postgres")
-    engine = sa.create_engine(url, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}, poolclass=sa.NullPool)
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except Exception as exc:  # noqa: BLE001 — any failure means "no usable server"
-        _server_missing("PostgreSQL", PG_HOST, PG_PORT, "systemctl start postgresql", exc)
-    finally:
-        engine.dispose()
-    return url
+    return _require_server(url, "PostgreSQL", PG_HOST, PG_PORT, "systemctl start postgresql")
 
 
 @pytest.fixture
