@@ -35,7 +35,11 @@ def shtrih(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Pat
     port = free_port()
     state = tmp_path / "shtrih"
     marker = request.node.get_closest_marker("faults")
-    faults = [f"--fault={f}" for f in (marker.args if marker else ())]
+    args = list(marker.args if marker else ())
+    if args[:1] == ["answer_delay_s"]:          # a slow register rather than a fault
+        faults = ["--answer-delay-s", args[1]]
+    else:
+        faults = [f"--fault={f}" for f in args]
     proc = subprocess.Popen([sys.executable, "-m", "worker", "emulator", "shtrih", str(state), "--port", str(port),
                              "--seed", "3", *faults], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 20
@@ -107,3 +111,16 @@ def test_wire_faults_are_resolved_exactly_once(shop_schema: sa.URL, tmp_path: Pa
     run_cli(settings, "run", "--burst", "--burst-timeout", "240", timeout=300)
     report = check(shop_schema, ledger_url, [state])
     assert report.ok and report.done == 20, report.summary()
+
+
+@pytest.mark.faults("answer_delay_s", "1.3")
+def test_register_slower_than_the_timeout(shop_schema: sa.URL, tmp_path: Path, shtrih) -> None:
+    """Every answer comes 1.3 s late, the driver's timeout is 1 s: the driver asks again with ENQ instead of
+    resending (the register holds the pending answer), and every payment still ends exactly once."""
+    state, port = shtrih
+    with sa.create_engine(shop_schema).begin() as conn:
+        insert_payment(conn, sale_items(1))
+    settings, ledger_url = setup(tmp_path, shop_schema, port, timeout=1)
+    run_cli(settings, "run", "--burst", "--burst-timeout", "240", timeout=300)
+    report = check(shop_schema, ledger_url, [state])
+    assert report.ok and report.done == 1, report.summary()
