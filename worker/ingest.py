@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 from worker.defaults import GAP_MAX_SPAN, GAP_TIMEOUT_SECONDS, POLL_BATCH_SIZE
 from worker.ledger import Gap, IngestEntry, Ledger, utcnow
 from worker.planner import DeliveryPlanner, Planner
-from worker.shop_rows import ShopPayment
+from worker.shop_rows import KIND_SALE, ShopPayment
 from worker.source import ShopDelivery
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,23 @@ class Ingestor:
             now=now, expected_cursor=cursor, untracked=untracked)
         if found:
             log.info("late rows appeared in gaps: %s", sorted(found), extra={"source": self.name})
+        self.replan_orphan_refunds([*gap_rows, *rows])
         return PollResult(added=added, fetched=len(rows), cursor=max(prev, cursor), new_gaps=len(new_gaps),
                           filled_gaps=len(found), expired_gaps=len(expired),
                           open_gaps=len(gaps) - len(found) - len(expired) + len(new_gaps))
+
+    def replan_orphan_refunds(self, rows: Sequence[ShopPayment]) -> int:
+        """Refunds rejected only because their sale was not in the ledger yet (it committed late) are
+        built again once that sale arrives. Returns how many were requeued."""
+        sale_ids = [r.id for r in rows if getattr(r, "kind", None) == KIND_SALE]
+        requeued = 0
+        for source_id in self.ledger.orphan_refunds(sale_ids) if sale_ids else ():
+            payment = self.ledger.payment_snapshot(source_id)
+            if payment is not None:
+                requeued += self.ledger.replan(source_id, payment, self.planner.plan(payment))
+                log.info("refund rebuilt now that its sale %s is here", payment.refund_of,
+                         extra={"source": self.name, "source_id": source_id})
+        return requeued
 
     def _apply(self, rows: Sequence[ShopPayment], **position: Any) -> int:
         """Plan *rows* and commit them with the new cursor and gaps (one ledger transaction)."""

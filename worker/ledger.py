@@ -25,6 +25,10 @@ from worker.shop_rows import ShopPayment
 from worker.states import State, check_transition
 
 
+#: the end of the rejection message of a refund whose sale is not in the ledger yet (worker.receipts)
+ORPHAN_REFUND_MARK = "is not in the ledger yet"
+
+
 def utcnow() -> dt.datetime:
     """Naive UTC now, the ledger's time."""
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
@@ -352,6 +356,14 @@ class Ledger:
                 receipts.c.state == State.QUEUED.value, receipts.c.next_attempt_at <= now)
                 .order_by(receipts.c.next_attempt_at, receipts.c.id).limit(limit))
             return [_record(r) for r in rows]
+
+    def orphan_refunds(self, sale_ids: Sequence[int]) -> list[int]:
+        """Shop ids of refunds of *sale_ids* rejected because the sale was unknown when they arrived."""
+        with self.read() as conn:
+            return sorted(set(conn.execute(
+                select(payments.c.source_id).select_from(receipts.join(payments, receipts.c.payment_id == payments.c.id))
+                .where(payments.c.refund_of.in_(list(sale_ids)), receipts.c.state == State.REJECTED.value,
+                       receipts.c.last_error.like(f"%{ORPHAN_REFUND_MARK}%"))).scalars()))
 
     def postpone(self, receipt_id: int, until: dt.datetime) -> None:
         """Move a queued receipt's next attempt to *until* (it waits for another receipt first)."""

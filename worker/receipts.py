@@ -364,7 +364,8 @@ def _build_refund(
             "payments.refund_of", f"a refund must name the refunded sale's id, got {short_repr(p.refund_of)}"
         )
     if original is None:
-        raise InvalidPayment("payments.refund_of", f"the refunded sale {p.refund_of} is unknown")
+        # the wording is matched by Ledger.orphan_refunds: such a refund is rebuilt when its sale arrives
+        raise InvalidPayment("payments.refund_of", f"the refunded sale {p.refund_of} is not in the ledger yet")
     if original.id != p.refund_of:
         raise InvalidPayment(
             "payments.refund_of",

@@ -175,3 +175,24 @@ def test_row_committed_after_its_gap_expired_is_caught_by_the_sweep(shop_schema:
     assert ing.poll_once().fetched == 0 and late_id not in ledger_ids(ledger)
     assert ing.sweep(window=1000) == 1
     assert late_id in ledger_ids(ledger) and ing.sweep(window=1000) == 0
+
+
+def test_refund_of_a_late_sale_is_rebuilt_when_the_sale_arrives(shop_schema: sa.URL, tmp_path: Path) -> None:
+    """The sale's transaction commits after its refund's: the refund is first rejected (its sale is not in
+    the ledger), and rebuilt and queued by itself as soon as the gap recheck brings the sale in."""
+    eng = sa.create_engine(shop_schema, poolclass=sa.NullPool)
+    ing, ledger, _ = make(shop_schema, tmp_path)
+    slow = eng.connect()
+    tx = slow.begin()
+    sale_id = insert_payment(slow, sale_items(2))
+    with eng.begin() as c:
+        c.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")   # the shop's refund row may name the uncommitted sale
+        insert_payment(c, [dict(sale_items(1)[0])], kind="refund", refund_of=sale_id)
+    ing.poll_once()
+    refund = ledger.list_receipts()[0]
+    assert refund.state.value == "rejected" and "not in the ledger yet" in refund.last_error
+    tx.commit()
+    slow.close()
+    ing.poll_once()
+    states = {r.tag: r.state.value for r in ledger.list_receipts()}
+    assert states == {f"S{sale_id}": "queued", f"R{sale_id + 1}": "queued"}
