@@ -154,7 +154,7 @@ def register_admin_commands(cli: click.Group, pass_ctx: Any, opt: Callable[..., 
     def resend(c: Any, ids: tuple[int, ...], states: tuple[str, ...], reviewed: bool, no_refetch: bool) -> None:
         """Requeue rejected/failed payments, re-reading the (fixed) shop row and rebuilding the receipt."""
         from worker.planner import Planner
-        from worker.wiring import open_shop_source, receipt_config
+        from worker.wiring import current_shop_rows, receipt_config
 
         allowed = {s.value for s in RESENDABLE} | ({State.NEEDS_REVIEW.value} if reviewed else set())
         if not ids and not states:
@@ -169,19 +169,12 @@ def register_admin_commands(cli: click.Group, pass_ctx: Any, opt: Callable[..., 
             click.echo(f"payment {sid}: not resent — it has a correction receipt (see ledger show {sid})")
         targets = [sid for sid in targets if sid not in corrected]
         planner = Planner(c.ledger, receipt_config(c.settings))
-        src = None if no_refetch else open_shop_source(c.settings)
+        rows = current_shop_rows(c.settings, c.ledger, targets, refetch=not no_refetch)
         queued = 0
         for sid in targets:
-            payment = None
-            if src is not None:
-                found = src.fetch_by_ids([sid])
-                payment = found[0] if found else None
-            payment = payment or c.ledger.payment_snapshot(sid)
-            n = c.ledger.replan(sid, payment, planner.plan(payment))
+            n = c.ledger.replan(sid, rows[sid], planner.plan(rows[sid]))
             queued += n
             click.echo(f"payment {sid}: {'requeued' if n else 'still rejected: see ledger show ' + str(sid)}")
-        if src is not None:
-            src.close()
         for sid in skipped:
             click.echo(f"payment {sid}: not resent (its state is not one of {', '.join(sorted(allowed))})")
         click.echo(f"{queued} receipts queued")

@@ -37,14 +37,9 @@ _NOT_ISSUED = (State.REJECTED, State.FAILED)
 
 def _fresh_row(c: Any, source_id: int) -> ShopPayment | None:
     """The shop row as it is now (the admin fixed it), else the ledger's snapshot."""
-    from worker.wiring import open_shop_source
+    from worker.wiring import current_shop_rows
 
-    src = open_shop_source(c.settings)
-    try:
-        found = src.fetch_by_ids([source_id])
-    finally:
-        src.close()
-    return found[0] if found else c.ledger.payment_snapshot(source_id)
+    return current_shop_rows(c.settings, c.ledger, [source_id])[source_id]
 
 
 def _next_part(recs: list[ReceiptRecord]) -> int:
@@ -106,7 +101,7 @@ def register_correction_commands(cli: click.Group, pass_ctx: Any, opt: Callable[
     @pass_ctx
     def reverse(c: Any, source_id: int, wrong_tag: str | None) -> None:
         """Queue a reverse correction of a wrong receipt, then a correct one from the fixed shop row."""
-        from worker.planner import Planner
+        from worker.planner import Planner, as_rows
         from worker.wiring import receipt_config
 
         recs = c.ledger.receipts_of(source_id)
@@ -130,8 +125,8 @@ def register_correction_commands(cli: click.Group, pass_ctx: Any, opt: Callable[
             if wrong.stage == "settlement":
                 # the settlement's date is the delivery: the day the wrong settlement was issued
                 day = (wrong.fiscal_at or dt.datetime.now()).date()
-                planned = [PlannedRow(p.stage, p.part, p.receipt.tag, receipt=p.receipt) for p in build_settlement(
-                    payment, cfg, delivered_at=wrong.fiscal_at, already_refunded=c.ledger.refunded_quantities(source_id))]
+                planned = list(as_rows(build_settlement(payment, cfg, delivered_at=wrong.fiscal_at,
+                                                        already_refunded=c.ledger.refunded_quantities(source_id))))
             else:
                 day = _payment_day(payment)
                 planned = list(Planner(c.ledger, cfg).plan(payment))

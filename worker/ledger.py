@@ -19,7 +19,7 @@ from kkt_drivers.receipt import FiscalDocument, Receipt
 from worker.errors import StateConflict
 from worker.ledger_db import READ_ONLY, create_ledger_engine
 from worker.ledger_schema import (
-    attempts, gap_log, ingest_cursor, ingest_gaps, lanes, metadata, payments, receipts,
+    attempts, gap_log, ingest_cursor, ingest_gaps, lanes, payments, receipts,
 )
 from worker.shop_rows import ShopPayment
 from worker.states import State, check_transition
@@ -151,10 +151,6 @@ class Ledger:
         with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
             with conn.begin():
                 yield conn
-
-    def create_all(self) -> None:
-        """Create the tables directly (tests only; production uses ``kkt-worker migrate``)."""
-        metadata.create_all(self.engine)
 
     def dispose(self) -> None:
         """Close pooled connections."""
@@ -386,20 +382,19 @@ class Ledger:
 
     def sale_done(self, source_id: int) -> bool:
         """Whether every receipt of shop row *source_id* is done (refunds wait for their sale)."""
-        with self.read() as conn:
-            states = list(conn.execute(
-                select(receipts.c.state).select_from(receipts.join(payments, receipts.c.payment_id == payments.c.id))
-                .where(payments.c.source_id == source_id)).scalars())
-        return bool(states) and all(s == State.DONE.value for s in states)
+        return self.stage_done(source_id, None)
 
-    def stage_done(self, source_id: int, stage: str, *, below_part: int | None = None) -> bool:
-        """Whether shop row *source_id* has receipts of *stage* (parts below *below_part*) and all are done.
+    def stage_done(self, source_id: int, stage: str | None, *, below_part: int | None = None) -> bool:
+        """Whether shop row *source_id* has receipts of *stage* (any stage for None; parts below
+        *below_part*) and all are done.
 
         Settlements wait for their prepayment, refunds of a prepayment for it, corrections for the
         corrections before them.
         """
         q = (select(receipts.c.state).select_from(receipts.join(payments, receipts.c.payment_id == payments.c.id))
-             .where(payments.c.source_id == source_id, receipts.c.stage == stage))
+             .where(payments.c.source_id == source_id))
+        if stage is not None:
+            q = q.where(receipts.c.stage == stage)
         if below_part is not None:
             q = q.where(receipts.c.part < below_part)
         with self.read() as conn:
@@ -476,15 +471,6 @@ class Ledger:
         with self.write() as conn:
             self._cas(conn, receipt_id, expected, new, error_class=error_class, last_error=error[:2000])
             self._finish_attempt(conn, attempt_id, now, new.value, error=error)
-
-    def note_attempt(self, receipt_id: int, *, register: str, action: str, outcome: str, error: str | None = None,
-                     fd_before: int | None = None, fd_number: int | None = None) -> int:
-        """Record a finished register interaction that changed no state (e.g. a reconcile that must wait)."""
-        now = utcnow()
-        with self.write() as conn:
-            return conn.execute(insert(attempts).values(
-                receipt_id=receipt_id, register=register, action=action, started_at=now, finished_at=now,
-                outcome=outcome, error=error, fd_before=fd_before, fd_number=fd_number)).inserted_primary_key[0]
 
     def open_attempt(self, receipt_id: int, *, register: str, action: str, fd_before: int | None) -> int:
         """Start an attempts row (reconciliation); finished by the record_* call that follows."""

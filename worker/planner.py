@@ -5,18 +5,43 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from kkt_drivers.receipt import Vat
 from worker.ledger import IngestEntry, Ledger, PlannedRow, SettlementEntry
 from worker.receipt_config import FLOW_PREPAYMENT
 from worker.receipt_rules import VAT22_FROM
-from worker.receipts import InvalidPayment, ReceiptConfig, build_receipts, build_settlement, make_tag
+from worker.receipts import (
+    InvalidPayment, PlannedReceipt, ReceiptConfig, build_receipts, build_settlement, make_tag,
+)
 from worker.shop_rows import KIND_REFUND, ShopPayment
 from worker.source import ShopDelivery
 from worker.states import State
 
 log = logging.getLogger(__name__)
+
+
+def as_rows(planned: Sequence[PlannedReceipt]) -> tuple[PlannedRow, ...]:
+    """Built receipts as the rows the ledger stores."""
+    return tuple(PlannedRow(p.stage, p.part, p.receipt.tag, receipt=p.receipt) for p in planned)
+
+
+def build_or_reject(build: Callable[[], Sequence[PlannedReceipt]], *, stage: str, tag: str, what: str,
+                    source_id: int) -> tuple[PlannedRow, ...]:
+    """Run *build*; what it cannot build becomes one rejected row naming the field.
+
+    A bug in a builder must not stop ingest either: it is logged with its traceback and the row is
+    rejected with the error, waiting for a fix and a resend.
+    """
+    try:
+        return as_rows(build())
+    except InvalidPayment as exc:
+        log.warning("%s rejected: %s", what, exc, extra={"source_id": source_id})
+        return (PlannedRow(stage, 1, tag, error=str(exc)),)
+    except Exception as exc:
+        log.exception("could not build the %s (bug)", what, extra={"source_id": source_id})
+        return (PlannedRow(stage, 1, tag, error=f"internal error while building the {what}: "
+                                                f"{type(exc).__name__}: {exc}"),)
 
 
 @dataclass
@@ -43,7 +68,8 @@ class Planner:
         """The receipts for *payment*; a row that cannot become a correct receipt is one rejected row."""
         batch = batch if batch is not None else Batch()
         stage = "refund" if payment.kind == KIND_REFUND else "sale"
-        try:
+
+        def build() -> Sequence[PlannedReceipt]:
             original, already, refund_stage, settled_on = None, None, None, None
             if payment.kind == KIND_REFUND and isinstance(payment.refund_of, int):
                 original = batch.payments.get(payment.refund_of) or self.ledger.payment_snapshot(payment.refund_of)
@@ -51,21 +77,19 @@ class Planner:
                 for line, qty in batch.refunded.get(payment.refund_of, {}).items():
                     already[line] = already.get(line, Decimal(0)) + qty
                 refund_stage, settled_on = self.refunded_stage(payment.refund_of, batch)
-            planned = build_receipts(payment, self.config, original=original, already_refunded=already,
-                                     refund_stage=refund_stage, settled_on=settled_on)
-        except InvalidPayment as exc:
-            log.warning("payment rejected: %s", exc, extra={"source_id": payment.id})
-            return (PlannedRow(stage, 1, make_tag(payment.id, stage, 1), error=str(exc)),)
-        except Exception as exc:  # a bug in the builder must not stop ingest; the row waits for a fix
-            log.exception("could not build receipts (bug)", extra={"source_id": payment.id})
-            return (PlannedRow(stage, 1, make_tag(payment.id, stage, 1),
-                               error=f"internal error while building the receipt: {type(exc).__name__}: {exc}"),)
+            return build_receipts(payment, self.config, original=original, already_refunded=already,
+                                  refund_stage=refund_stage, settled_on=settled_on)
+
+        rows = build_or_reject(build, stage=stage, tag=make_tag(payment.id, stage, 1), what="receipt",
+                               source_id=payment.id)
+        if any(r.receipt is None for r in rows):
+            return rows
         batch.payments[payment.id] = payment
         if payment.kind == KIND_REFUND and isinstance(payment.refund_of, int):
             per_line = batch.refunded.setdefault(payment.refund_of, {})
             for item in payment.items:
                 per_line[item.line_no] = per_line.get(item.line_no, Decimal(0)) + Decimal(item.quantity)
-        return tuple(PlannedRow(p.stage, p.part, p.receipt.tag, receipt=p.receipt) for p in planned)
+        return rows
 
     def refunded_stage(self, sale_id: int, batch: Batch) -> tuple[str | None, dt.date | None]:
         """Which stage a refund of *sale_id* mirrors (prepayment flow), decided when the refund is planned.
@@ -145,14 +169,7 @@ class DeliveryPlanner:
             return (PlannedRow("settlement", 1, tag, error=(
                 f"deliveries.payment_id: payment {sale.id} was fiscalized as a full payment (stage sale, "
                 "receipts.flow was single); there is no prepayment to settle")),)
-        try:
-            planned = build_settlement(sale, self.config, delivered_at=d.delivered_at,
-                                       already_refunded=self.ledger.refunded_quantities(sale.id))
-        except InvalidPayment as exc:
-            log.warning("delivery rejected: %s", exc, extra={"source_id": sale.id, "delivery_id": d.id})
-            return (PlannedRow("settlement", 1, tag, error=str(exc)),)
-        except Exception as exc:  # a bug in the builder must not stop ingest
-            log.exception("could not build the settlement (bug)", extra={"source_id": sale.id})
-            return (PlannedRow("settlement", 1, tag,
-                               error=f"internal error while building the settlement: {type(exc).__name__}: {exc}"),)
-        return tuple(PlannedRow(p.stage, p.part, p.receipt.tag, receipt=p.receipt) for p in planned)
+        return build_or_reject(
+            lambda: build_settlement(sale, self.config, delivered_at=d.delivered_at,
+                                     already_refunded=self.ledger.refunded_quantities(sale.id)),
+            stage="settlement", tag=tag, what="settlement", source_id=sale.id)

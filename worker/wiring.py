@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Any
+from typing import Any, Sequence
 
 from kkt_drivers import receipt as model
 from worker import receipt_rules as rules
 from worker.errors import ConfigError
+from worker.ledger import Ledger
 from worker.receipts import ReceiptConfig
 from worker.settings import Settings
+from worker.shop_rows import ShopPayment
 from worker.source import ShopSource, SourceMapping, open_source
 
 #: what the embedded default (the demo shop) uses when settings.yaml says nothing
@@ -80,3 +82,16 @@ def open_shop_source(settings: Settings) -> ShopSource:
         return open_source(url, mapping, connect_timeout=s.connect_timeout_s, read_timeout=s.read_timeout_s,
                            write_timeout=s.write_timeout_s)
     return open_source(url, mapping)
+
+
+def current_shop_rows(settings: Settings, ledger: Ledger, source_ids: Sequence[int], *,
+                      refetch: bool = True) -> dict[int, ShopPayment | None]:
+    """Each shop row as the shop has it now (an admin may have fixed it), else the ledger's snapshot."""
+    found: dict[int, ShopPayment] = {}
+    if refetch and source_ids:
+        src = open_shop_source(settings)
+        try:
+            found = {p.id: p for p in src.fetch_by_ids(list(source_ids))}
+        finally:
+            src.close()
+    return {sid: found.get(sid) or ledger.payment_snapshot(sid) for sid in source_ids}
