@@ -12,6 +12,10 @@ Contract every implementation keeps (the shared contract suite in ``tests/contra
   - :class:`~kkt_drivers.errors.OutcomeUnknownError` once the closing command may have reached the
     register.
 * :meth:`document` reads a document back from the fiscal storage, with the tag (1192) it carries.
+* Where the register's API keeps our idempotency key (an HTTP service's request uuid, a cloud
+  service's ``external_id``), :attr:`Driver.lookup_by_key` is True and :meth:`find_by_key` answers
+  "what became of the receipt with this tag?" without reading documents by number. Recovery uses
+  whichever the driver supports (see ``worker/fiscal/recovery.py``).
 * No method retries a fiscal command by itself; status-like reads may retry internally.
 """
 from __future__ import annotations
@@ -32,6 +36,18 @@ class Driver(abc.ABC):
     #: called with a step name ("receipt_opened", "close_sent", "register_answered") inside
     #: :meth:`fiscalize`; the worker uses it for crash-point tests. None in production.
     step_hook: Callable[[str], None] | None = None
+
+    #: True when :meth:`find_by_key` works (the API itself stores our idempotency key)
+    lookup_by_key: bool = False
+
+    #: True when the register has a fiscal storage readable by FD number (:meth:`document`);
+    #: False for a cloud service that only answers by our key
+    reads_documents: bool = True
+
+    @classmethod
+    @abc.abstractmethod
+    def from_url(cls, url: str) -> "Driver":
+        """Build (not connect) a driver from its register URL; DriverConfigError names a bad option."""
 
     def _step(self, name: str) -> None:
         if self.step_hook is not None:
@@ -72,6 +88,14 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def document(self, fd_number: int) -> FiscalDocument | None:
         """Read document *fd_number* back from the fiscal storage; None if it does not exist."""
+
+    def find_by_key(self, receipt: Receipt) -> FiscalDocument | None:
+        """The document the register made for *receipt* (looked up by its tag), or None if none.
+
+        Only where :attr:`lookup_by_key` is True. Raises OutcomeUnknownError while the service
+        still processes the request, TransientError when it cannot be asked now.
+        """
+        raise NotImplementedError(f"{self.model} has no lookup by idempotency key")
 
     def continue_print(self) -> None:
         """Finish printing a document interrupted by a paper fault (no-op where not needed)."""

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from kkt_drivers.base import Driver
 from kkt_drivers.emulator.faults import FAULT_NAMES, Faults
 from kkt_drivers.emulator.model import RegisterModel, to_fiscal_document
+from kkt_drivers.emulators import RunningEmulator
 from kkt_drivers.errors import DriverConfigError, OutcomeUnknownError, TransientError
 from kkt_drivers.receipt import DeviceStatus, FiscalDocument, Receipt
 
@@ -147,3 +148,19 @@ def _correction(receipt: Receipt) -> dict[str, object] | None:
     if c is None:
         return None
     return {"1173": 0 if c.self_made else 1, "1178": c.corrected_date.isoformat(), "1179": c.order_number}
+
+
+def start_emulator(state_dir: str, *, host: str = "127.0.0.1", port: int = 0,
+                   faults: dict[str, str] | None = None, seed: int | None = None, fsync: bool = True,
+                   **options: str) -> RunningEmulator:
+    """The in-process emulator as a :class:`~kkt_drivers.emulators.RunningEmulator` (no server:
+    the driver opens the state directory itself; ``host``/``port`` are ignored)."""
+    from urllib.parse import urlencode
+
+
+    query = {"fsync": "1" if fsync else "0", **(faults or {}), **options}
+    if seed is not None:
+        query["seed"] = str(seed)
+    url = f"emulator://{state_dir}?{urlencode(query)}"
+    model = RegisterModel(state_dir, fsync=fsync)
+    return RunningEmulator(url=url, model=model, stop=lambda: None)

@@ -38,6 +38,7 @@ from typing import Any
 
 from kkt_drivers.emulator.faults import FAULT_NAMES, Faults
 from kkt_drivers.emulator.model import RegisterModel
+from kkt_drivers.emulators import RunningEmulator
 from kkt_drivers.shtrih import protocol as p
 from kkt_drivers.shtrih.emulation import ShtrihEmulation
 
@@ -268,6 +269,22 @@ def serve(state_dir: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
     finally:
         server.drop_clients()
         server._tcp.server_close()
+
+
+#: driver options with short timeouts, for tests that inject faults
+TEST_DRIVER_OPTIONS = "timeout=1&status_timeout=0.4&long_timeout=3&byte_timeout=0.3"
+
+
+def start_emulator(state_dir: str, *, host: str = "127.0.0.1", port: int = 0,
+                   faults: dict[str, str] | None = None, seed: int | None = None, fsync: bool = True,
+                   **options: Any) -> RunningEmulator:
+    """Serve an emulated Shtrih-M in a background thread (see :mod:`kkt_drivers.emulators`)."""
+
+    server = ShtrihEmulatorServer(state_dir, host, port, faults_options=faults, seed=seed, fsync=fsync,
+                                  **options).start()
+    h, prt = server.address
+    return RunningEmulator(url=f"shtrih+socket://{h}:{prt}", model=server.model, stop=server.stop,
+                           test_url=f"shtrih+socket://{h}:{prt}?{TEST_DRIVER_OPTIONS}", server=server)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,7 +10,6 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Callable, Iterator
-from urllib.parse import urlencode
 
 import pytest
 
@@ -20,10 +19,8 @@ from kkt_drivers.errors import DeviceStateError, OutcomeUnknownError, TransientE
 from kkt_drivers.receipt import (
     Correction, DocumentKind, Item, Operation, Payment, PaymentType, Receipt, TaxSystem, Vat,
 )
+from kkt_drivers.emulators import emulator_names, start_emulator
 from kkt_drivers.registry import open_driver
-from kkt_drivers.shtrih.server import ShtrihEmulatorServer
-
-SHTRIH_OPTIONS = "timeout=1&status_timeout=0.4&long_timeout=3&byte_timeout=0.3"
 
 
 @dataclass
@@ -41,22 +38,17 @@ class Register:
 Factory = Callable[..., Register]
 
 
-@pytest.fixture(params=["emulator", "shtrih"])
+@pytest.fixture(params=emulator_names())
 def make_register(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
-    """``make_register(**faults)`` → a connected :class:`Register` for the parametrized driver."""
+    """``make_register(**faults)`` → a connected :class:`Register` for every driver with an emulator."""
     cleanup: list[Callable[[], None]] = []
 
     def make(**faults: str) -> Register:
         state = tmp_path / f"reg{len(cleanup)}"
-        if request.param == "emulator":
-            drv = open_driver(f"emulator://{state}?" + urlencode({"fsync": "0", **faults}))
-            model = drv.register  # type: ignore[attr-defined]
-        else:
-            srv = ShtrihEmulatorServer(str(state), faults_options=faults, fsync=False).start()
-            cleanup.append(srv.stop)
-            host, port = srv.address
-            drv = open_driver(f"shtrih+socket://{host}:{port}?{SHTRIH_OPTIONS}")
-            model = srv.model
+        emu = start_emulator(request.param, state, faults=faults, fsync=False)
+        cleanup.append(emu.stop)
+        drv = open_driver(emu.test_url)
+        model = emu.model if request.param != "emulator" else drv.register  # type: ignore[attr-defined]
         drv.connect()
         cleanup.append(drv.disconnect)
         return Register(drv, model)
