@@ -12,6 +12,11 @@ Read the documents after the recorded ``fd_before`` and look for our tag (requis
 | one with our tag but another total or operation | needs review                    |
 | none with our tag                               | queued: safe to send again      |
 | two or more with our tag                        | needs review (duplicate!)       |
+
+A driver whose API keeps our idempotency key (``Driver.lookup_by_key``: ATOL Web Requests' uuid, a
+cloud service's ``external_id``) is asked by key instead: found → done (same checks on total and
+operation), not found → safe to send again (the key makes a racing first request answer with its
+own result, never a second document), still processing → stays "sending".
 """
 from __future__ import annotations
 
@@ -56,6 +61,8 @@ class Reconciler:
             raise RegisterUnreachable(describe(exc)) from exc
 
         attempt_id = self.ledger.open_attempt(rec.id, register=self.lane, action="reconcile", fd_before=rec.fd_before)
+        if self.driver.lookup_by_key:
+            return self._reconcile_by_key(rec, attempt_id, ctx)
         fd_before = rec.fd_before if rec.fd_before is not None else 0
         last = status.last_fd_number
 
@@ -88,6 +95,33 @@ class Reconciler:
                     return review(f"document {number} carries our tag {expected.tag} but operation "
                                   f"{doc.operation}, expected {expected.operation}")
                 matches.append(doc)
+
+        return self._settle(rec, attempt_id, matches, ctx)
+
+    def _reconcile_by_key(self, rec: ReceiptRecord, attempt_id: int, ctx: dict) -> State:
+        expected = rec.receipt()
+        try:
+            doc = self.driver.find_by_key(expected)
+        except KktError as exc:  # still processing, or the service cannot be asked: stay "sending"
+            raise RegisterUnreachable(describe(exc)) from exc
+        if doc is not None and doc.operation is not None and doc.operation != expected.operation:
+            reason = (f"the register's answer for key {expected.tag} is operation {doc.operation}, "
+                      f"expected {expected.operation}")
+            log.error("needs review: %s", reason, extra=ctx)
+            self.ledger.record_final(rec.id, State.NEEDS_REVIEW, attempt_id=attempt_id, error=reason,
+                                     error_class="review")
+            return State.NEEDS_REVIEW
+        return self._settle(rec, attempt_id, [doc] if doc is not None else [], ctx)
+
+    def _settle(self, rec: ReceiptRecord, attempt_id: int, matches: list[FiscalDocument], ctx: dict) -> State:
+        """Done / queued again / needs review from the documents found carrying *rec*'s tag."""
+        expected = rec.receipt()
+
+        def review(reason: str) -> State:
+            log.error("needs review: %s", reason, extra=ctx)
+            self.ledger.record_final(rec.id, State.NEEDS_REVIEW, attempt_id=attempt_id, error=reason,
+                                     error_class="review")
+            return State.NEEDS_REVIEW
 
         if len(matches) > 1:
             numbers = ", ".join(str(d.fd_number) for d in matches)
