@@ -23,9 +23,9 @@ import sqlalchemy as sa
 from tests.chaos.campaign import ADMIN_URL, create_shop, drop_shop
 from tests.chaos.invariants import check
 from tests.shop import cli_env, insert_payment, run_cli, write_settings
-from worker.ingest import Ingestor
-from worker.ledger import Ledger
-from worker.planner import Planner
+from worker.ingest.poller import Ingestor
+from worker.ledger.store import Ledger
+from worker.ingest.planner import Planner
 from worker.settings import load_settings
 from worker.wiring import open_shop_source, receipt_config
 

@@ -1,16 +1,16 @@
-"""Alembic environment: the connection comes from the worker (``worker.migrate``), never a file."""
+"""Alembic environment: the connection comes from the worker (``worker.ledger.migrate``), never a file."""
 from __future__ import annotations
 
 from alembic import context
 
-from worker.ledger_db import create_ledger_engine
-from worker.ledger_schema import metadata
+from worker.ledger.db import create_ledger_engine
+from worker.ledger.schema import metadata
 
 config = context.config
 
 
 def run_migrations_online() -> None:
-    """Run with the connection handed over by worker.migrate (or a URL for the alembic CLI)."""
+    """Run with the connection handed over by worker.ledger.migrate (or a URL for the alembic CLI)."""
     connection = config.attributes.get("connection")
     if connection is None:
         engine = create_ledger_engine(config.get_main_option("sqlalchemy.url"))

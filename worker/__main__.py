@@ -1,4 +1,4 @@
 """``python -m worker`` = ``kkt-worker``."""
-from worker.cli import main
+from worker.cli.main import main
 
 main()

@@ -3,7 +3,7 @@
 ``create_demo_shop`` writes a few days of 2026 sales from a small Moscow shop (VAT 22 %, a weight
 item of 0.750 kg, a delivery service line, one refund of an earlier sale's line);
 ``add_demo_payment`` appends one more sale, so a demo can show receipts appearing live while the
-worker polls the file through :class:`worker.source_sqlite.SQLiteSource`.
+worker polls the file through :class:`worker.shop.sqlite.SQLiteSource`.
 
 Money and quantities are stored as TEXT (exact decimal strings); SQLite REAL would be binary floats.
 """

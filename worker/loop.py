@@ -11,13 +11,13 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from kkt_drivers import open_driver
 from worker import signals
 from worker.errors import ConfigError, SourceConfigError, SourceUnavailable
-from worker.ingest import DeliveryIngestor, Ingestor
-from worker.lane import Lane
-from worker.ledger import Ledger
-from worker.planner import DeliveryPlanner, Planner
-from worker.receipt_config import FLOW_PREPAYMENT
+from worker.fiscal.lane import Lane
+from worker.ingest.planner import DeliveryPlanner, Planner
+from worker.ingest.poller import DeliveryIngestor, Ingestor
+from worker.ledger.states import State
+from worker.ledger.store import Ledger
+from worker.receipts.config import FLOW_PREPAYMENT
 from worker.settings import Settings
-from worker.states import State
 from worker.wiring import open_shop_source, receipt_config
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class Worker:
 
 def check_ledger_ready(ledger: Ledger) -> None:
     """Refuse to run on a ledger that is not at the latest migration."""
-    from worker.migrate import current_revision, head_revision
+    from worker.ledger.migrate import current_revision, head_revision
 
     cur, head = current_revision(ledger.engine), head_revision()
     if cur != head:

@@ -6,13 +6,14 @@ import enum
 from typing import Any, Sequence
 
 from kkt_drivers import receipt as model
-from worker import receipt_rules as rules
 from worker.errors import ConfigError
-from worker.ledger import Ledger
-from worker.receipts import ReceiptConfig
+from worker.ledger.store import Ledger
+from worker.receipts import rules
+from worker.receipts.build import ReceiptConfig
 from worker.settings import Settings
-from worker.shop_rows import ShopPayment
-from worker.source import ShopSource, SourceMapping, open_source
+from worker.shop import open_source
+from worker.shop.rows import ShopPayment
+from worker.shop.source import ShopSource, SourceMapping
 
 #: what the embedded default (the demo shop) uses when settings.yaml says nothing
 DEMO_RECEIPTS = {"tax_system": "osn", "default_vat": "vat22", "settlement_place": "https://shop.example.ru"}

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.shop import insert_payment, receipts_by_tag, run_cli, sale_items, start_cli, write_settings, cli_env
+from tests.shop import cli_env, insert_payment, receipts_by_tag, run_cli, sale_items, start_cli, write_settings
 
 pytestmark = pytest.mark.acceptance
 

@@ -183,12 +183,12 @@ def test_delivery_polled_before_its_payment_ingests_the_payment(shop_schema: sa.
     then the payment comes in with its prepayment and the settlement waits behind it; the payments
     poller then adds nothing twice, and a second delivery row for the same payment changes nothing."""
     from kkt_drivers.receipt import TaxSystem, Vat
-    from worker import migrate
-    from worker.ingest import DeliveryIngestor, Ingestor
-    from worker.ledger import Ledger
-    from worker.planner import DeliveryPlanner, Planner
-    from worker.receipts import ReceiptConfig
-    from worker.source import open_source
+    from worker.ingest.planner import DeliveryPlanner, Planner
+    from worker.ingest.poller import DeliveryIngestor, Ingestor
+    from worker.ledger import migrate
+    from worker.ledger.store import Ledger
+    from worker.receipts.build import ReceiptConfig
+    from worker.shop import open_source
 
     eng = sa.create_engine(shop_schema)
     with eng.begin() as conn:
@@ -216,9 +216,9 @@ def test_delivery_polled_before_its_payment_ingests_the_payment(shop_schema: sa.
     import threading
 
     from kkt_drivers import open_driver
-    from worker.lane import Lane
+    from worker.fiscal.lane import Lane
+    from worker.ledger.states import State
     from worker.settings import RetrySettings, ShiftSettings
-    from worker.states import State
 
     lane = Lane("kkt1", open_driver(f"emulator:{tmp_path / 'reg'}"), led, RetrySettings(), ShiftSettings(),
                 threading.Event())

@@ -14,16 +14,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kkt_drivers import open_driver
-from tests.chaos.invariants import check
-from worker import migrate
-from worker.ingest import Ingestor
-from worker.lane import Lane
-from worker.ledger import Ledger
-from worker.planner import Planner
-from worker.receipts import ReceiptConfig
-from worker.settings import RetrySettings, ShiftSettings
-from worker.source import open_source
 from kkt_drivers.receipt import TaxSystem, Vat
+from tests.chaos.invariants import check
+from worker.fiscal.lane import Lane
+from worker.ingest.planner import Planner
+from worker.ingest.poller import Ingestor
+from worker.ledger import migrate
+from worker.ledger.store import Ledger
+from worker.receipts.build import ReceiptConfig
+from worker.settings import RetrySettings, ShiftSettings
+from worker.shop import open_source
 
 pytestmark = pytest.mark.chaos
 

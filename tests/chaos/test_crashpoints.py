@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from tests.chaos.invariants import check
 from tests.shop import cli_env, insert_payment, run_cli, sale_items, write_settings
-from worker.crashpoints import POINTS
+from worker.fiscal.crashpoints import POINTS
 
 pytestmark = pytest.mark.chaos
 

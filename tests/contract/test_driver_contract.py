@@ -15,11 +15,19 @@ import pytest
 
 from kkt_drivers.base import Driver
 from kkt_drivers.emulator.model import RegisterModel
+from kkt_drivers.emulators import emulator_names, start_emulator
 from kkt_drivers.errors import DeviceStateError, OutcomeUnknownError, TransientError
 from kkt_drivers.receipt import (
-    Correction, DocumentKind, Item, Operation, Payment, PaymentType, Receipt, TaxSystem, Vat,
+    Correction,
+    DocumentKind,
+    Item,
+    Operation,
+    Payment,
+    PaymentType,
+    Receipt,
+    TaxSystem,
+    Vat,
 )
-from kkt_drivers.emulators import emulator_names, start_emulator
 from kkt_drivers.registry import open_driver
 
 

@@ -8,16 +8,15 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from worker import migrate
-from worker.ingest import Ingestor
-from worker.ledger import Ledger
-from worker.planner import Planner
-from worker.receipts import ReceiptConfig
-from worker.receipt_rules import Vat
-from worker.source import open_source
 from kkt_drivers.receipt import TaxSystem
-
 from tests.shop import insert_payment, sale_items
+from worker.ingest.planner import Planner
+from worker.ingest.poller import Ingestor
+from worker.ledger import migrate
+from worker.ledger.store import Ledger
+from worker.receipts.build import ReceiptConfig
+from worker.receipts.rules import Vat
+from worker.shop import open_source
 
 CFG = ReceiptConfig(tax_system=TaxSystem.OSN, default_vat=Vat.VAT22, settlement_place="https://shop.example.ru")
 
@@ -139,7 +138,7 @@ def test_select_only_user_suffices(shop_schema: sa.URL, tmp_path: Path, run_sql)
 
 def test_order_discount_column_is_spread_over_the_lines(shop_schema: sa.URL, tmp_path: Path) -> None:
     """A shop with an order-level discount column maps it; the receipt spreads it over the lines exactly."""
-    from worker.source import SourceMapping
+    from worker.shop.source import SourceMapping
 
     eng = sa.create_engine(shop_schema)
     with eng.begin() as conn:

@@ -13,8 +13,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from worker.source import SourceConfigError, SourceMapping, SourceUnavailable, open_source
-from worker.source_mysql import MySQLSource, mysql_error_code
+from worker.shop import open_source
+from worker.shop.mysql import MySQLSource, mysql_error_code
+from worker.shop.source import SourceConfigError, SourceMapping, SourceUnavailable
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.timeout(120)]
 

@@ -6,8 +6,8 @@ from typing import Iterator
 
 import pytest
 
-from worker import migrate
-from worker.ledger import Ledger
+from worker.ledger import migrate
+from worker.ledger.store import Ledger
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

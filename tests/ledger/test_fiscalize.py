@@ -8,13 +8,12 @@ import pytest
 
 from kkt_drivers import open_driver
 from kkt_drivers.emulator.driver import EmulatorDriver
-from worker.lane import Lane
-from worker.ledger import Ledger
-from worker.settings import RetrySettings, ShiftSettings
-from worker.states import State
-
 from tests.ledger.test_ledger import entry, ingest
 from tests.shop import receipts_by_tag
+from worker.fiscal.lane import Lane
+from worker.ledger.states import State
+from worker.ledger.store import Ledger
+from worker.settings import RetrySettings, ShiftSettings
 
 RETRY = RetrySettings(max_attempts=3, base_delay_s=0.0001, max_delay_s=0.0001, device_pause_s=0.01)
 
@@ -182,7 +181,7 @@ def test_reverse_correction_pair_sharing_1192_is_reconciled_by_operation(ledger:
     import datetime as dt
 
     from kkt_drivers.receipt import Correction, Operation
-    from worker.ledger import PlannedRow
+    from worker.ledger.store import PlannedRow
 
     ingest(ledger, [entry(1)], cursor=1)
     lane = make_lane(ledger, tmp_path / "reg")
@@ -216,9 +215,8 @@ def test_waiting_refunds_do_not_starve_other_receipts(ledger: Ledger, tmp_path: 
     import dataclasses
 
     from kkt_drivers.receipt import Operation
-    from worker.ledger import IngestEntry, PlannedRow
-
     from tests.ledger.test_ledger import receipt, shop_row
+    from worker.ledger.store import IngestEntry, PlannedRow
 
     bad_sale = IngestEntry(shop_row(1), (PlannedRow("sale", 1, "S1", error="payment_items[0].vat: bad"),))
     refunds = [IngestEntry(dataclasses.replace(shop_row(i), kind="refund", refund_of=1),

@@ -7,12 +7,20 @@ from decimal import Decimal
 import pytest
 
 from kkt_drivers.receipt import (
-    DocumentKind, FiscalDocument, Item, Operation, Payment, PaymentType, Receipt, TaxSystem, Vat,
+    DocumentKind,
+    FiscalDocument,
+    Item,
+    Operation,
+    Payment,
+    PaymentType,
+    Receipt,
+    TaxSystem,
+    Vat,
 )
 from worker.errors import StateConflict
-from worker.ledger import Gap, IngestEntry, Ledger, PlannedRow, utcnow
-from worker.shop_rows import ShopItem, ShopPayment
-from worker.states import State
+from worker.ledger.states import State
+from worker.ledger.store import Gap, IngestEntry, Ledger, PlannedRow, utcnow
+from worker.shop.rows import ShopItem, ShopPayment
 
 
 def shop_row(source_id: int, amount: str = "150.50") -> ShopPayment:

@@ -7,9 +7,9 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from worker import migrate
-from worker.ledger_db import create_ledger_engine, sqlite_durability
-from worker.ledger_schema import metadata
+from worker.ledger import migrate
+from worker.ledger.db import create_ledger_engine, sqlite_durability
+from worker.ledger.schema import metadata
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

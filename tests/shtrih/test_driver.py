@@ -6,7 +6,11 @@ import socket
 import pytest
 
 from kkt_drivers.errors import (
-    DeviceStateError, DriverConfigError, OutcomeUnknownError, RejectedError, TransientError,
+    DeviceStateError,
+    DriverConfigError,
+    OutcomeUnknownError,
+    RejectedError,
+    TransientError,
 )
 from kkt_drivers.receipt import DocumentKind, Operation
 from kkt_drivers.registry import open_driver

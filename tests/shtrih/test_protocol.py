@@ -5,11 +5,14 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kkt_drivers.errors import DeviceStateError, RejectedError, TransientError
 from kkt_drivers.receipt import Vat
-from kkt_drivers.shtrih import codes, messages as m, protocol as p
+from kkt_drivers.shtrih import codes
+from kkt_drivers.shtrih import messages as m
+from kkt_drivers.shtrih import protocol as p
 
 H = bytes.fromhex
 

@@ -19,7 +19,8 @@ pyshtrih = pytest.importorskip("pyshtrih")
 serial = pytest.importorskip("serial")
 
 from kkt_drivers.receipt import Vat  # noqa: E402
-from kkt_drivers.shtrih import codes, messages as m  # noqa: E402
+from kkt_drivers.shtrih import codes  # noqa: E402
+from kkt_drivers.shtrih import messages as m
 
 
 @pytest.fixture

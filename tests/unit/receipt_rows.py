@@ -11,12 +11,12 @@ from kkt_drivers.receipt import (
     TaxSystem,
     Vat,
 )
-from worker.receipts import (
+from worker.receipts.build import (
     InvalidPayment,
     ReceiptConfig,
     build_receipts,
 )
-from worker.shop_rows import ShopItem, ShopPayment
+from worker.shop.rows import ShopItem, ShopPayment
 
 CFG = ReceiptConfig(tax_system=TaxSystem.OSN, default_vat=Vat.VAT22, settlement_place="https://shop.example")
 DAY_2026 = dt.datetime(2026, 11, 21, 12, 30)

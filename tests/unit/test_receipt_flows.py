@@ -9,7 +9,7 @@ import pytest
 
 from kkt_drivers.receipt import Operation, PaymentMethod, PaymentType, TaxSystem, Vat
 from worker.errors import ConfigError
-from worker.receipts import (
+from worker.receipts.build import (
     InvalidPayment,
     ReceiptConfig,
     build_receipts,
@@ -19,7 +19,7 @@ from worker.receipts import (
     reverse_correction_of,
 )
 from worker.settings import Settings
-from worker.shop_rows import ShopItem, ShopPayment
+from worker.shop.rows import ShopItem, ShopPayment
 from worker.wiring import receipt_config
 
 PRE = ReceiptConfig(tax_system=TaxSystem.OSN, default_vat=Vat.VAT22, settlement_place="https://shop.example",

@@ -1,4 +1,4 @@
-"""worker.receipts: a shop payment row becomes correct 54-FZ receipts, or InvalidPayment names the field."""
+"""worker.receipts.build: a shop payment row becomes correct 54-FZ receipts, or InvalidPayment names the field."""
 
 from __future__ import annotations
 
@@ -17,18 +17,16 @@ from kkt_drivers.receipt import (
     TaxSystem,
     Vat,
 )
+from tests.unit.receipt_rows import CFG, DAY_2025, DAY_2026, item, rejected, sale
 from worker.errors import WorkerError
-from worker.receipt_rules import DEFAULT_VAT_ALIASES
-from worker.receipts import (
+from worker.receipts.build import (
     InvalidPayment,
     PlannedReceipt,
     build_receipts,
     make_tag,
     mask_contact,
 )
-
-from tests.unit.receipt_rows import CFG, DAY_2025, DAY_2026, item, rejected, sale
-
+from worker.receipts.rules import DEFAULT_VAT_ALIASES
 
 # ---------------------------------------------------------------- the happy path
 

@@ -1,4 +1,4 @@
-"""Properties of worker.receipts: valid orders give consistent receipts; garbage gives only InvalidPayment."""
+"""Properties of worker.receipts.build: valid orders give consistent receipts; garbage gives only InvalidPayment."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, assume, event, given, reject, settings
 from hypothesis import strategies as st
 
 from kkt_drivers.receipt import Item, TaxSystem, Vat
-from worker.receipts import InvalidPayment, ReceiptConfig, build_receipts, spread_discount
-from worker.shop_rows import ShopItem, ShopPayment
+from worker.receipts.build import InvalidPayment, ReceiptConfig, build_receipts, spread_discount
+from worker.shop.rows import ShopItem, ShopPayment
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KOP = Decimal("0.01")

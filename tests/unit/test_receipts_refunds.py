@@ -1,4 +1,4 @@
-"""worker.receipts: splitting, refunds mirroring the original, discounts and the config."""
+"""worker.receipts.build: splitting, refunds mirroring the original, discounts and the config."""
 
 from __future__ import annotations
 
@@ -14,14 +14,12 @@ from kkt_drivers.receipt import (
     PaymentType,
     Vat,
 )
-from worker.receipts import (
+from tests.unit.receipt_rows import CFG, DAY_2025, item, ref_item, refund, rejected, sale
+from worker.receipts.build import (
     build_receipts,
     make_tag,
     spread_discount,
 )
-
-from tests.unit.receipt_rows import CFG, DAY_2025, item, ref_item, refund, rejected, sale
-
 
 # ---------------------------------------------------------------- splitting
 

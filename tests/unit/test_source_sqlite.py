@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from worker.demo import DemoLine, add_demo_payment, create_demo_shop
-from worker.shop_rows import ShopPayment
-from worker.source import SourceConfigError, SourceMapping, SourceUnavailable, open_source
-from worker.source_sqlite import SQLiteSource
+from worker.shop import open_source
+from worker.shop.rows import ShopPayment
+from worker.shop.source import SourceConfigError, SourceMapping, SourceUnavailable
+from worker.shop.sqlite import SQLiteSource
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -26,9 +26,9 @@ from kkt_drivers.base import Driver
 from kkt_drivers.errors import KktError
 from kkt_drivers.receipt import FiscalDocument
 from worker.defaults import RECONCILE_MAX_DOCUMENTS
-from worker.ledger import Ledger, ReceiptRecord, utcnow
-from worker.retry import describe
-from worker.states import State
+from worker.fiscal.retry import describe
+from worker.ledger.states import State
+from worker.ledger.store import Ledger, ReceiptRecord, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -25,11 +25,11 @@ from typing import Any, Callable
 
 import click
 
-from worker.ledger import PlannedRow, ReceiptRecord
-from worker.receipt_rules import InvalidPayment, parse_paid_at
-from worker.receipts import build_settlement, correction_of, make_tag, reverse_correction_of
-from worker.shop_rows import ShopPayment
-from worker.states import State
+from worker.ledger.states import State
+from worker.ledger.store import PlannedRow, ReceiptRecord
+from worker.receipts.build import build_settlement, correction_of, make_tag, reverse_correction_of
+from worker.receipts.rules import InvalidPayment, parse_paid_at
+from worker.shop.rows import ShopPayment
 
 #: states of an earlier receipt that mean "no receipt was issued" (a correction may replace it)
 _NOT_ISSUED = (State.REJECTED, State.FAILED)
@@ -65,7 +65,7 @@ def register_correction_commands(cli: click.Group, pass_ctx: Any, opt: Callable[
     @pass_ctx
     def missed(c: Any, source_id: int) -> None:
         """Queue a self-made correction (1173 = 0, 1178 = payment date) for a payment without a receipt."""
-        from worker.planner import Planner
+        from worker.ingest.planner import Planner
         from worker.wiring import receipt_config
 
         recs = c.ledger.receipts_of(source_id)
@@ -101,7 +101,7 @@ def register_correction_commands(cli: click.Group, pass_ctx: Any, opt: Callable[
     @pass_ctx
     def reverse(c: Any, source_id: int, wrong_tag: str | None) -> None:
         """Queue a reverse correction of a wrong receipt, then a correct one from the fixed shop row."""
-        from worker.planner import Planner, as_rows
+        from worker.ingest.planner import Planner, as_rows
         from worker.wiring import receipt_config
 
         recs = c.ledger.receipts_of(source_id)

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import text
 
 from worker.errors import ConfigError
-from worker.ledger import Ledger
+from worker.ledger.store import Ledger
 
 LOCK_KEY = zlib.crc32(b"kkt-worker run lock")
 

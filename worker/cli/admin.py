@@ -9,8 +9,8 @@ from typing import Any, Callable
 
 import click
 
-from worker.ledger import ReceiptRecord
-from worker.states import RESENDABLE, State
+from worker.ledger.states import RESENDABLE, State
+from worker.ledger.store import ReceiptRecord
 
 CSV_COLUMNS = (
     ("shop_id", "ID платежа"), ("kind", "Вид"), ("stage", "Этап"), ("part", "Часть"), ("tag", "Метка 1192"),
@@ -130,8 +130,8 @@ def register_admin_commands(cli: click.Group, pass_ctx: Any, opt: Callable[..., 
     @pass_ctx
     def backfill(c: Any, from_id: int, to_id: int) -> None:
         """Ingest a range of shop ids the cursor passed (never re-fiscalizes a payment already in the ledger)."""
-        from worker.ingest import Ingestor
-        from worker.planner import Planner
+        from worker.ingest.planner import Planner
+        from worker.ingest.poller import Ingestor
         from worker.wiring import open_shop_source, receipt_config
 
         if to_id < from_id:
@@ -153,7 +153,7 @@ def register_admin_commands(cli: click.Group, pass_ctx: Any, opt: Callable[..., 
     @pass_ctx
     def resend(c: Any, ids: tuple[int, ...], states: tuple[str, ...], reviewed: bool, no_refetch: bool) -> None:
         """Requeue rejected/failed payments, re-reading the (fixed) shop row and rebuilding the receipt."""
-        from worker.planner import Planner
+        from worker.ingest.planner import Planner
         from worker.wiring import current_shop_rows, receipt_config
 
         allowed = {s.value for s in RESENDABLE} | ({State.NEEDS_REVIEW.value} if reviewed else set())
@@ -185,8 +185,8 @@ def register_admin_commands(cli: click.Group, pass_ctx: Any, opt: Callable[..., 
     def reconcile(c: Any, register: str | None) -> None:
         """Resolve receipts left "sending" against the registers' documents (run with the worker stopped)."""
         from kkt_drivers import open_driver
-        from worker.recovery import Reconciler, RegisterUnreachable
-        from worker.runlock import RunLock
+        from worker.fiscal.recovery import Reconciler, RegisterUnreachable
+        from worker.ledger.runlock import RunLock
 
         with RunLock(c.ledger):
             for r in c.settings.enabled_registers():

@@ -10,7 +10,7 @@ worker's settings (credential file) rather than inside a URL that may be logged.
 
 Every call is one short read that ends its transaction, so each poll sees everything committed
 before it started (a snapshot held open across polls would hide late commits, reliability §1.2).
-Rows come back as :class:`~worker.shop_rows.ShopPayment` *unvalidated*: money as ``Decimal`` (never
+Rows come back as :class:`~worker.shop.rows.ShopPayment` *unvalidated*: money as ``Decimal`` (never
 float), text as ``str`` — or ``bytes`` when it is not valid UTF-8, so that validation can reject the
 payment naming the field instead of the poller crashing on one bad row.
 
@@ -32,12 +32,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from worker.errors import SourceConfigError, SourceError, SourceUnavailable
-from worker.shop_rows import KIND_SALE, ShopItem, ShopPayment
+from worker.shop.rows import KIND_SALE, ShopItem, ShopPayment
 
 # The error classes live in worker.errors (one exception root); re-exported here for callers.
 __all__ = [
     "FETCH_BY_IDS_CHUNK", "ShopDelivery", "ShopSource", "SourceConfigError", "SourceError", "SourceMapping",
-    "SourceUnavailable", "SqlShopSource", "assemble", "open_source",
+    "SourceUnavailable", "SqlShopSource", "assemble",
 ]
 
 FETCH_BY_IDS_CHUNK = 1000  # ids per IN (...) list: bounded statement size, still one round trip per 1000
@@ -396,30 +396,3 @@ def _to_datetime(value: Any) -> Any:
         except ValueError:
             return text
     return text
-
-
-def open_source(url: str | sa.URL, mapping: SourceMapping | None = None, **options: Any) -> ShopSource:
-    """Open the shop source named by ``url`` (see the module docstring for the grammar).
-
-    ``options`` go to the backend's constructor (e.g. ``read_timeout`` for MySQL); an option the
-    backend does not know raises ``TypeError`` naming it.
-    """
-    mapping = mapping or SourceMapping()
-    try:
-        parsed = sa.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise SourceConfigError("source URL cannot be parsed (expected mysql+pymysql://… or sqlite:///…)") from exc
-    if parsed.drivername == "mysql+pymysql":
-        from worker.source_mysql import MySQLSource  # lazy: the SQLite demo needs no MySQL driver
-
-        return MySQLSource(parsed, mapping, **options)
-    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
-        from worker.source_sqlite import SQLiteSource
-
-        if not parsed.database or parsed.database == ":memory:":
-            raise SourceConfigError("sqlite source URL needs a file path: sqlite:///path/to/shop.db")
-        return SQLiteSource(parsed.database, mapping, **options)
-    raise SourceConfigError(
-        f"unsupported source URL scheme {parsed.drivername!r} in "
-        f"{parsed.render_as_string(hide_password=True)}; use mysql+pymysql:// or sqlite:///"
-    )

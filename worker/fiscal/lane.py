@@ -16,14 +16,14 @@ from sqlalchemy.exc import DBAPIError
 from kkt_drivers.base import Driver
 from kkt_drivers.errors import DeviceStateError, KktError
 from kkt_drivers.receipt import DeviceStatus
-from worker.crashpoints import driver_step
 from worker.defaults import LANE_IDLE_SECONDS, WAITING_RECHECK_SECONDS
-from worker.ledger import Ledger, ReceiptRecord, utcnow
-from worker.processor import Processor, RetryPolicy
-from worker.recovery import Reconciler, RegisterUnreachable
-from worker.retry import Reaction, describe
+from worker.fiscal.crashpoints import driver_step
+from worker.fiscal.processor import Processor, RetryPolicy
+from worker.fiscal.recovery import Reconciler, RegisterUnreachable
+from worker.fiscal.retry import Reaction, describe
+from worker.ledger.states import State
+from worker.ledger.store import Ledger, ReceiptRecord, utcnow
 from worker.settings import RetrySettings, ShiftSettings
-from worker.states import State
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """A shop payment row → the 54-FZ receipts to fiscalize, or :class:`InvalidPayment` naming the field.
 
-Pure functions, no I/O. :func:`build_receipts` validates the raw row (:mod:`worker.shop_rows`)
+Pure functions, no I/O. :func:`build_receipts` validates the raw row (:mod:`worker.shop.rows`)
 field by field and stops at the first problem, so the ledger records one precise reason
 (``payment_items[3].vat: 'vat18' is not a valid rate for a sale on 2026-11-21``). Field indexes are
 0-based positions in ``payment.items``; ``original.`` prefixes fields of the refunded sale.
@@ -41,15 +41,15 @@ from kkt_drivers.receipt import (
     Receipt,
     quantity,
 )
-from worker.receipt_config import (
+from worker.receipts.config import (
     DEFAULT_MAX_ITEMS_PER_RECEIPT,
     FLOW_PREPAYMENT,
     PlannedReceipt,
     ReceiptConfig,
     make_tag,
 )
-from worker.receipt_discounts import spread_discount
-from worker.receipt_rules import (
+from worker.receipts.discounts import spread_discount
+from worker.receipts.rules import (
     InvalidPayment,
     calculated_rate,
     check_vat,
@@ -68,7 +68,7 @@ from worker.receipt_rules import (
     short_repr,
     text,
 )
-from worker.shop_rows import KIND_REFUND, KIND_SALE, ShopItem, ShopPayment
+from worker.shop.rows import KIND_REFUND, KIND_SALE, ShopItem, ShopPayment
 
 __all__ = [
     "InvalidPayment",

@@ -1,7 +1,7 @@
 """One receipt on one register: intent → fiscalize → outcome. No loop, no waiting.
 
 The order is the whole point: the intent (register, FN serial, last FD number, tag) is committed
-durably *before* the register is called, so that after any crash :mod:`worker.recovery` can read
+durably *before* the register is called, so that after any crash :mod:`worker.fiscal.recovery` can read
 the register's documents after ``fd_before`` and find ours by its tag (requisite 1192).
 """
 from __future__ import annotations
@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from kkt_drivers.base import Driver
 from kkt_drivers.errors import KktError
 from kkt_drivers.receipt import DeviceStatus
-from worker.crashpoints import crashpoint
 from worker.errors import StateConflict
-from worker.ledger import Ledger, ReceiptRecord, utcnow
-from worker.retry import Reaction, classify, describe, next_attempt_at
-from worker.states import State
+from worker.fiscal.crashpoints import crashpoint
+from worker.fiscal.retry import Reaction, classify, describe, next_attempt_at
+from worker.ledger.states import State
+from worker.ledger.store import Ledger, ReceiptRecord, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
 
 from kkt_drivers.receipt import KOPECK, Item, money
-from worker.receipt_rules import floor_kop, round_kop
+from worker.receipts.rules import floor_kop, round_kop
 
 
 def spread_discount(lines: Sequence[Item], discount: Decimal) -> list[Item]:

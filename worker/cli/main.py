@@ -11,7 +11,7 @@ import click
 from worker import __version__
 from worker import log as wlog
 from worker.errors import ConfigError, WorkerError
-from worker.ledger import Ledger
+from worker.ledger.store import Ledger
 from worker.settings import Settings, load_settings, mask_url
 
 DEFAULT_SETTINGS_FILE = "settings.yaml"
@@ -83,8 +83,8 @@ def main() -> None:
 @pass_ctx
 def run(c: Ctx, burst: bool, burst_timeout: float | None) -> None:
     """Poll the shop and fiscalize, until SIGTERM (or drained, with --burst)."""
+    from worker.ledger.runlock import RunLock
     from worker.loop import Worker, check_ledger_ready
-    from worker.runlock import RunLock
 
     check_ledger_ready(c.ledger)
     with RunLock(c.ledger):
@@ -101,8 +101,7 @@ def run(c: Ctx, burst: bool, burst_timeout: float | None) -> None:
 @pass_ctx
 def migrate(c: Ctx) -> None:
     """Create or upgrade the ledger to the latest schema."""
-    from worker import migrate as m
-
+    from worker.ledger import migrate as m
     m.upgrade(c.ledger.engine)
     click.echo(f"ledger {mask_url(c.settings.ledger_url)} at revision {m.current_revision(c.ledger.engine)}")
 
@@ -112,8 +111,8 @@ def migrate(c: Ctx) -> None:
 def check(c: Ctx) -> None:
     """Check settings, the shop source, the ledger revision and every register. Exit 1 on a problem."""
     from kkt_drivers import open_driver
-    from worker import migrate as m
-    from worker.ledger_db import sqlite_durability
+    from worker.ledger import migrate as m
+    from worker.ledger.db import sqlite_durability
     from worker.wiring import open_shop_source, receipt_config
 
     ok = True
@@ -188,18 +187,18 @@ def status(c: Ctx, as_json: bool) -> None:
                    f"{' — ' + lane['reason'] if lane['reason'] else ''}")
 
 
-from worker.cli_admin import register_admin_commands  # noqa: E402  (commands in their own module)
+from worker.cli.admin import register_admin_commands  # noqa: E402  (commands in their own module)
 
 register_admin_commands(cli, pass_ctx, opt)
 
-from worker.cli_admin import register_demo_commands  # noqa: E402
+from worker.cli.admin import register_demo_commands  # noqa: E402
 
 register_demo_commands(cli, opt)
 
-from worker.cli_emulator import register_emulator_commands  # noqa: E402
+from worker.cli.emulator import register_emulator_commands  # noqa: E402
 
 register_emulator_commands(cli, opt)
 
-from worker.cli_corrections import register_correction_commands  # noqa: E402
+from worker.cli.corrections import register_correction_commands  # noqa: E402
 
 register_correction_commands(cli, pass_ctx, opt)

@@ -1,7 +1,7 @@
 """Every read and write of the ledger. State changes are compare-and-set on the expected state.
 
 The ledger is the only place the two stages meet: ingest writes payments and planned receipts,
-lanes move receipts through :mod:`worker.states`, the CLI reads it. Times are naive UTC.
+lanes move receipts through :mod:`worker.ledger.states`, the CLI reads it. Times are naive UTC.
 """
 from __future__ import annotations
 
@@ -17,15 +17,20 @@ from sqlalchemy import Connection, Engine, and_, func, insert, select, true, upd
 from kkt_drivers import receipt_json
 from kkt_drivers.receipt import FiscalDocument, Receipt
 from worker.errors import StateConflict
-from worker.ledger_db import READ_ONLY, create_ledger_engine
-from worker.ledger_schema import (
-    attempts, gap_log, ingest_cursor, ingest_gaps, lanes, payments, receipts,
+from worker.ledger.db import READ_ONLY, create_ledger_engine
+from worker.ledger.schema import (
+    attempts,
+    gap_log,
+    ingest_cursor,
+    ingest_gaps,
+    lanes,
+    payments,
+    receipts,
 )
-from worker.shop_rows import ShopPayment
-from worker.states import State, check_transition
+from worker.ledger.states import State, check_transition
+from worker.shop.rows import ShopPayment
 
-
-#: the end of the rejection message of a refund whose sale is not in the ledger yet (worker.receipts)
+#: the end of the rejection message of a refund whose sale is not in the ledger yet (worker.receipts.build)
 ORPHAN_REFUND_MARK = "is not in the ledger yet"
 
 

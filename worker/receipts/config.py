@@ -1,6 +1,6 @@
 """What a shop's receipts look like (:class:`ReceiptConfig`) and how planned receipts are named.
 
-Split from :mod:`worker.receipts` (which re-exports everything here): plain data and the tag rule,
+Split from :mod:`worker.receipts.build` (which re-exports everything here): plain data and the tag rule,
 no validation of payment rows.
 """
 
@@ -19,7 +19,7 @@ from kkt_drivers.receipt import (
     TaxSystem,
     Vat,
 )
-from worker.receipt_rules import (
+from worker.receipts.rules import (
     DEFAULT_MEASURE_ALIASES,
     DEFAULT_METHOD_ALIASES,
     DEFAULT_SUBJECT_ALIASES,

@@ -8,15 +8,20 @@ from decimal import Decimal
 from typing import Any, Callable, Sequence
 
 from kkt_drivers.receipt import Vat
-from worker.ledger import IngestEntry, Ledger, PlannedRow, SettlementEntry
-from worker.receipt_config import FLOW_PREPAYMENT
-from worker.receipt_rules import VAT22_FROM
-from worker.receipts import (
-    InvalidPayment, PlannedReceipt, ReceiptConfig, build_receipts, build_settlement, make_tag,
+from worker.ledger.states import State
+from worker.ledger.store import IngestEntry, Ledger, PlannedRow, SettlementEntry
+from worker.receipts.build import (
+    InvalidPayment,
+    PlannedReceipt,
+    ReceiptConfig,
+    build_receipts,
+    build_settlement,
+    make_tag,
 )
-from worker.shop_rows import KIND_REFUND, ShopPayment
-from worker.source import ShopDelivery
-from worker.states import State
+from worker.receipts.config import FLOW_PREPAYMENT
+from worker.receipts.rules import VAT22_FROM
+from worker.shop.rows import KIND_REFUND, ShopPayment
+from worker.shop.source import ShopDelivery
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +58,7 @@ class Batch:
 
 
 class Planner:
-    """Builds receipts with :func:`worker.receipts.build_receipts`, looking up refunded originals."""
+    """Builds receipts with :func:`worker.receipts.build.build_receipts`, looking up refunded originals."""
 
     def __init__(self, ledger: Ledger, config: ReceiptConfig) -> None:
         self.ledger = ledger

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import sqlalchemy as sa
 
-from worker.source import SourceConfigError, SourceError, SourceMapping, SourceUnavailable, SqlShopSource
+from worker.shop.source import SourceConfigError, SourceError, SourceMapping, SourceUnavailable, SqlShopSource
 
 BUSY_TIMEOUT_S = 5  # wait this long for a writer (e.g. add_demo_payment) to finish its commit
 

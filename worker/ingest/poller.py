@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from worker.defaults import GAP_MAX_SPAN, GAP_TIMEOUT_SECONDS, POLL_BATCH_SIZE
-from worker.ledger import Gap, IngestEntry, Ledger, utcnow
-from worker.planner import DeliveryPlanner, Planner
-from worker.shop_rows import KIND_SALE, ShopPayment
-from worker.source import ShopDelivery
+from worker.ingest.planner import DeliveryPlanner, Planner
+from worker.ledger.store import Gap, IngestEntry, Ledger, utcnow
+from worker.shop.rows import KIND_SALE, ShopPayment
+from worker.shop.source import ShopDelivery
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,14 @@ import pymysql.connections
 import pymysql.err as perr
 import sqlalchemy as sa
 
-from worker.shop_rows import ShopPayment
-from worker.source import (
-    SourceConfigError, SourceError, SourceMapping, SourceUnavailable, SqlShopSource, _Statements,
+from worker.shop.rows import ShopPayment
+from worker.shop.source import (
+    SourceConfigError,
+    SourceError,
+    SourceMapping,
+    SourceUnavailable,
+    SqlShopSource,
+    _Statements,
 )
 
 CONNECT_TIMEOUT_S = 5

@@ -2,7 +2,7 @@
 
 Values keep the types the database returned (``Decimal`` for DECIMAL columns, ``str`` for text,
 ``datetime`` for times, or ``None``) — nothing is coerced here, so that validation in
-:mod:`worker.receipts` can name the field that is wrong. ``to_json``/``from_json`` give the exact
+:mod:`worker.receipts.build` can name the field that is wrong. ``to_json``/``from_json`` give the exact
 snapshot the ledger stores (Decimals as strings, never float).
 """
 from __future__ import annotations

@@ -6,7 +6,11 @@ import enum
 import random
 
 from kkt_drivers.errors import (
-    DeviceStateError, DriverConfigError, OutcomeUnknownError, RejectedError, TransientError,
+    DeviceStateError,
+    DriverConfigError,
+    OutcomeUnknownError,
+    RejectedError,
+    TransientError,
 )
 from worker.defaults import RETRY_BASE_SECONDS, RETRY_CAP_SECONDS
 
