@@ -1,0 +1,61 @@
+"""The ledger's plumbing: engine, read and write transactions, the compare-and-set state change."""
+from __future__ import annotations
+
+import datetime as dt
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from sqlalchemy import Connection, Engine, select, update
+
+from worker.errors import StateConflict
+from worker.ledger.db import READ_ONLY, create_ledger_engine
+from worker.ledger.records import RECORD_COLS, utcnow
+from worker.ledger.schema import attempts, payments, receipts
+from worker.ledger.states import State, check_transition
+
+
+class LedgerBase:
+    """The ledger at one database URL: connections and guarded state changes."""
+
+    def __init__(self, url: str, engine: Engine | None = None) -> None:
+        self.url = url
+        self.engine = engine or create_ledger_engine(url)
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction (BEGIN IMMEDIATE on SQLite); committed on a clean exit."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """One read-only transaction."""
+        with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+            with conn.begin():
+                yield conn
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
+
+    def _select_records(self) -> Any:
+        return select(*RECORD_COLS).select_from(receipts.join(payments, receipts.c.payment_id == payments.c.id))
+
+    @staticmethod
+    def _cas(conn: Connection, receipt_id: int, expected: State, new: State, **values: Any) -> None:
+        check_transition(expected, new)
+        res = conn.execute(
+            update(receipts)
+            .where(receipts.c.id == receipt_id, receipts.c.state == expected.value)
+            .values(state=new.value, updated_at=utcnow(), **values)
+        )
+        if res.rowcount != 1:
+            raise StateConflict(f"receipt {receipt_id}: expected state {expected.value}, it moved")
+
+    @staticmethod
+    def _finish_attempt(conn: Connection, attempt_id: int | None, now: dt.datetime, outcome: str, *,
+                        error: str | None = None, fd_number: int | None = None) -> None:
+        if attempt_id is None:
+            return
+        conn.execute(update(attempts).where(attempts.c.id == attempt_id).values(
+            finished_at=now, outcome=outcome[:24], error=error[:2000] if error else None, fd_number=fd_number))

@@ -1,0 +1,231 @@
+"""What ingest (and the admin's backfill, resend and corrections) writes: payments and planned receipts."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from typing import Any, Sequence
+
+from sqlalchemy import Connection, insert, select, update
+
+from kkt_drivers import receipt_json
+from worker.errors import StateConflict
+from worker.ledger.base import LedgerBase
+from worker.ledger.records import (
+    ORPHAN_REFUND_MARK,
+    Gap,
+    IngestEntry,
+    PlannedRow,
+    SettlementEntry,
+    decimal_or_none,
+    utcnow,
+)
+from worker.ledger.schema import attempts, gap_log, ingest_cursor, ingest_gaps, payments, receipts
+from worker.ledger.states import State
+from worker.shop.rows import ShopPayment
+
+
+class IngestWrites(LedgerBase):
+    """Payments, planned receipts, the ingest cursor and gaps."""
+
+    def ingest_position(self, source: str) -> tuple[int, list[Gap]]:
+        """The cursor and the open gaps of *source*."""
+        with self.read() as conn:
+            cursor = conn.execute(select(ingest_cursor.c.last_id).where(ingest_cursor.c.source == source)).scalar()
+            gaps = [Gap(r.id, r.first_seen_at) for r in conn.execute(
+                select(ingest_gaps.c.id, ingest_gaps.c.first_seen_at)
+                .where(ingest_gaps.c.source == source).order_by(ingest_gaps.c.id))]
+        return int(cursor or 0), gaps
+
+    def apply_ingest(self, source: str, *, cursor: int, new_gaps: Sequence[int], filled: Sequence[int],
+                     expired: Sequence[Gap], entries: Sequence[IngestEntry], now: dt.datetime,
+                     expected_cursor: int, untracked: Sequence[tuple[int, int]] = (),
+                     settlements: Sequence[SettlementEntry] = (),
+                     rejected: Sequence[tuple[int, str]] = ()) -> int:
+        """Record one poll in ONE transaction: rows, receipts, cursor, gaps. Returns rows added.
+
+        ``expected_cursor`` guards against two ingesters racing: the cursor must not have moved.
+        """
+        with self.write() as conn:
+            current = conn.execute(select(ingest_cursor.c.last_id).where(ingest_cursor.c.source == source)).scalar()
+            if int(current or 0) != expected_cursor:
+                raise StateConflict(f"ingest cursor of {source} moved from {expected_cursor} to {current}")
+            added = self._insert_entries(conn, entries, now)
+            added += self._insert_settlements(conn, settlements, now)
+            logged = set(conn.execute(select(gap_log.c.id).where(
+                gap_log.c.source == source, gap_log.c.id.in_([i for i, _ in rejected]))).scalars()) if rejected else set()
+            for row_id, reason in rejected:
+                if row_id not in logged:  # rows that cannot become receipts at all, with the reason
+                    conn.execute(insert(gap_log).values(source=source, id=row_id, first_seen_at=now, expired_at=now,
+                                                        reason=reason[:64]))
+            if current is None:
+                conn.execute(insert(ingest_cursor).values(source=source, last_id=cursor, updated_at=now))
+            else:
+                conn.execute(update(ingest_cursor).where(ingest_cursor.c.source == source)
+                             .values(last_id=cursor, updated_at=now))
+            gone = set(filled) | {g.id for g in expired}
+            if gone:
+                conn.execute(ingest_gaps.delete().where(ingest_gaps.c.source == source,
+                                                        ingest_gaps.c.id.in_(sorted(gone))))
+            if new_gaps:
+                conn.execute(insert(ingest_gaps), [
+                    {"source": source, "id": i, "first_seen_at": now, "last_checked_at": now, "checks": 0}
+                    for i in new_gaps])
+            for g in expired:
+                conn.execute(insert(gap_log).values(source=source, id=g.id, first_seen_at=g.first_seen_at,
+                                                    expired_at=now, reason="expired"))
+            for lo, hi in untracked:
+                conn.execute(insert(gap_log).values(source=source, id=lo, first_seen_at=now, expired_at=now,
+                                                    reason=f"untracked range {lo}..{hi}"))
+            # every open gap was rechecked by primary key in this poll
+            conn.execute(update(ingest_gaps).where(ingest_gaps.c.source == source, ingest_gaps.c.first_seen_at < now)
+                         .values(last_checked_at=now, checks=ingest_gaps.c.checks + 1))
+        return added
+
+    def add_payments(self, entries: Sequence[IngestEntry]) -> int:
+        """Insert payments outside the polling cursor (backfill); existing source ids are left alone."""
+        with self.write() as conn:
+            return self._insert_entries(conn, entries, utcnow())
+
+    def _insert_entries(self, conn: Connection, entries: Sequence[IngestEntry], now: dt.datetime) -> int:
+        if not entries:
+            return 0
+        ids = [e.payment.id for e in entries]
+        existing = set(conn.execute(select(payments.c.source_id).where(payments.c.source_id.in_(ids))).scalars())
+        added = 0
+        for e in entries:
+            if e.payment.id in existing:
+                continue  # idempotent by source id: a re-read row changes nothing
+            existing.add(e.payment.id)
+            pid = conn.execute(insert(payments).values(
+                source_id=e.payment.id, kind=str(e.payment.kind)[:16], amount=decimal_or_none(e.payment.amount),
+                paid_at=e.payment.paid_at if isinstance(e.payment.paid_at, dt.datetime) else None,
+                refund_of=e.payment.refund_of if isinstance(e.payment.refund_of, int) else None,
+                snapshot=json.dumps(e.payment.to_json(), ensure_ascii=False), ingested_at=now,
+            )).inserted_primary_key[0]
+            self._insert_planned(conn, pid, e.planned, now)
+            added += 1
+        return added
+
+    def _insert_settlements(self, conn: Connection, settlements: Sequence[SettlementEntry], now: dt.datetime) -> int:
+        """Settlement receipts under their payments; a payment already settled keeps its first settlement."""
+        added = 0
+        for s in settlements:
+            if s.payment is not None:
+                self._insert_entries(conn, [s.payment], now)
+            pid = conn.execute(select(payments.c.id).where(payments.c.source_id == s.source_id)).scalar()
+            if pid is None:
+                raise ValueError(f"delivery {s.delivery_id}: payment {s.source_id} is not in the ledger")
+            stages = {(r.stage, r.part) for r in conn.execute(
+                select(receipts.c.stage, receipts.c.part).where(receipts.c.payment_id == pid))}
+            fresh = [p for p in s.planned if (p.stage, p.part) not in stages]
+            if len(fresh) < len(s.planned):
+                continue  # a second delivery row (or a re-read one) for a settled payment changes nothing
+            self._insert_planned(conn, pid, fresh, now)
+            added += 1
+        return added
+
+    @staticmethod
+    def _insert_planned(conn: Connection, payment_id: int, planned: Sequence[PlannedRow], now: dt.datetime) -> None:
+        for p in planned:
+            conn.execute(insert(receipts).values(
+                corrects_tag=p.corrects_tag, corrects_fiscal_sign=p.corrects_fiscal_sign,
+                payment_id=payment_id, stage=p.stage, part=p.part, tag=p.tag,
+                state=(State.QUEUED if p.receipt else State.REJECTED).value,
+                operation=int(p.receipt.operation) if p.receipt else None,
+                total=p.receipt.total if p.receipt else None,
+                body=receipt_json.dumps(p.receipt) if p.receipt else None,
+                attempts=0, next_attempt_at=now, error_class=None if p.receipt else "rejected",
+                last_error=p.error, created_at=now, updated_at=now,
+            ))
+
+    def payment_snapshot(self, source_id: int) -> ShopPayment | None:
+        """The stored snapshot of shop row *source_id*, if ingested."""
+        with self.read() as conn:
+            snap = conn.execute(select(payments.c.snapshot).where(payments.c.source_id == source_id)).scalar()
+        return ShopPayment.from_json(json.loads(snap)) if snap else None
+
+    def refunded_quantities(self, original_source_id: int, *, excluding: int | None = None) -> dict[Any, Decimal]:
+        """Quantities per original line already refunded by other refund rows (not rejected)."""
+        out: dict[Any, Decimal] = {}
+        with self.read() as conn:
+            rows = conn.execute(
+                select(payments.c.source_id, payments.c.snapshot).where(
+                    payments.c.refund_of == original_source_id, payments.c.kind == "refund",
+                    ~select(receipts.c.id).where(receipts.c.payment_id == payments.c.id,
+                                                 receipts.c.state == State.REJECTED.value).exists()))
+            for source_id, snap in rows:
+                if source_id == excluding:
+                    continue
+                for item in ShopPayment.from_json(json.loads(snap)).items:
+                    try:
+                        out[item.line_no] = out.get(item.line_no, Decimal(0)) + Decimal(item.quantity)
+                    except Exception:  # a malformed refund row was rejected; it refunds nothing
+                        continue
+        return out
+
+    def replan(self, source_id: int, payment: ShopPayment, planned: Sequence[PlannedRow]) -> int:
+        """Replace the not-done receipts of a payment with a fresh plan (admin resend). Returns queued count.
+
+        Done receipts are never touched; a planned receipt whose (stage, part) is done is skipped.
+        """
+        now = utcnow()
+        queued = 0
+        with self.write() as conn:
+            pid = conn.execute(select(payments.c.id).where(payments.c.source_id == source_id)).scalar_one()
+            conn.execute(update(payments).where(payments.c.id == pid).values(
+                snapshot=json.dumps(payment.to_json(), ensure_ascii=False), refetched_at=now,
+                amount=decimal_or_none(payment.amount)))
+            current = {(r.stage, r.part): r for r in conn.execute(
+                select(receipts.c.id, receipts.c.stage, receipts.c.part, receipts.c.state)
+                .where(receipts.c.payment_id == pid))}
+            wanted = {(p.stage, p.part) for p in planned}
+            for key, r in current.items():
+                if r.state in (State.REJECTED.value, State.FAILED.value, State.NEEDS_REVIEW.value) and key not in wanted:
+                    # a part that the new plan no longer has: its row is dropped (it was never fiscalized)
+                    conn.execute(attempts.delete().where(attempts.c.receipt_id == r.id))
+                    conn.execute(receipts.delete().where(receipts.c.id == r.id))
+            for p in planned:
+                r = current.get((p.stage, p.part))
+                if r is None:
+                    self._insert_planned(conn, pid, [p], now)
+                    queued += p.receipt is not None
+                elif r.state in (State.REJECTED.value, State.FAILED.value, State.NEEDS_REVIEW.value):
+                    new = State.QUEUED if p.receipt else State.REJECTED
+                    conn.execute(update(receipts).where(receipts.c.id == r.id, receipts.c.state == r.state).values(
+                        state=new.value, tag=p.tag, body=receipt_json.dumps(p.receipt) if p.receipt else None,
+                        operation=int(p.receipt.operation) if p.receipt else None,
+                        total=p.receipt.total if p.receipt else None, attempts=0, next_attempt_at=now,
+                        error_class=None if p.receipt else "rejected", last_error=p.error, register=None,
+                        updated_at=now))
+                    queued += p.receipt is not None
+        return queued
+
+    def add_planned(self, source_id: int, planned: Sequence[PlannedRow], *,
+                    payment: ShopPayment | None = None) -> int:
+        """Add receipts (corrections) to shop row *source_id*, ingesting *payment* first if it is not in the
+        ledger. One transaction; (payment, stage, part) and tag stay unique. Returns receipts added."""
+        now = utcnow()
+        with self.write() as conn:
+            pid = conn.execute(select(payments.c.id).where(payments.c.source_id == source_id)).scalar()
+            if pid is None:
+                if payment is None:
+                    raise ValueError(f"payment {source_id} is not in the ledger")
+                self._insert_entries(conn, [IngestEntry(payment, tuple(planned))], now)
+            else:
+                self._insert_planned(conn, pid, planned, now)
+        return len(planned)
+
+    def orphan_refunds(self, sale_ids: Sequence[int]) -> list[int]:
+        """Shop ids of refunds of *sale_ids* rejected because the sale was unknown when they arrived."""
+        with self.read() as conn:
+            return sorted(set(conn.execute(
+                select(payments.c.source_id).select_from(receipts.join(payments, receipts.c.payment_id == payments.c.id))
+                .where(payments.c.refund_of.in_(list(sale_ids)), receipts.c.state == State.REJECTED.value,
+                       receipts.c.last_error.like(f"%{ORPHAN_REFUND_MARK}%"))).scalars()))
+
+    def known_source_ids(self, lo: int, hi: int) -> set[int]:
+        """Shop ids in [lo, hi] already in the ledger (backfill skips them)."""
+        with self.read() as conn:
+            return set(conn.execute(select(payments.c.source_id).where(
+                payments.c.source_id >= lo, payments.c.source_id <= hi)).scalars())

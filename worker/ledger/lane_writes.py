@@ -1,0 +1,136 @@
+"""What the lanes read and write: due receipts, intent, outcome, attempts, the lanes table."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from kkt_drivers.receipt import FiscalDocument
+from worker.ledger.base import LedgerBase
+from worker.ledger.records import ReceiptRecord, record_from_row, utcnow
+from worker.ledger.schema import attempts, lanes, payments, receipts
+from worker.ledger.states import State
+
+
+class LaneWrites(LedgerBase):
+    """Claiming, the write-ahead intent, outcomes and heartbeats."""
+
+    def due(self, now: dt.datetime, limit: int = 10) -> list[ReceiptRecord]:
+        """Queued receipts whose time has come, oldest first."""
+        with self.read() as conn:
+            rows = conn.execute(self._select_records().where(
+                receipts.c.state == State.QUEUED.value, receipts.c.next_attempt_at <= now)
+                .order_by(receipts.c.next_attempt_at, receipts.c.id).limit(limit))
+            return [record_from_row(r) for r in rows]
+
+    def postpone(self, receipt_id: int, until: dt.datetime) -> None:
+        """Move a queued receipt's next attempt to *until* (it waits for another receipt first)."""
+        with self.write() as conn:
+            conn.execute(update(receipts).where(receipts.c.id == receipt_id, receipts.c.state == State.QUEUED.value)
+                         .values(next_attempt_at=until))
+
+    def sending(self, register: str | None = None) -> list[ReceiptRecord]:
+        """Receipts whose outcome is not known (left "sending"), optionally for one register."""
+        q = self._select_records().where(receipts.c.state == State.SENDING.value)
+        if register is not None:
+            q = q.where(receipts.c.register == register)
+        with self.read() as conn:
+            return [record_from_row(r) for r in conn.execute(q.order_by(receipts.c.id))]
+
+    def get(self, receipt_id: int) -> ReceiptRecord:
+        """One receipt by ledger id."""
+        with self.read() as conn:
+            return record_from_row(conn.execute(self._select_records().where(receipts.c.id == receipt_id)).one())
+
+    def sale_done(self, source_id: int) -> bool:
+        """Whether every receipt of shop row *source_id* is done (refunds wait for their sale)."""
+        return self.stage_done(source_id, None)
+
+    def stage_done(self, source_id: int, stage: str | None, *, below_part: int | None = None) -> bool:
+        """Whether shop row *source_id* has receipts of *stage* (any stage for None; parts below
+        *below_part*) and all are done.
+
+        Settlements wait for their prepayment, refunds of a prepayment for it, corrections for the
+        corrections before them.
+        """
+        q = (select(receipts.c.state).select_from(receipts.join(payments, receipts.c.payment_id == payments.c.id))
+             .where(payments.c.source_id == source_id))
+        if stage is not None:
+            q = q.where(receipts.c.stage == stage)
+        if below_part is not None:
+            q = q.where(receipts.c.part < below_part)
+        with self.read() as conn:
+            states = list(conn.execute(q).scalars())
+        return bool(states) and all(s == State.DONE.value for s in states)
+
+    def corrections_link(self, receipt_id: int) -> tuple[str | None, int | None]:
+        """(tag, fiscal sign) of the receipt a correction receipt reverses or replaces."""
+        with self.read() as conn:
+            row = conn.execute(select(receipts.c.corrects_tag, receipts.c.corrects_fiscal_sign)
+                               .where(receipts.c.id == receipt_id)).one()
+        return row[0], row[1]
+
+    def record_intent(self, receipt_id: int, *, register: str, fn_serial: str, fd_before: int) -> int:
+        """queued → sending with the register's position; committed durably BEFORE the register call.
+
+        Returns the attempt id. StateConflict if the receipt is no longer queued.
+        """
+        now = utcnow()
+        with self.write() as conn:
+            self._cas(conn, receipt_id, State.QUEUED, State.SENDING, register=register, fn_serial=fn_serial,
+                      fd_before=fd_before, intent_at=now)
+            return conn.execute(insert(attempts).values(
+                receipt_id=receipt_id, register=register, action="send", started_at=now, fd_before=fd_before,
+            )).inserted_primary_key[0]
+
+    def record_done(self, receipt_id: int, doc: FiscalDocument, *, attempt_id: int | None,
+                    expected: State = State.SENDING, outcome: str = "done") -> None:
+        """sending → done with the document's requisites."""
+        now = utcnow()
+        with self.write() as conn:
+            self._cas(conn, receipt_id, expected, State.DONE, fd_number=doc.fd_number, fiscal_sign=doc.fiscal_sign,
+                      fn_serial=doc.fn_serial, shift_number=doc.shift_number, receipt_number=doc.receipt_number,
+                      fiscal_at=doc.issued_at, qr=doc.qr, error_class=None)
+            self._finish_attempt(conn, attempt_id, now, outcome, fd_number=doc.fd_number)
+
+    def record_retry(self, receipt_id: int, *, attempt_id: int | None, error: str, error_class: str,
+                     next_attempt_at: dt.datetime, burn_attempt: bool, max_attempts: int,
+                     outcome: str | None = None) -> State:
+        """sending → queued (or failed when the attempts are exhausted). Returns the new state."""
+        now = utcnow()
+        with self.write() as conn:
+            used = conn.execute(select(receipts.c.attempts).where(receipts.c.id == receipt_id)).scalar_one()
+            used += 1 if burn_attempt else 0
+            new = State.FAILED if used >= max_attempts else State.QUEUED
+            self._cas(conn, receipt_id, State.SENDING, new, attempts=used, next_attempt_at=next_attempt_at,
+                      error_class=error_class, last_error=error[:2000])
+            self._finish_attempt(conn, attempt_id, now, outcome or error_class, error=error)
+        return new
+
+    def record_final(self, receipt_id: int, new: State, *, attempt_id: int | None, error: str, error_class: str,
+                     expected: State = State.SENDING) -> None:
+        """sending → rejected / needs_review / failed with the reason."""
+        now = utcnow()
+        with self.write() as conn:
+            self._cas(conn, receipt_id, expected, new, error_class=error_class, last_error=error[:2000])
+            self._finish_attempt(conn, attempt_id, now, new.value, error=error)
+
+    def open_attempt(self, receipt_id: int, *, register: str, action: str, fd_before: int | None) -> int:
+        """Start an attempts row (reconciliation); finished by the record_* call that follows."""
+        with self.write() as conn:
+            return conn.execute(insert(attempts).values(
+                receipt_id=receipt_id, register=register, action=action, started_at=utcnow(),
+                fd_before=fd_before)).inserted_primary_key[0]
+
+    def lane_heartbeat(self, name: str, *, state: str, reason: str | None = None, fn_serial: str | None = None,
+                       last_fd: int | None = None, shift_open: bool | None = None) -> None:
+        """Upsert what a lane last saw (for ``status``)."""
+        now = utcnow()
+        values: dict[str, Any] = dict(state=state, reason=reason, heartbeat_at=now)
+        # what the register showed is kept until a newer reading replaces it
+        seen = dict(fn_serial=fn_serial, last_fd=last_fd, shift_open=None if shift_open is None else int(shift_open))
+        values.update({k: v for k, v in seen.items() if v is not None})
+        with self.write() as conn:
+            if conn.execute(update(lanes).where(lanes.c.name == name).values(**values)).rowcount == 0:
+                conn.execute(insert(lanes).values(name=name, **values))

@@ -1,0 +1,59 @@
+"""What the admin and the accountant read: counts, status, lists, attempt history."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Sequence
+
+from sqlalchemy import and_, func, select, true
+
+from worker.ledger.base import LedgerBase
+from worker.ledger.records import ReceiptRecord, record_from_row
+from worker.ledger.schema import attempts, gap_log, ingest_cursor, ingest_gaps, lanes, payments, receipts
+
+
+class AdminReads(LedgerBase):
+    """Read-only views for ``status``, ``ledger list/show/export`` and reports."""
+
+    def counts(self) -> dict[str, int]:
+        """Receipts by state."""
+        with self.read() as conn:
+            return {s: n for s, n in conn.execute(select(receipts.c.state, func.count()).group_by(receipts.c.state))}
+
+    def status_details(self) -> dict[str, Any]:
+        """Cursor, gaps, expired gaps and lanes for ``status``."""
+        with self.read() as conn:
+            return {
+                "cursors": [dict(r._mapping) for r in conn.execute(select(ingest_cursor))],
+                "open_gaps": [dict(r._mapping) for r in conn.execute(select(ingest_gaps).order_by(ingest_gaps.c.id))],
+                "expired_gaps": [dict(r._mapping) for r in conn.execute(select(gap_log).order_by(gap_log.c.id))],
+                "lanes": [dict(r._mapping) for r in conn.execute(select(lanes).order_by(lanes.c.name))],
+            }
+
+    def list_receipts(self, *, states: Sequence[str] = (), since: dt.datetime | None = None,
+                      until: dt.datetime | None = None, source_ids: Sequence[int] = (),
+                      limit: int | None = None) -> list[ReceiptRecord]:
+        """Receipts filtered by state, creation date range (UTC) and shop ids, in shop-id order."""
+        conds = []
+        if states:
+            conds.append(receipts.c.state.in_(list(states)))
+        if since:
+            conds.append(receipts.c.created_at >= since)
+        if until:
+            conds.append(receipts.c.created_at < until)
+        if source_ids:
+            conds.append(payments.c.source_id.in_(list(source_ids)))
+        q = self._select_records().where(and_(true(), *conds)).order_by(payments.c.source_id, receipts.c.stage, receipts.c.part)
+        if limit:
+            q = q.limit(limit)
+        with self.read() as conn:
+            return [record_from_row(r) for r in conn.execute(q)]
+
+    def attempts_of(self, receipt_id: int) -> list[dict[str, Any]]:
+        """The history of one receipt's register calls."""
+        with self.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                select(attempts).where(attempts.c.receipt_id == receipt_id).order_by(attempts.c.id))]
+
+    def receipts_of(self, source_id: int) -> list[ReceiptRecord]:
+        """Every receipt of shop row *source_id*, by stage and part."""
+        return self.list_receipts(source_ids=[source_id])

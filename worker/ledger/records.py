@@ -1,0 +1,130 @@
+"""The pipeline's data as the ledger stores it: planned receipts, ingest entries, gaps, receipt records.
+
+Pure data plus the column list a receipt record is selected with; no database access here.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from kkt_drivers import receipt_json
+from kkt_drivers.receipt import Receipt
+from worker.ledger.schema import payments, receipts
+from worker.ledger.states import State
+from worker.shop.rows import ShopPayment
+
+#: the end of the rejection message of a refund whose sale is not in the ledger yet (worker.receipts.build)
+ORPHAN_REFUND_MARK = "is not in the ledger yet"
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC now, the ledger's time."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class PlannedRow:
+    """A receipt to create for a payment: built (``receipt``) or rejected (``error``)."""
+
+    stage: str
+    part: int
+    tag: str
+    receipt: Receipt | None = None
+    error: str | None = None
+    #: for a correction: the tag and fiscal sign of the receipt it reverses or replaces
+    corrects_tag: str | None = None
+    corrects_fiscal_sign: int | None = None
+
+
+@dataclass(frozen=True)
+class IngestEntry:
+    """One shop row and the receipts planned for it."""
+
+    payment: ShopPayment
+    planned: tuple[PlannedRow, ...]
+
+
+@dataclass(frozen=True)
+class SettlementEntry:
+    """A shop delivery and the settlement receipts planned for its payment.
+
+    ``payment`` is set when the payment was not in the ledger yet: it is ingested in the same
+    transaction (the payments poller later finds its source id and skips it).
+    """
+
+    delivery_id: int
+    source_id: int
+    planned: tuple[PlannedRow, ...]
+    payment: IngestEntry | None = None
+
+
+@dataclass(frozen=True)
+class Gap:
+    """An id below the cursor that has not been seen yet."""
+
+    id: int
+    first_seen_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ReceiptRecord:
+    """A receipts row joined with its payment's source id."""
+
+    id: int
+    source_id: int
+    payment_id: int
+    stage: str
+    part: int
+    tag: str
+    state: State
+    register: str | None
+    attempts: int
+    next_attempt_at: dt.datetime
+    total: Decimal | None
+    body: str | None
+    fn_serial: str | None
+    fd_before: int | None
+    fd_number: int | None
+    fiscal_sign: int | None
+    shift_number: int | None
+    receipt_number: int | None
+    fiscal_at: dt.datetime | None
+    qr: str | None
+    error_class: str | None
+    last_error: str | None
+    kind: str
+    refund_of: int | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    def receipt(self) -> Receipt:
+        """The built receipt (only for rows that have one)."""
+        assert self.body is not None, f"receipt {self.tag} has no body"
+        return receipt_json.loads(self.body)
+
+
+RECORD_COLS = (
+    receipts.c.id, payments.c.source_id, receipts.c.payment_id, receipts.c.stage, receipts.c.part,
+    receipts.c.tag, receipts.c.state, receipts.c.register, receipts.c.attempts, receipts.c.next_attempt_at,
+    receipts.c.total, receipts.c.body, receipts.c.fn_serial, receipts.c.fd_before, receipts.c.fd_number,
+    receipts.c.fiscal_sign, receipts.c.shift_number, receipts.c.receipt_number, receipts.c.fiscal_at,
+    receipts.c.qr, receipts.c.error_class, receipts.c.last_error, payments.c.kind, payments.c.refund_of,
+    receipts.c.created_at, receipts.c.updated_at,
+)
+
+
+def record_from_row(row: Any) -> ReceiptRecord:
+    """A ReceiptRecord from a row selected with RECORD_COLS."""
+    m = dict(row._mapping)
+    m["state"] = State(m["state"])
+    return ReceiptRecord(**m)
+
+
+
+def decimal_or_none(value: Any) -> Decimal | None:
+    """*value* if it is a storable money Decimal, else None (a malformed shop amount stays in the snapshot)."""
+    if isinstance(value, Decimal) and value.is_finite() and abs(value) < Decimal("1e12"):
+        return value
+    return None
