@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from kkt_drivers.receipt import FiscalDocument
 from worker.ledger.base import LedgerBase
@@ -132,5 +132,17 @@ class LaneWrites(LedgerBase):
         seen = dict(fn_serial=fn_serial, last_fd=last_fd, shift_open=None if shift_open is None else int(shift_open))
         values.update({k: v for k, v in seen.items() if v is not None})
         with self.write() as conn:
-            if conn.execute(update(lanes).where(lanes.c.name == name).values(**values)).rowcount == 0:
-                conn.execute(insert(lanes).values(name=name, **values))
+            # paused_since: when the lane went from running to paused (health: "paused longer than N")
+            paused_since = func.coalesce(lanes.c.paused_since, now) if state == "paused" else None
+            if conn.execute(update(lanes).where(lanes.c.name == name)
+                            .values(paused_since=paused_since, **values)).rowcount == 0:
+                conn.execute(insert(lanes).values(name=name, paused_since=now if state == "paused" else None,
+                                                  **values))
+
+    def lane_health(self, name: str, *, fn_expires_on: dt.date | None, ofd_unsent: int | None,
+                    ofd_oldest_at: dt.datetime | None, clock_skew_s: float | None) -> None:
+        """Record the register's FN validity, OFD backlog and clock skew (read now and then, not per receipt)."""
+        with self.write() as conn:
+            conn.execute(update(lanes).where(lanes.c.name == name).values(
+                fn_expires_on=fn_expires_on, ofd_unsent=ofd_unsent, ofd_oldest_at=ofd_oldest_at,
+                clock_skew_s=clock_skew_s))

@@ -4,7 +4,9 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -129,4 +131,25 @@ lanes = Table(
     Column("last_fd", Integer, nullable=True),
     Column("shift_open", Integer, nullable=True),
     Column("heartbeat_at", DateTime, nullable=False),
+    # for health and metrics (worker/ops): since when paused, FN validity, OFD backlog, clock skew
+    Column("paused_since", DateTime, nullable=True),
+    Column("fn_expires_on", Date, nullable=True),
+    Column("ofd_unsent", Integer, nullable=True),
+    Column("ofd_oldest_at", DateTime, nullable=True),
+    Column("clock_skew_s", Float, nullable=True),
+)
+
+#: one row per condition that needs a person: alerted once when it starts, once when it ends
+alerts = Table(
+    "alerts", metadata,
+    Column("key", String(96), primary_key=True),     # code[:subject], see worker/ops/health.py
+    Column("severity", String(16), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("state", String(16), nullable=False),      # firing, resolved
+    Column("started_at", DateTime, nullable=False),
+    Column("resolved_at", DateTime, nullable=True),
+    Column("delivered", Integer, nullable=False),     # 1 once the current state's message went out
+    Column("attempts", Integer, nullable=False),
+    Column("next_try_at", DateTime, nullable=False),
+    Column("last_error", Text, nullable=True),
 )
