@@ -30,7 +30,7 @@ def create_ledger_engine(url: str) -> Engine:
         if u.drivername == "postgresql":
             u = u.set(drivername="postgresql+psycopg")
         # keepalives and tcp_user_timeout: a dead peer is noticed in seconds instead of hours
-        return create_engine(u, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_recycle=1800,
+        return create_engine(u, hide_parameters=True, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_recycle=1800,
                              connect_args={"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10,
                                            "keepalives_interval": 3, "keepalives_count": 3,
                                            "tcp_user_timeout": 20_000})
@@ -45,7 +45,7 @@ def _sqlite_engine(url: str) -> Engine:
         if not path.exists():
             # create it 0600 ourselves: SQLite would honour the umask, and -wal/-shm inherit our mode
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    engine = create_engine(url, hide_parameters=True, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -143,6 +143,7 @@ class MySQLSource(SqlShopSource):
         self._where = parsed.render_as_string(hide_password=True)
         engine = sa.create_engine(
             parsed,
+            hide_parameters=True,  # bound values are customers' data: never in an error text
             isolation_level="READ COMMITTED",
             pool_pre_ping=True,
             pool_recycle=pool_recycle,

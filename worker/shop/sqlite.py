@@ -39,6 +39,7 @@ class SQLiteSource(SqlShopSource):
         uri = f"file:{quote(str(self._path.resolve()))}?mode=ro"
         engine = sa.create_engine(
             "sqlite+pysqlite://",
+            hide_parameters=True,
             creator=lambda: sqlite3.connect(uri, uri=True, timeout=busy_timeout, check_same_thread=False),
             poolclass=sa.NullPool,  # a file open per call is cheap and never holds a stale snapshot
         )
