@@ -342,4 +342,10 @@ class DeviceStatus:
     fn_ok: bool = True
     unsent_documents: int = 0
     model: str = ""
+    #: the FN's validity end (Shtrih FF03, ATOL getFnInfo); None where the driver cannot tell
+    fn_valid_until: dt.date | None = None
+    #: when the oldest document not yet sent to the OFD was made; None when none or unknown
+    ofd_oldest_unsent_at: dt.datetime | None = None
+    #: the register's clock when it answered (naive local time, as registers keep it)
+    register_time: dt.datetime | None = None
     extra: dict[str, str] = field(default_factory=dict)

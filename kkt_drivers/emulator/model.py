@@ -35,6 +35,8 @@ from kkt_drivers.receipt import (
 )
 
 SHIFT_MAX_AGE = dt.timedelta(hours=24)
+#: how long the emulated FN stays valid after the register state is created (an FN-1.2 for 15 months)
+FN_VALIDITY = dt.timedelta(days=456)
 #: how long an emulated cashier takes to load new paper after it ran out
 PAPER_RELOAD_SECONDS = 2.0
 #: receipt limits of the emulated model (a real FN stores up to 32 KiB per document)
@@ -214,8 +216,22 @@ class RegisterModel:
                 shift_open=s["shift_open"], shift_number=s["shift_number"], shift_opened_at=opened,
                 shift_expired=bool(s["shift_open"] and opened and now - opened > SHIFT_MAX_AGE),
                 receipt_open=s["receipt"] is not None, paper_ok=self._paper_ok(s, now),
-                model="emulator",
+                model="emulator", register_time=now, fn_valid_until=self._fn_valid_until(s, now),
+                **self._ofd_backlog(s),
             )
+
+    def _fn_valid_until(self, s: dict[str, Any], now: dt.datetime) -> dt.date:
+        if not s.get("fn_valid_until"):  # a fresh FN is valid for 15 months (FN-1.2 for 15 months)
+            s["fn_valid_until"] = (now + FN_VALIDITY).date().isoformat()
+        return dt.date.fromisoformat(s["fn_valid_until"])
+
+    def _ofd_backlog(self, s: dict[str, Any]) -> dict[str, Any]:
+        first = s.get("ofd_unsent_from_fd")
+        if first is None or first > s["last_fd"]:
+            return {"unsent_documents": 0, "ofd_oldest_unsent_at": None}
+        oldest = self._index.get((s["fn_serial"], first))
+        return {"unsent_documents": s["last_fd"] - first + 1,
+                "ofd_oldest_unsent_at": dt.datetime.fromisoformat(oldest["dt"]) if oldest else None}
 
     def document(self, fd_number: int, fn_serial: str | None = None) -> dict[str, Any] | None:
         """The raw journal record of document *fd_number* in the current (or given) FN."""
@@ -346,6 +362,19 @@ class RegisterModel:
         """Paper runs out for *seconds* (until :meth:`load_paper`)."""
         with self._locked() as s:
             s["paper_out_until"] = (self._now(s) + dt.timedelta(seconds=seconds)).isoformat()
+
+    def set_fn_valid_until(self, day: dt.date) -> None:
+        """The FN's validity ends on *day* (tests of the expiry alert)."""
+        with self._locked() as s:
+            s["fn_valid_until"] = day.isoformat()
+
+    def ofd_link(self, up: bool) -> None:
+        """The register's link to the OFD goes down (documents pile up unsent) or comes back (all sent)."""
+        with self._locked() as s:
+            if up:
+                s["ofd_unsent_from_fd"] = None
+            elif s.get("ofd_unsent_from_fd") is None:
+                s["ofd_unsent_from_fd"] = s["last_fd"] + 1
 
     def replace_fn(self) -> str:
         """Install a new fiscal storage: new serial, FD numbering restarts. Returns the serial."""
