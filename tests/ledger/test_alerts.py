@@ -100,3 +100,20 @@ def test_alerts_survive_a_restart_without_resending(ledger: Ledger) -> None:
         assert [m["key"] for m in r.received] == ["worker_down"]
     finally:
         r.httpd.shutdown()
+
+
+def test_prune_erases_contacts_of_settled_payments_and_keeps_the_requisites(ledger: Ledger) -> None:
+    from kkt_drivers.receipt import DocumentKind, FiscalDocument
+
+    ledger.add_payments([entry(1), entry(2)])
+    first = ledger.list_receipts()[0]
+    attempt = ledger.record_intent(first.id, register="kkt1", fn_serial="FN1", fd_before=3)
+    ledger.record_done(first.id, FiscalDocument(4, 123456, "FN1", DocumentKind.RECEIPT, utcnow(), 1,
+                                                receipt_number=1, tag=first.tag),
+                       attempt_id=attempt)
+    assert ledger.anonymise_contacts(utcnow() - dt.timedelta(days=1)) == 0     # too recent
+    assert ledger.anonymise_contacts(utcnow() + dt.timedelta(seconds=1)) == 1  # only the done one
+    assert ledger.payment_snapshot(1).customer_email is None
+    assert ledger.payment_snapshot(2).customer_email == "a@b.ru"               # still queued: kept
+    done = ledger.get(first.id)
+    assert done.receipt().customer_contact == "(anonymised)" and done.fd_number == 4 and done.fiscal_sign == 123456

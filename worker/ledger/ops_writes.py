@@ -1,20 +1,26 @@
-"""The alerts table: which conditions were alerted, resolved, and whether the message went out."""
+"""Operations' writes: the alerts table, and erasing customers' contacts after N days (152-FZ)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from sqlalchemy import insert, select, update
 
 from worker.ledger.base import LedgerBase
-from worker.ledger.schema import alerts
+from worker.ledger.schema import alerts, payments, receipts
+from worker.ledger.states import State
 
 FIRING = "firing"
 RESOLVED = "resolved"
+#: what replaces a contact in a stored receipt body after anonymisation
+ANONYMISED = "(anonymised)"
+#: receipts in these states will not be sent again, so their payment's contacts may go
+SETTLED_STATES = (State.DONE.value, State.REJECTED.value)
 
 
 class OpsWrites(LedgerBase):
-    """State of every alert, so one condition gives one message when it starts and one when it ends."""
+    """Alerts (one message when a condition starts, one when it ends) and personal-data pruning."""
 
     def alerts(self) -> list[dict[str, Any]]:
         """Every alert row, firing first."""
@@ -64,3 +70,32 @@ class OpsWrites(LedgerBase):
         with self.write() as conn:
             conn.execute(update(alerts).where(alerts.c.key == key, alerts.c.state == state).values(
                 attempts=alerts.c.attempts + 1, next_try_at=next_try_at, last_error=error[:2000]))
+
+    def anonymise_contacts(self, ingested_before: dt.datetime) -> int:
+        """Erase customers' e-mails and phones of payments ingested before the cutoff (152-FZ).
+
+        Only payments whose every receipt is settled (done, or rejected for good) are touched; the
+        fiscal requisites (FD, FP, FN, shift, QR, totals) stay. Returns payments anonymised.
+        """
+        done = 0
+        with self.write() as conn:
+            rows = conn.execute(select(payments.c.id, payments.c.snapshot).where(
+                payments.c.ingested_at < ingested_before,
+                ~select(receipts.c.id).where(receipts.c.payment_id == payments.c.id,
+                                             receipts.c.state.notin_(SETTLED_STATES)).exists()))
+            for pid, snap in rows:
+                data = json.loads(snap)
+                if not (data.get("customer_email") or data.get("customer_phone")):
+                    continue
+                data["customer_email"] = data["customer_phone"] = None
+                conn.execute(update(payments).where(payments.c.id == pid).values(
+                    snapshot=json.dumps(data, ensure_ascii=False)))
+                for rid, body in conn.execute(select(receipts.c.id, receipts.c.body)
+                                              .where(receipts.c.payment_id == pid, receipts.c.body.isnot(None))):
+                    receipt = json.loads(body)
+                    if receipt.get("customer_contact"):
+                        receipt["customer_contact"] = ANONYMISED
+                        conn.execute(update(receipts).where(receipts.c.id == rid).values(
+                            body=json.dumps(receipt, ensure_ascii=False)))
+                done += 1
+        return done
