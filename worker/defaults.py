@@ -28,6 +28,12 @@ WAITING_RECHECK_SECONDS = 1.0        # a receipt waiting for its sale/prepayment
 # -- shifts --------------------------------------------------------------------------------
 SHIFT_MAX_HOURS = 24                 # 54-FZ: a shift may not last longer
 
+# -- operations ----------------------------------------------------------------------------
+HTTP_BIND = "127.0.0.1:9464"         # /metrics, /healthz, /readyz (9464: Prometheus exporters' range)
+HEARTBEAT_STALE_SECONDS = 90.0       # no lane heartbeat for this long → the worker is down
+LANE_PAUSED_ALERT_SECONDS = 600.0    # a lane paused longer than this needs a person
+ALERT_INTERVAL_SECONDS = 30.0        # how often the worker evaluates and delivers alerts
+
 # -- ledger --------------------------------------------------------------------------------
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 LEDGER_URL = "sqlite:///var/ledger.db"

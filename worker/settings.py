@@ -25,6 +25,17 @@ from worker.errors import ConfigError
 
 
 @dataclass(frozen=True)
+class TlsSettings:
+    """TLS to the shop's MySQL/MariaDB (``source.tls``). Without ``required`` the link may be plain text."""
+
+    required: bool = False
+    ca: str | None = None                 # CA file that signed the server's certificate (else system CAs)
+    cert: str | None = None               # client certificate, if the server asks for one
+    key: str | None = None
+    verify_identity: bool = True          # the certificate must name the host in source.url
+
+
+@dataclass(frozen=True)
 class SourceSettings:
     """Where the shop's paid orders are read from."""
 
@@ -41,6 +52,7 @@ class SourceSettings:
     read_timeout_s: int = d.SOURCE_READ_TIMEOUT_SECONDS
     write_timeout_s: int = d.SOURCE_WRITE_TIMEOUT_SECONDS
     mapping: dict[str, str] = field(default_factory=dict)
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,43 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    """The worker's HTTP endpoints (/metrics, /healthz, /readyz)."""
+
+    enabled: bool = True
+    bind: str = d.HTTP_BIND               # loopback by default; anything else needs token_env
+    token_env: str = "KKT_HTTP_TOKEN"     # the bearer token's environment variable (or ..._FILE)
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    """When a condition needs a person (``status --check``, /readyz, alerts)."""
+
+    heartbeat_stale_s: float = d.HEARTBEAT_STALE_SECONDS
+    lane_paused_s: float = d.LANE_PAUSED_ALERT_SECONDS
+    fn_expiry_days: int = 30
+    ofd_backlog_days: float = 3.0
+    clock_skew_s: float = 60.0
+    min_free_mb: int = 200
+    gap_window_days: float = 7.0
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Where alerts go: a webhook and/or e-mail. Nothing configured: conditions are only shown."""
+
+    webhook_url: str | None = None
+    webhook_secret_env: str = "KKT_ALERT_WEBHOOK_SECRET"
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_from: str | None = None
+    smtp_to: tuple[str, ...] = ()
+    smtp_user: str | None = None
+    smtp_password_env: str = "KKT_ALERT_SMTP_PASSWORD"
+    interval_s: float = d.ALERT_INTERVAL_SECONDS
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole configuration."""
 
@@ -100,6 +149,9 @@ class Settings:
     retry: RetrySettings = field(default_factory=RetrySettings)
     shifts: ShiftSettings = field(default_factory=ShiftSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
     @property
     def source_url(self) -> str:
@@ -116,15 +168,23 @@ class Settings:
         return tuple(r for r in self.registers if r.enabled)
 
 
-def _with_password(url: str, env: str) -> str:
-    """Put the secret from ``$ENV`` — or from the file named by ``$ENV_FILE`` (a systemd credential,
-    not inherited by child processes) — into *url*."""
-    secret = os.environ.get(env) if env else None
-    if env and not secret and os.environ.get(f"{env}_FILE"):
+def secret_from_env(env: str | None) -> str | None:
+    """The secret in ``$ENV``, or in the file named by ``$ENV_FILE`` (a systemd credential)."""
+    if not env:
+        return None
+    secret = os.environ.get(env)
+    if not secret and os.environ.get(f"{env}_FILE"):
         try:
             secret = Path(os.environ[f"{env}_FILE"]).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ConfigError(f"{env}_FILE: cannot read {os.environ[f'{env}_FILE']}: {exc}") from exc
+    return secret or None
+
+
+def _with_password(url: str, env: str) -> str:
+    """Put the secret from ``$ENV`` — or from the file named by ``$ENV_FILE`` (a systemd credential,
+    not inherited by child processes) — into *url*."""
+    secret = secret_from_env(env)
     if not secret or url.startswith("sqlite"):
         return url
     return make_url(url).set(password=secret).render_as_string(hide_password=False)

@@ -79,9 +79,13 @@ def open_shop_source(settings: Settings) -> ShopSource:
     url = settings.source_url
     mapping = source_mapping(settings)
     if url.startswith("mysql"):
+        from worker.shop.mysql import tls_context
+
         s = settings.source
+        tls = tls_context(ca=s.tls.ca, cert=s.tls.cert, key=s.tls.key, verify_identity=s.tls.verify_identity) \
+            if s.tls.required or s.tls.ca else None
         return open_source(url, mapping, connect_timeout=s.connect_timeout_s, read_timeout=s.read_timeout_s,
-                           write_timeout=s.write_timeout_s)
+                           write_timeout=s.write_timeout_s, tls=tls)
     return open_source(url, mapping)
 
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from worker.shop import open_source
-from worker.shop.mysql import MySQLSource, mysql_error_code
+from worker.shop.mysql import MySQLSource, mysql_error_code, tls_context
 from worker.shop.source import SourceConfigError, SourceMapping, SourceUnavailable
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.timeout(120)]
@@ -259,6 +259,18 @@ def test_a_mapping_naming_a_missing_table_or_column_is_a_config_error(shop_schem
     for mapping, code in ((SourceMapping(items_table="order_items"), "1146"), (SourceMapping(item_vat="tax"), "1054")):
         with open_source(shop_schema, mapping) as src, pytest.raises(SourceConfigError, match=code):
             src.ping()
+
+
+def test_tls_required_against_a_server_without_tls_is_a_config_error_not_plain_text(shop_schema):
+    """Given source.tls.required and a server that offers no TLS, the link is refused (2026), never plain."""
+    with MySQLSource(shop_schema, tls=tls_context(verify_identity=False)) as src, \
+            pytest.raises(SourceConfigError, match="2026"):
+        src.ping()
+
+
+def test_a_missing_ca_file_is_named(tmp_path):
+    with pytest.raises(SourceConfigError, match="source.tls"):
+        tls_context(ca=str(tmp_path / "no-such-ca.pem"))
 
 
 # ---------------------------------------------------------------------------------------- failures

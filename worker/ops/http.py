@@ -15,11 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
+from worker.defaults import HTTP_BIND as DEFAULT_BIND
 from worker.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BIND = "127.0.0.1:9464"  # 9464: the port range Prometheus exporters use
 #: paths anyone who can reach the port may read (a liveness probe needs no secret)
 PUBLIC_PATHS = frozenset({"/healthz"})
 

@@ -17,6 +17,7 @@ Why the engine is configured as it is:
 """
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import pymysql.connections
@@ -62,6 +63,7 @@ UNAVAILABLE_CODES = frozenset({
     4031,  # MySQL 8: disconnected by the server because of inactivity
 })
 CONFIG_CODES = frozenset({
+    2026,  # TLS required (source.tls.required) but the server does not offer it, or the handshake failed
     1044,  # access denied to database
     1045,  # access denied (user / password)
     1049,  # unknown database
@@ -128,6 +130,19 @@ class _BoundedHandshakeConnection(pymysql.connections.Connection):
             self._read_timeout = read_timeout
 
 
+def tls_context(*, ca: str | None = None, cert: str | None = None, key: str | None = None,
+                verify_identity: bool = True) -> ssl.SSLContext:
+    """A client TLS context for the shop's server: its CA (or the system's), an optional client cert."""
+    try:
+        ctx = ssl.create_default_context(cafile=ca)
+        if cert:
+            ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise SourceConfigError(f"source.tls: cannot load {exc.filename or 'the certificates'}: {exc}") from exc
+    ctx.check_hostname = verify_identity
+    return ctx
+
+
 class MySQLSource(SqlShopSource):
     """Shop source over MySQL/MariaDB (``mysql+pymysql://user:pass@host:port/db``)."""
 
@@ -135,7 +150,8 @@ class MySQLSource(SqlShopSource):
 
     def __init__(self, url: str | sa.URL, mapping: SourceMapping | None = None, *,
                  connect_timeout: float = CONNECT_TIMEOUT_S, read_timeout: float = READ_TIMEOUT_S,
-                 write_timeout: float = WRITE_TIMEOUT_S, pool_recycle: int = POOL_RECYCLE_S) -> None:
+                 write_timeout: float = WRITE_TIMEOUT_S, pool_recycle: int = POOL_RECYCLE_S,
+                 tls: ssl.SSLContext | None = None) -> None:
         """Build the engine (no connection is made until the first call; use :meth:`ping`)."""
         parsed = sa.make_url(url)
         if parsed.drivername != "mysql+pymysql":
@@ -156,6 +172,8 @@ class MySQLSource(SqlShopSource):
                 "write_timeout": write_timeout,
                 "charset": "utf8mb4",  # the server converts any column charset to UTF-8 for us
                 "init_command": "SET SESSION TRANSACTION READ ONLY",
+                # with a context the handshake fails unless the server speaks TLS (error 2026)
+                **({"ssl": tls} if tls is not None else {}),
             },
         )
 
