@@ -87,3 +87,31 @@ def test_a_deliberate_mismatch_shows_every_difference() -> None:
     diffs = {(d.kind, d.fd_number) for d in reconcile_shift(records, docs, {"sale": D("1800.00")})}
     assert diffs == {("total_differs", 6), ("missing_in_ledger", 9), ("missing_on_register", 7),
                      ("counter_differs", None)}
+
+
+# -- exports ---------------------------------------------------------------------------------
+
+def test_csv_is_for_a_russian_spreadsheet_and_xlsx_has_typed_cells(tmp_path) -> None:
+    import io
+
+    from openpyxl import load_workbook
+
+    from worker.reports.export import COLUMNS, write_csv, write_xlsx
+
+    records = [dataclasses.replace(r, paid_at=T0, payment_amount=r.total) for r in ledger_sample()]
+    buf = io.StringIO()
+    assert write_csv(records, buf, zone="Europe/Moscow") == len(records)
+    lines = buf.getvalue().split("\r\n")
+    assert lines[0].split(";")[6] == "Оплачен (Europe/Moscow)"
+    first = lines[1].split(";")
+    assert first[8] == "1220,00" and first[6] == "30.11.2026 10:00:00" and first[11] == "5"
+    path = tmp_path / "ledger.xlsx"
+    write_xlsx(records, str(path), zone="Europe/Moscow")
+    ws = load_workbook(path).active
+    keys = [k for k, _, _ in COLUMNS]
+    total = ws.cell(row=2, column=keys.index("total") + 1)
+    when = ws.cell(row=2, column=keys.index("fiscal_at") + 1)
+    assert total.value == 1220 and total.number_format == "#,##0.00"   # a number, not text
+    assert isinstance(when.value, dt.datetime) and when.value == T0        # a date, not text
+    assert ws.cell(row=2, column=keys.index("fd_number") + 1).value == 5
+    assert ws.max_row == len(records) + 1

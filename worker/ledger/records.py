@@ -98,6 +98,9 @@ class ReceiptRecord:
     refund_of: int | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    #: the shop's payment time (naive, the shop's zone) and amount, for reports and exports
+    paid_at: dt.datetime | None = None
+    payment_amount: Decimal | None = None
 
     def receipt(self) -> Receipt:
         """The built receipt (only for rows that have one)."""
@@ -111,7 +114,8 @@ RECORD_COLS = (
     receipts.c.total, receipts.c.body, receipts.c.fn_serial, receipts.c.fd_before, receipts.c.fd_number,
     receipts.c.fiscal_sign, receipts.c.shift_number, receipts.c.receipt_number, receipts.c.fiscal_at,
     receipts.c.qr, receipts.c.error_class, receipts.c.last_error, payments.c.kind, payments.c.refund_of,
-    receipts.c.created_at, receipts.c.updated_at,
+    receipts.c.created_at, receipts.c.updated_at, payments.c.paid_at,
+    payments.c.amount.label("payment_amount"),
 )
 
 

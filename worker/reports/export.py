@@ -1,0 +1,105 @@
+"""Exports that open right in a spreadsheet: CSV for a Russian locale, XLSX with typed cells, JSON.
+
+Every export carries every fiscal requisite, the shop's payment time, the fiscal time with its zone
+(registers keep local time: the column title names the zone) and the QR string. Money is exact:
+CSV writes ``1234,50`` (a Russian-locale spreadsheet reads it as a number), XLSX writes a number
+cell formatted ``#,##0.00`` from the Decimal, JSON writes a string.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from decimal import Decimal
+from typing import IO, Any, Iterable, Sequence
+
+from worker.ledger.records import ReceiptRecord
+
+#: (key, Russian title, type) — type is one of text, int, money, time
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("shop_id", "ID платежа", "int"), ("kind", "Вид", "text"), ("stage", "Этап", "text"),
+    ("part", "Часть", "int"), ("tag", "Метка 1192", "text"), ("state", "Состояние", "text"),
+    ("paid_at", "Оплачен", "time"), ("payment_amount", "Сумма платежа", "money"), ("total", "Сумма чека", "money"),
+    ("register", "ККТ", "text"), ("fn_serial", "ФН", "text"), ("fd_number", "ФД", "int"),
+    ("fiscal_sign", "ФП", "int"), ("shift_number", "Смена", "int"), ("receipt_number", "Чек в смене", "int"),
+    ("fiscal_at", "Дата чека", "time"), ("qr", "QR", "text"), ("attempts", "Попыток", "int"),
+    ("last_error", "Ошибка", "text"),
+)
+
+
+def row(r: ReceiptRecord) -> dict[str, Any]:
+    """One receipt as export values (Python types: Decimal, datetime, int, str, None)."""
+    return {
+        "shop_id": r.source_id, "kind": r.kind, "stage": r.stage, "part": r.part, "tag": r.tag,
+        "state": r.state.value, "paid_at": r.paid_at, "payment_amount": r.payment_amount, "total": r.total,
+        "register": r.register, "fn_serial": r.fn_serial, "fd_number": r.fd_number, "fiscal_sign": r.fiscal_sign,
+        "shift_number": r.shift_number, "receipt_number": r.receipt_number, "fiscal_at": r.fiscal_at,
+        "qr": r.qr, "attempts": r.attempts, "last_error": r.last_error,
+    }
+
+
+def titles(zone: str) -> list[str]:
+    """Column titles; the time columns say their zone."""
+    return [f"{title} ({zone})" if kind == "time" else title for _, title, kind in COLUMNS]
+
+
+def _ru(value: Any, kind: str) -> str:
+    if value is None:
+        return ""
+    if kind == "money":
+        return f"{Decimal(value):.2f}".replace(".", ",")
+    if kind == "time":
+        return value.strftime("%d.%m.%Y %H:%M:%S")
+    return str(value)
+
+
+def write_csv(records: Iterable[ReceiptRecord], out: IO[str], *, zone: str) -> int:
+    """CSV for a Russian-locale spreadsheet: the caller opens *out* with ``utf-8-sig`` (BOM); ``;``."""
+    w = csv.writer(out, delimiter=";", quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+    w.writerow(titles(zone))
+    n = 0
+    for r in records:
+        d = row(r)
+        w.writerow([_ru(d[k], kind) for k, _, kind in COLUMNS])
+        n += 1
+    return n
+
+
+def write_xlsx(records: Iterable[ReceiptRecord], path: str, *, zone: str, sheet: str = "Чеки") -> int:
+    """An XLSX workbook: dates as dates, money as numbers with two decimals, ids as integers."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = sheet
+    ws.append(titles(zone))
+    for cell in ws[1]:
+        cell.font = Font(bold=True)
+    n = 0
+    for r in records:
+        d = row(r)
+        # openpyxl writes a Decimal's own digits into a number cell; the format shows two decimals
+        ws.append([d[key] for key, _, _ in COLUMNS])
+        n += 1
+        for col, (_, _, kind) in enumerate(COLUMNS, start=1):
+            cell = ws.cell(row=n + 1, column=col)
+            if kind == "money" and cell.value is not None:
+                cell.number_format = "#,##0.00"
+            elif kind == "time" and cell.value is not None:
+                cell.number_format = "DD.MM.YYYY HH:MM:SS"
+    ws.freeze_panes = "A2"
+    wb.save(path)
+    return n
+
+
+def to_json(records: Sequence[ReceiptRecord], *, zone: str) -> str:
+    """JSON lines-free array: money as strings (exact), times ISO 8601 with the zone's name."""
+    def enc(v: Any) -> Any:
+        if isinstance(v, Decimal):
+            return f"{v:.2f}"
+        if isinstance(v, dt.datetime):
+            return v.isoformat()
+        return v
+    return json.dumps({"zone": zone, "receipts": [{k: enc(v) for k, v in row(r).items()} for r in records]},
+                      ensure_ascii=False, indent=2)
