@@ -145,3 +145,15 @@ def test_refunded_quantities_sum_other_refunds(ledger: Ledger) -> None:
     ledger.add_payments([IngestEntry(refund, (PlannedRow("refund", 1, "R2", receipt=receipt("R2", "25")),))])
     assert ledger.refunded_quantities(1) == {1: Decimal("0.500")}
     assert ledger.refunded_quantities(1, excluding=2) == {}
+
+
+def test_a_reader_opens_the_ledger_read_only_and_cannot_write(ledger: Ledger) -> None:
+    """Read commands: the same rows, and any write refused by the database itself."""
+    ledger.add_payments([entry(1)])
+    reader = Ledger(ledger.url, read_only=True)
+    try:
+        assert [r.tag for r in reader.list_receipts()] == ["S1"]
+        with pytest.raises(Exception, match="(?i)read.?only"):
+            reader.add_payments([entry(2)])
+    finally:
+        reader.dispose()

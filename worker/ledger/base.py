@@ -17,9 +17,10 @@ from worker.ledger.states import State, check_transition
 class LedgerBase:
     """The ledger at one database URL: connections and guarded state changes."""
 
-    def __init__(self, url: str, engine: Engine | None = None) -> None:
+    def __init__(self, url: str, engine: Engine | None = None, *, read_only: bool = False) -> None:
         self.url = url
-        self.engine = engine or create_ledger_engine(url)
+        self.read_only = read_only
+        self.engine = engine or create_ledger_engine(url, read_only=read_only)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

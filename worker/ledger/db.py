@@ -8,8 +8,10 @@ once, ignoring the timeout), and the file created 0600 in a 0700 directory.
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -21,19 +23,26 @@ from worker.errors import ConfigError
 READ_ONLY = "kkt_read_only"
 
 
-def create_ledger_engine(url: str) -> Engine:
-    """An engine for the ledger at *url* with the settings above applied."""
+def create_ledger_engine(url: str, *, read_only: bool = False) -> Engine:
+    """An engine for the ledger at *url* with the settings above applied.
+
+    ``read_only``: for the accountant's and the admin's read commands — nothing is created or
+    written, not even a pragma, so a reader without write permission (or a backup copy on
+    read-only media) can open the ledger; on PostgreSQL every transaction is READ ONLY.
+    """
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
-        return _sqlite_engine(url)
+        return _sqlite_read_only_engine(url) if read_only else _sqlite_engine(url)
     if u.get_backend_name() == "postgresql":
         if u.drivername == "postgresql":
             u = u.set(drivername="postgresql+psycopg")
         # keepalives and tcp_user_timeout: a dead peer is noticed in seconds instead of hours
-        return create_engine(u, hide_parameters=True, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_recycle=1800,
-                             connect_args={"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10,
-                                           "keepalives_interval": 3, "keepalives_count": 3,
-                                           "tcp_user_timeout": 20_000})
+        args: dict[str, Any] = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10,
+                                "keepalives_interval": 3, "keepalives_count": 3, "tcp_user_timeout": 20_000}
+        if read_only:
+            args["options"] = "-c default_transaction_read_only=on"
+        return create_engine(u, hide_parameters=True, pool_pre_ping=True, pool_size=5, max_overflow=5,
+                             pool_recycle=1800, connect_args=args)
     raise ConfigError(f"ledger.url: unsupported database {u.get_backend_name()!r} (use sqlite or postgresql)")
 
 
@@ -60,6 +69,29 @@ def _sqlite_engine(url: str) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _sqlite_read_only_engine(url: str) -> Engine:
+    """SQLite opened ``mode=ro`` (``immutable=1`` where the directory is not writable: read-only media,
+    where SQLite could not even create the WAL's shared-memory file)."""
+    path = make_url(url).database
+    if not path or path == ":memory:" or not Path(path).is_file():
+        raise ConfigError(f"ledger.url: no ledger file at {path!r} (read commands never create one)")
+    flag = "mode=ro" if os.access(Path(path).resolve().parent, os.W_OK) else "immutable=1"
+    uri = f"file:{quote(str(Path(path).resolve()))}?{flag}"
+    engine = create_engine("sqlite+pysqlite://", hide_parameters=True,
+                           creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False,
+                                                           timeout=SQLITE_BUSY_TIMEOUT_MS / 1000))
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")
 
     return engine
 
