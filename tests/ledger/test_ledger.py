@@ -157,3 +157,15 @@ def test_a_reader_opens_the_ledger_read_only_and_cannot_write(ledger: Ledger) ->
             reader.add_payments([entry(2)])
     finally:
         reader.dispose()
+
+
+def test_list_pages_searches_and_counts(ledger: Ledger) -> None:
+    ledger.add_payments([entry(i) for i in range(1, 8)])
+    assert ledger.count_receipts() == 7
+    page = ledger.list_receipts(limit=3, offset=3)
+    assert [r.source_id for r in page] == [4, 5, 6]
+    assert [r.tag for r in ledger.list_receipts(search="S5")] == ["S5"]
+    assert [r.source_id for r in ledger.list_receipts(search="6")] == [6]
+    day = dt.date(2026, 11, 20)     # entry()'s paid_at; nothing is fiscalized yet
+    assert ledger.count_receipts(day_from=day, day_to=day) == 7
+    assert ledger.count_receipts(day_from=day + dt.timedelta(days=1)) == 0

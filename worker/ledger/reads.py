@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Sequence
 
-from sqlalchemy import and_, func, select, true
+from sqlalchemy import and_, func, or_, select, true
 
 from worker.ledger.base import LedgerBase
 from worker.ledger.records import ReceiptRecord, record_from_row
@@ -31,9 +31,34 @@ class AdminReads(LedgerBase):
 
     def list_receipts(self, *, states: Sequence[str] = (), since: dt.datetime | None = None,
                       until: dt.datetime | None = None, source_ids: Sequence[int] = (),
-                      limit: int | None = None) -> list[ReceiptRecord]:
-        """Receipts filtered by state, creation date range (UTC) and shop ids, in shop-id order."""
-        conds = []
+                      limit: int | None = None, offset: int = 0, search: str | None = None,
+                      day_from: dt.date | None = None, day_to: dt.date | None = None) -> list[ReceiptRecord]:
+        """Receipts in shop-id order, filtered (see :meth:`_filters`); *limit*/*offset* page through them."""
+        q = self._select_records().where(self._filters(states, since, until, source_ids, search, day_from, day_to)) \
+            .order_by(payments.c.source_id, receipts.c.stage, receipts.c.part)
+        if limit:
+            q = q.limit(limit)
+        if offset:
+            q = q.offset(offset)
+        with self.read() as conn:
+            return [record_from_row(r) for r in conn.execute(q)]
+
+    def count_receipts(self, *, states: Sequence[str] = (), since: dt.datetime | None = None,
+                       until: dt.datetime | None = None, source_ids: Sequence[int] = (), search: str | None = None,
+                       day_from: dt.date | None = None, day_to: dt.date | None = None) -> int:
+        """How many receipts :meth:`list_receipts` would return without a limit (for "shown N of M")."""
+        q = select(func.count()).select_from(receipts.join(payments, receipts.c.payment_id == payments.c.id)) \
+            .where(self._filters(states, since, until, source_ids, search, day_from, day_to))
+        with self.read() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    @staticmethod
+    def _filters(states: Sequence[str], since: dt.datetime | None, until: dt.datetime | None,
+                 source_ids: Sequence[int], search: str | None, day_from: dt.date | None,
+                 day_to: dt.date | None) -> Any:
+        """State; creation time (UTC); shop ids; a search (shop id, FD number or 1192 tag); the fiscal day
+        range (the register's date of a receipt, else the shop's payment date — both the shop's local time)."""
+        conds: list[Any] = []
         if states:
             conds.append(receipts.c.state.in_(list(states)))
         if since:
@@ -42,11 +67,18 @@ class AdminReads(LedgerBase):
             conds.append(receipts.c.created_at < until)
         if source_ids:
             conds.append(payments.c.source_id.in_(list(source_ids)))
-        q = self._select_records().where(and_(true(), *conds)).order_by(payments.c.source_id, receipts.c.stage, receipts.c.part)
-        if limit:
-            q = q.limit(limit)
-        with self.read() as conn:
-            return [record_from_row(r) for r in conn.execute(q)]
+        if search and search.strip():
+            term = search.strip()
+            alts = [receipts.c.tag == term]
+            if term.isdigit():
+                alts += [payments.c.source_id == int(term), receipts.c.fd_number == int(term)]
+            conds.append(or_(*alts))
+        day = func.coalesce(receipts.c.fiscal_at, payments.c.paid_at)
+        if day_from:
+            conds.append(day >= dt.datetime.combine(day_from, dt.time()))
+        if day_to:
+            conds.append(day < dt.datetime.combine(day_to + dt.timedelta(days=1), dt.time()))
+        return and_(true(), *conds)
 
     def attempts_of(self, receipt_id: int) -> list[dict[str, Any]]:
         """The history of one receipt's register calls."""
