@@ -37,6 +37,17 @@ ensure_services() {
     fi
 }
 
+# The web page tests drive Debian's headless Chromium; install it where this machine lets us (root + apt).
+ensure_browser() {
+    if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            echo "installing chromium and chromium-driver (Debian packages) for the web page tests"
+            apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+                chromium chromium-driver >/dev/null || echo "could not install chromium; web page tests will say so"
+        fi
+    fi
+}
+
 case "${1:-demo}" in
     demo)
         venv ""
@@ -62,6 +73,7 @@ case "${1:-demo}" in
     test)
         venv "[test]"
         ensure_services
+        ensure_browser
         shift || true
         exec "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"
         ;;

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 #: paths anyone who can reach the port may read (a liveness probe needs no secret)
 PUBLIC_PATHS = frozenset({"/healthz"})
 
-Response = tuple[int, str, bytes]
+#: (status, content type, body) or (status, content type, body, extra headers)
+Response = tuple  # tuple[int, str, bytes] | tuple[int, str, bytes, dict[str, str]]
 Handler = Callable[[dict[str, list[str]]], Response]
 
 
@@ -79,15 +80,17 @@ class OpsServer:
                 if handler is None:
                     return self._send(404, "text/plain; charset=utf-8", b"not found\n")
                 try:
-                    status, ctype, body = handler(parse_qs(url.query))
+                    status, ctype, body, *extra = handler(parse_qs(url.query))
                 except Exception:  # a broken page must never take the worker down
                     log.exception("HTTP handler for %s failed", url.path)
-                    status, ctype, body = 500, "text/plain; charset=utf-8", b"internal error\n"
-                self._send(status, ctype, body)
+                    status, ctype, body, extra = 500, "text/plain; charset=utf-8", b"internal error\n", []
+                self._send(status, ctype, body, extra[0] if extra else None)
 
-            def _send(self, status: int, ctype: str, body: bytes) -> None:
+            def _send(self, status: int, ctype: str, body: bytes, headers: dict[str, str] | None = None) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Cache-Control", "no-store")
                 self.end_headers()
