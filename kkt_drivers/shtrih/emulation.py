@@ -434,7 +434,9 @@ def document_tlvs(doc: dict[str, Any]) -> list[bytes]:
                 p.tlv_uint(1055, doc["tax_system"], 1),
                 p.tlv_uint(1020, int(Decimal(doc["total"]) * 100))]
         for item in doc["items"]:
-            body = (p.tlv_str(1030, item["name"]) + p.tlv_uint(1079, int(Decimal(item["price"]) * 100))
+            # GUESS: how a register stores a CP1251-only character (« » —) of an FF46 name in the
+            # FN's CP866 tag 1030 is not in our sources; we store "?" for it
+            body = (p.tlv(1030, item["name"].encode(p.TLV_ENCODING, errors="replace")) + p.tlv_uint(1079, int(Decimal(item["price"]) * 100))
                     + _fvln(1023, Decimal(item["quantity"]))
                     + p.tlv_uint(1043, int(Decimal(item["amount"]) * 100))
                     + p.tlv_uint(1199, item["vat"], 1) + p.tlv_uint(1214, item["method"], 1)
