@@ -109,7 +109,17 @@ class Link:
                         on_accepted()
                     return self._answer(timeout)
                 if c == p.NAK:
-                    continue  # the register refused the frame itself: safe to send it again
+                    # usually the register refused the frame (bad LRC on the way): but a late NAK
+                    # to an earlier ENQ looks the same. Ask before sending it again: an answer
+                    # pending (ACK) means it took the frame, and a repeat would run it twice.
+                    state = self._enq()
+                    if state in (p.ACK, p.STX):
+                        if on_accepted:
+                            on_accepted()
+                        return self._answer(timeout, stx_seen=state == p.STX)
+                    if state is None:
+                        raise LinkError("no reply to ENQ after a NAKed frame", sent=True)
+                    continue  # idle and nothing pending: the frame was not taken, send it again
                 # silence: did it get the frame? ENQ tells (ACK = it has an answer pending)
                 state = self._enq()
                 if state in (p.ACK, p.STX):  # accepted: its answer is pending or on its way
@@ -146,6 +156,9 @@ class Link:
                 except LinkError:
                     continue
                 self.stale_answer = bytes([stale.error]) + stale.data
+                # the register may repeat that answer once more (to an ENQ of ours it saw late):
+                # let the line go quiet so that no old reply is read as the answer to the next ENQ
+                self._drain()
                 log.warning("dropped a stale answer to command 0x%X (error 0x%02X)", stale.cmd, stale.error)
         raise LinkError("register does not answer ENQ", sent=False)
 
