@@ -22,7 +22,7 @@ from typing import Callable
 
 from kkt_drivers.errors import TransientError
 from kkt_drivers.shtrih import protocol as p
-from kkt_drivers.transport import Stream
+from kkt_drivers.transport import LinkClosedError, Stream
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,14 @@ class Link:
         self._started = time.monotonic()
         self._deadline = self._started + timeout + DEADLINE_BYTE_TIMEOUTS * self.byte_timeout + DEADLINE_SLACK_S
         try:
-            self.sync()
+            try:
+                self.sync()
+            except LinkClosedError:
+                # the register (or a NAT box) closed an idle connection: nothing was sent yet,
+                # so one fresh connection is as safe as the first
+                self.close()
+                self.open()
+                self.sync()
             frame = p.encode_frame(payload)
             for _ in range(MAX_REPEATS):
                 sent = True

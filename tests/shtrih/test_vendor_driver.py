@@ -264,3 +264,57 @@ def test_stop_while_waiting_for_ff45_is_outcome_unknown_never_silence(make_serve
         drv.fiscalize(sale("stop-1"))
     time.sleep(1.5)  # the register finishes what it received
     assert [d["tag"] for d in srv.model.documents() if d["kind"] == "receipt"] == ["stop-1"]
+
+
+def test_connection_closed_by_the_register_while_idle_is_reopened_transparently(make_server, make_driver) -> None:
+    srv = make_server(idle_timeout_s=0.3)
+    drv = make_driver(srv)
+    drv.open_shift()
+    time.sleep(0.8)  # the register's TCP server drops the silent connection
+    assert drv.fiscalize(sale("idle-1")).tag == "idle-1"
+
+
+class LateNakRegister:
+    """A peer that takes a command frame but answers it with NAK (as a late NAK to an earlier ENQ
+    looks on the wire), keeping the answer pending: a host that simply re-sends runs it twice."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.executed = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        pending = None
+        answer = bytes([0x02, 0x03, 0x10, 0x00, 0x1E, 0x03 ^ 0x10 ^ 0x00 ^ 0x1E])
+        with conn:
+            while True:
+                b = conn.recv(1)
+                if not b:
+                    return
+                if b[0] == 0x05:
+                    conn.sendall(b"\x15" if pending is None else b"\x06" + pending)
+                elif b[0] == 0x02:
+                    n = conn.recv(1)[0]
+                    conn.recv(n + 1)
+                    self.executed += 1
+                    pending = answer
+                    conn.sendall(b"\x15")
+                elif b[0] == 0x06:
+                    pending = None
+
+
+def test_a_nak_to_a_frame_is_checked_with_enq_before_repeating() -> None:
+    from kkt_drivers.shtrih.link import Link
+    from kkt_drivers.transport import Stream
+    peer = LateNakRegister()
+    link = Link(lambda: Stream(f"socket://127.0.0.1:{peer.port}", timeout=0.3), byte_timeout=0.3)
+    try:
+        answer = link.exchange(bytes([0x10]) + (30).to_bytes(4, "little"), 1.0)
+    finally:
+        link.close()
+        peer.sock.close()
+    assert (answer.cmd, answer.error, peer.executed) == (0x10, 0, 1)
