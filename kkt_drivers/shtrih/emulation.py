@@ -440,7 +440,7 @@ def document_tlvs(doc: dict[str, Any]) -> list[bytes]:
                     + _fvln(1023, Decimal(item["quantity"]))
                     + p.tlv_uint(1043, int(Decimal(item["amount"]) * 100))
                     + p.tlv_uint(1199, item["vat"], 1) + p.tlv_uint(1214, item["method"], 1)
-                    + p.tlv_uint(1212, item["subject"], 1))
+                    + p.tlv_uint(1212, item["subject"], 1) + p.tlv_uint(2108, item.get("unit", 0), 1))
             out.append(p.tlv(1059, body))
         for tag, value in sorted(doc.get("requisites", {}).items()):
             out.append(p.tlv_uint(int(tag), value, 1) if isinstance(value, int)
