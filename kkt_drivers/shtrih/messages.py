@@ -28,7 +28,7 @@ class OperationV2:
     quantity: Decimal
     price: Decimal
     amount: Decimal | None  # None: the register computes price x quantity
-    tax: int                # the tax byte (see codes.TAX_BYTE_BY_VAT)
+    tax: int                # the vendor's tax byte (see codes.tax_byte)
     department: int
     payment_method: int     # 1214
     payment_subject: int    # 1212

@@ -316,6 +316,11 @@ def start_emulator(state_dir: str, *, host: str = "127.0.0.1", port: int = 0,
                            test_url=f"shtrih+socket://{h}:{prt}?{TEST_DRIVER_OPTIONS}", server=server)
 
 
+def start_nano_emulator(state_dir: str, **kwargs: Any) -> RunningEmulator:
+    """The same register answering as a Shtrih-Nano (its FC name and tax bytes for 22 %)."""
+    return start_emulator(state_dir, nano=True, **kwargs)
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m kkt_drivers.shtrih.server STATE_DIR [--port 7778] [--fault name=value …]``."""
     ap = argparse.ArgumentParser(description="Emulated Shtrih-M register on TCP")

@@ -229,3 +229,18 @@ def test_connection_limit_and_idle_timeout(make_server) -> None:
     third.sendall(bytes([ENQ]))
     assert third.recv(1) == bytes([NAK])
     third.close()
+
+
+def test_our_encoders_produce_the_vendor_frames_byte_for_byte() -> None:
+    """The driver's FF46/FF45 payloads equal the hand-written vendor layouts above."""
+    from decimal import Decimal
+
+    from kkt_drivers.receipt import Vat
+    from kkt_drivers.shtrih import codes, messages as m, protocol as p
+    line = m.encode_operation_v2(m.OperationV2(
+        operation=1, quantity=Decimal("1.5"), price=Decimal("200.00"), amount=None,
+        tax=codes.tax_byte(Vat.VAT22), department=1, payment_method=4, payment_subject=1, name="Сыр"))
+    assert p.command_bytes(p.FN_OPERATION) + p.u32(30) + line == H(ff46(0xCB, qty_micro=1_500_000,
+                                                                         price_kop=20000, name="Сыр"))
+    close = m.encode_close_receipt(m.CloseReceipt(payments=(0, 40000) + (0,) * 14, tax_system=1))
+    assert p.command_bytes(p.FN_CLOSE_RECEIPT) + p.u32(30) + close == H(ff45(cashless=40000))
