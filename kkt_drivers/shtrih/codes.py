@@ -81,6 +81,7 @@ CODES: dict[int, Code] = {
     0x46: Code("Не хватает наличности в кассе", _REJECT),
     0x49: Code("Операция невозможна в открытом чеке данного типа", _STATE, DS.COND_RECEIPT_OPEN),
     0x4A: Code("Открыт чек, операция невозможна", _STATE, DS.COND_RECEIPT_OPEN),
+    # (0x4B = javapos PrinterConst.SMFP_EFPTR_RECBUF_OVERFLOW)
     # the receipt holds more than the register's buffer: this receipt's data can never fit
     0x4B: Code("Буфер чека переполнен", _REJECT),
     0x4D: Code("Вносимая безналичной оплатой сумма больше суммы чека", _REJECT),
@@ -103,6 +104,8 @@ CODES: dict[int, Code] = {
     0x73: Code("Команда не поддерживается в данном режиме", _STATE),
     0x7E: Code("Неверное значение в поле длины", _REJECT),
     0x8E: Code("Нулевой итог чека", _REJECT),
+    # a register that refuses a table read/write for a table it does not have (javapos 0x5D)
+    0x5D: Code("Таблица не определена", _STATE),
     0x90: Code("Поле превышает размер, установленный в настройках", _REJECT),
     0x94: Code("Исчерпан лимит операций в чеке", _REJECT),
     0xC0: Code("Контроль даты и времени (подтвердите дату и время)", _STATE),

@@ -17,7 +17,7 @@ tables differ — see docs/shtrih.md). Unknown options are refused by name.
 
 The byte order follows the vendor's own drivers (reference addendum, 2026-11-30):
 
-* connect: FC (model; Shtrih-Nano has other tax bytes) → 1F table 17/1/71, 1/1/14, 6/r/1 → FF01;
+* connect: FC (model; Shtrih-Nano, model 152, has other tax bytes) → 1F table 17/1/71, 1/1/14, 6/r/1 → FF01;
 * receipt: 8D type → per item FF4D(2108 measure) → FF46 (vendor tax byte) → FF0C requisites → FF45;
 * FFD 1.2 correction: 8D 0x80|type → FF0C(1173, 1174{1178, 1179}) → items as above → FF45;
 * shift: FF41 → FF0C(1021 cashier) → E0; FF42 → FF0C(1021) → 41.
@@ -62,8 +62,10 @@ T_TYPE_AND_MODE, T_TAX_RATES, T_FISCAL_STORAGE = 1, 6, 17
 F_TAX_ACCRUAL = 14            # table 1 row 1 field 14: 0 = the register computes VAT sums
 F_VAT22_SUBSTITUTION = 71     # table 17 row 1 field 71: 2 = no 20 % → 22 % substitution
 F_RATE = 1                    # table 6 row r field 1: the rate in hundredths of a percent (GUESS)
-#: answers to 1F meaning "no such table/field on this firmware" (UNVERIFIED: 0x5D "таблица не
-#: определена" from the v1.16 list; 0x33/0x36/0x37 as for any unknown parameter)
+#: FC model number of the Shtrih-Nano-Ф (javapos PrinterConst.PRINTER_MODEL_SHTRIH_NANO_F)
+NANO_MODEL = 152
+#: answers to 1F meaning "no such table/field on this firmware": 0x5D "invalid table" (javapos
+#: PrinterConst.SMFP_EFPTR_INVALID_TABLE); UNVERIFIED: 0x33/0x36/0x37 for a field a table lacks
 TABLE_MISSING = (0x33, 0x36, 0x37, 0x5D)
 #: the rate table 6 must hold per row for a VAT we send (rows 0 % and "без НДС" carry no rate)
 EXPECTED_RATE = {row: (vat.percent or 0) * 100 for vat, row in codes.TAX_ROW_BY_VAT.items()}
@@ -167,9 +169,8 @@ class ShtrihDriver(Driver):
             if answer.error:
                 raise codes.error_for(answer.error, p.DEVICE_TYPE)
             model_no, name = m.decode_device_type(answer.data)
-            # GUESS: the Nano is told by its FC name; javapos asks DeviceMetrics, whose model list
-            # we could not read
-            self.nano = "NANO" in name.upper()
+            # as javapos DeviceMetrics.isShtrihNano(): by the FC model number alone
+            self.nano = model_no == NANO_MODEL
             if self.check_settings:
                 self._check_settings()
             fn = m.decode_fn_status(self._command(p.FN_STATUS, admin=True, timeout=self.status_timeout))

@@ -29,9 +29,10 @@ ADMIN_COMMANDS = {p.X_REPORT, p.Z_REPORT, p.READ_TABLE, p.WRITE_TABLE}
 DEVICE_NAME = "ШТРИХ-М-01Ф"
 #: FC of the desktop model: ШТРИХ-М-01Ф, model 250 (protocol spec v1.16, FC table)
 DESKTOP_MODEL = 250
+# GUESS: the Nano's FC name string (only its model number matters to the vendor's driver)
 NANO_NAME = "ШТРИХ-NANO-Ф"
-# GUESS: the Nano's FC model number is not in our sources; the driver tells Nano by its FC name
-NANO_MODEL = 45
+#: FC model of the Shtrih-Nano-Ф (javapos PrinterConst.PRINTER_MODEL_SHTRIH_NANO_F)
+NANO_MODEL = 152
 
 # -- tables (1F/1E) ---------------------------------------------------------------------------
 T_TYPE_AND_MODE, T_TAX_RATES, T_FISCAL_STORAGE = 1, 6, 17
