@@ -483,7 +483,8 @@ def _correction_tlv(receipt: Receipt) -> bytes:
     return p.tlv_uint(1173, 0 if c.self_made else 1, 1) + p.tlv(1174, basis)
 
 
-def _encode_receipt(receipt: Receipt, *, nano: bool = False) -> tuple[list[tuple[bytes, bytes]], list[bytes], bytes]:
+def _encode_receipt(receipt: Receipt, *,
+                    nano: bool = False) -> tuple[list[tuple[bytes, bytes]], list[bytes], bytes]:
     """Every frame's data for *receipt*, before anything is sent; RejectedError names the field.
 
     Items are ``(FF4D TLV, FF46 data)`` pairs. Text is fitted to the code pages (see :mod:`.text`).

@@ -291,7 +291,8 @@ class ShtrihEmulation:
             raise CommandError(codes.BAD_PARAMETERS)
         op = p.OPERATION_BY_RECEIPT_TYPE[rtype]
         # 1173 defaults to "self-made" until FF0C says otherwise; a non-empty record marks the correction
-        self.model.open_receipt(Operation(op), correction={"1173": 0, "1178": "", "1179": ""} if correction else None)
+        record = {"1173": 0, "1178": "", "1179": ""} if correction else None
+        self.model.open_receipt(Operation(op), correction=record)
         self._receipt_operation = op
         self._item_tlvs = []
         return self._op()
@@ -437,7 +438,8 @@ def document_tlvs(doc: dict[str, Any]) -> list[bytes]:
         for item in doc["items"]:
             # GUESS: how a register stores a CP1251-only character (« » —) of an FF46 name in the
             # FN's CP866 tag 1030 is not in our sources; we store "?" for it
-            body = (p.tlv(1030, item["name"].encode(p.TLV_ENCODING, errors="replace")) + p.tlv_uint(1079, int(Decimal(item["price"]) * 100))
+            body = (p.tlv(1030, item["name"].encode(p.TLV_ENCODING, errors="replace"))
+                    + p.tlv_uint(1079, int(Decimal(item["price"]) * 100))
                     + _fvln(1023, Decimal(item["quantity"]))
                     + p.tlv_uint(1043, int(Decimal(item["amount"]) * 100))
                     + p.tlv_uint(1199, item["vat"], 1) + p.tlv_uint(1214, item["method"], 1)

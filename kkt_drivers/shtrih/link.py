@@ -8,8 +8,8 @@ re-executed). :class:`LinkError` tells the caller whether the command may have r
 Every wait is bounded twice: by its own timeout, and by one overall deadline per exchange (the
 answer timeout plus a small slack), so a line carrying continuous noise ends in LinkError instead
 of hanging the lane. A stop signal (:attr:`Link.cancel_event`) ends any wait once the exchange
-has lasted :data:`CANCEL_GRACE_S`: a healthy register's answers (milliseconds) still complete during a warm
-shutdown, a stuck one is abandoned within a second. Abandoning is LinkError with ``sent`` telling
+has lasted :data:`CANCEL_GRACE_S`: a healthy register's answers (milliseconds) still complete
+during a warm shutdown, a stuck one is abandoned within a second. Abandoning is LinkError with ``sent`` telling
 whether the command may have reached the register — after FF45 the driver turns that into
 OutcomeUnknownError, never into silence.
 """
@@ -43,6 +43,7 @@ DRAIN_MAX_S = 0.5
 
 class _Abandoned(Exception):
     """A wait ended early: the exchange deadline passed or a stop was requested."""
+
 
 class LinkError(TransientError):
     """The exchange failed; ``sent`` says whether the command may have reached the register."""
@@ -174,7 +175,6 @@ class Link:
         assert self._stream is not None
         self._stream.write(bytes([p.ENQ]))
         return self._control(self.byte_timeout)
-
 
     def _control(self, timeout: float) -> int | None:
         """The next ACK, NAK or STX (an answer already on its way); None on silence.
