@@ -249,8 +249,8 @@ class RegisterModel:
             return sorted(self._index.values(), key=lambda d: (d["fn"], d["fd"]))
 
     # -- shifts ----------------------------------------------------------------------------
-    def open_shift(self, cashier: str | None = None) -> dict[str, Any]:
-        """Open a new shift; DeviceStateError if one is open."""
+    def open_shift(self, cashier: str | None = None, cashier_inn: str | None = None) -> dict[str, Any]:
+        """Open a new shift; DeviceStateError if one is open. *cashier_inn* (1203) is kept if given."""
         with self._locked() as s:
             self._check_paper(s)
             if s["shift_open"]:
@@ -258,10 +258,12 @@ class RegisterModel:
             now = self._now(s)
             s.update(shift_open=True, shift_number=s["shift_number"] + 1,
                      shift_opened_at=now.isoformat(), receipts_in_shift=0)
-            return self._append_document(s, {"kind": "open_shift", "dt": now.isoformat(),
-                                              "shift": s["shift_number"], "cashier": cashier})
+            doc = {"kind": "open_shift", "dt": now.isoformat(), "shift": s["shift_number"], "cashier": cashier}
+            if cashier_inn is not None:
+                doc["cashier_inn"] = cashier_inn
+            return self._append_document(s, doc)
 
-    def close_shift(self, cashier: str | None = None) -> dict[str, Any]:
+    def close_shift(self, cashier: str | None = None, cashier_inn: str | None = None) -> dict[str, Any]:
         """Close the shift (Z report); allowed for an expired shift, refused with a receipt open."""
         with self._locked() as s:
             self._check_paper(s)
@@ -271,9 +273,11 @@ class RegisterModel:
                 raise DeviceStateError("a receipt is open", condition=DeviceStateError.COND_RECEIPT_OPEN)
             now = self._now(s)
             s.update(shift_open=False)
-            return self._append_document(s, {"kind": "close_shift", "dt": now.isoformat(),
-                                              "shift": s["shift_number"], "cashier": cashier,
-                                              "receipts": s["receipts_in_shift"]})
+            doc = {"kind": "close_shift", "dt": now.isoformat(), "shift": s["shift_number"],
+                   "cashier": cashier, "receipts": s["receipts_in_shift"]}
+            if cashier_inn is not None:
+                doc["cashier_inn"] = cashier_inn
+            return self._append_document(s, doc)
 
     def x_report(self) -> None:
         """An X report prints but makes no fiscal document."""
@@ -290,8 +294,12 @@ class RegisterModel:
                                        condition=DeviceStateError.COND_RECEIPT_OPEN)
             s["receipt"] = OpenReceipt(int(operation), correction=correction).__dict__
 
-    def add_item(self, item: Item) -> None:
-        """Register one item in the open receipt (paper may run out here: a model fault)."""
+    def add_item(self, item: Item, requisites: dict[str, Any] | None = None) -> None:
+        """Register one item in the open receipt (paper may run out here: a model fault).
+
+        *requisites*: item-level tags other than the item's own fields (1162, agent data, …),
+        recorded with the item when given (a wire protocol binds them to the operation).
+        """
         with self._locked() as s:
             r = self._open(s)
             self._check_paper(s)
@@ -307,6 +315,7 @@ class RegisterModel:
                 "name": item.name, "price": str(item.price), "quantity": str(item.quantity),
                 "amount": str(item.amount), "vat": item.vat.ffd_code, "method": int(item.payment_method),
                 "subject": int(item.payment_subject), "unit": int(item.measure_unit),
+                **({"requisites": requisites} if requisites else {}),
             })
 
     def add_requisite(self, tag: int, value: Any) -> None:
@@ -317,8 +326,26 @@ class RegisterModel:
                 raise RejectedError("requisite 1192 must be 1..16 characters", field="tag")
             r["requisites"][str(tag)] = value
 
-    def close_receipt(self, payments: list[Payment], tax_system: TaxSystem) -> dict[str, Any]:
-        """Close the receipt: the fiscal document is written here, atomically."""
+    def open_receipt_snapshot(self) -> dict[str, Any]:
+        """A copy of the open receipt (items, requisites); DeviceStateError when none is open."""
+        with self._locked() as s:
+            return json.loads(json.dumps(self._open(s)))
+
+    def update_correction(self, values: dict[str, Any]) -> None:
+        """Fill the open correction receipt's 1173/1178/1179 (a wire protocol sends them after opening)."""
+        with self._locked() as s:
+            r = self._open(s)
+            if r["correction"] is None:
+                raise RejectedError("the open receipt is not a correction", field="correction")
+            r["correction"].update(values)
+
+    def close_receipt(self, payments: list[Payment], tax_system: TaxSystem, *,
+                      change: Decimal | None = None) -> dict[str, Any]:
+        """Close the receipt: the fiscal document is written here, atomically.
+
+        *payments* must sum to the total; *change* (cash handed back, already deducted from the
+        cash payment) is recorded when a wire protocol accepted a cash overpayment.
+        """
         with self._locked() as s:
             r = self._open(s)
             self._check_ready(s)
@@ -335,7 +362,8 @@ class RegisterModel:
             s["receipts_in_shift"] += 1
             s["receipt"] = None
             req = r["requisites"]
-            return self._append_document(s, {
+            extra = {"change": str(money(change))} if change is not None else {}
+            return self._append_document(s, {**extra,
                 "kind": "correction" if r["correction"] else "receipt",
                 "dt": now.isoformat(), "shift": s["shift_number"], "receipt_no": s["receipts_in_shift"],
                 "operation": r["operation"], "tax_system": int(tax_system), "total": str(total),

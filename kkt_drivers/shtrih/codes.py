@@ -45,6 +45,10 @@ PAPER_OUT = 0x6B
 WRONG_MODE = 0x73
 TOO_MANY_OPERATIONS = 0x94
 ZERO_TOTAL = 0x8E
+RECEIPT_BUFFER_FULL = 0x4B
+CASHLESS_OVER_TOTAL = 0x4D
+BAD_PARAMETERS_FOR_IMPLEMENTATION = 0x36
+FN_WRONG_STATE = 0x02
 FN_FAILURE = 0x03
 
 CODES: dict[int, Code] = {
@@ -77,20 +81,37 @@ CODES: dict[int, Code] = {
     0x46: Code("Не хватает наличности в кассе", _REJECT),
     0x49: Code("Операция невозможна в открытом чеке данного типа", _STATE, DS.COND_RECEIPT_OPEN),
     0x4A: Code("Открыт чек, операция невозможна", _STATE, DS.COND_RECEIPT_OPEN),
+    # (0x4B = javapos PrinterConst.SMFP_EFPTR_RECBUF_OVERFLOW)
+    # the receipt holds more than the register's buffer: this receipt's data can never fit
+    0x4B: Code("Буфер чека переполнен", _REJECT),
+    0x4D: Code("Вносимая безналичной оплатой сумма больше суммы чека", _REJECT),
     0x4E: Code("Смена превысила 24 часа", _STATE, DS.COND_SHIFT_EXPIRED),
     # a wrong password is a register misconfiguration: pause the lane, the payment is fine
     0x4F: Code("Неверный пароль", _STATE),
     0x50: Code("Идет печать результатов выполнения предыдущей команды", _TRANSIENT),
     0x55: Code("Чек закрыт, операция невозможна", _STATE),
     0x58: Code("Ожидание команды продолжения печати", _STATE, DS.COND_PAPER_OUT),
+    # another operator's document is open on the register: someone else is using it
+    0x59: Code("Документ открыт другим оператором", _STATE, DS.COND_RECEIPT_OPEN),
     0x5E: Code("Некорректная операция", _REJECT),
+    0x5F: Code("Отрицательный итог чека", _REJECT),
+    0x61: Code("Переполнение диапазона цены", _REJECT),
+    0x62: Code("Переполнение диапазона количества", _REJECT),
     0x6B: Code("Нет чековой ленты", _STATE, DS.COND_PAPER_OUT),
+    0x71: Code("Ошибка отрезчика", _STATE),
+    0x77: Code("Принтер: нет сигнала с датчиков", _STATE),
     0x72: Code("Команда не поддерживается в данном подрежиме", _STATE),
     0x73: Code("Команда не поддерживается в данном режиме", _STATE),
     0x7E: Code("Неверное значение в поле длины", _REJECT),
     0x8E: Code("Нулевой итог чека", _REJECT),
+    # a register that refuses a table read/write for a table it does not have (javapos 0x5D)
+    0x5D: Code("Таблица не определена", _STATE),
+    0x90: Code("Поле превышает размер, установленный в настройках", _REJECT),
     0x94: Code("Исчерпан лимит операций в чеке", _REJECT),
     0xC0: Code("Контроль даты и времени (подтвердите дату и время)", _STATE),
+    # UNVERIFIED: C2 is "превышение напряжения в блоке питания" in the v1.16/1.17 lists as we read
+    # them; a power fault is the register's state, never the payment's
+    0xC2: Code("Превышение напряжения в блоке питания", _STATE),
     0xC4: Code("Несовпадение номеров смен", _STATE),
 }
 
@@ -141,21 +162,34 @@ TAX_ROW_BY_VAT: dict[Vat, int] = {
 }
 
 
-def tax_byte(vat: Vat) -> int:
-    """The FF46 tax byte for *vat*.
+#: FF46 tax byte per table 6 row on desktop firmware (javapos_shtrih ``getVatCodeShtrih()``,
+#: commit af0a237b, and ``Doc/VatTable.txt``): rows 1–6 are the documented bitmask, rows 7–10 a
+#: second bank 0x81/0x82/0x84/0x88, rows 11–12 a third bank 0xC0 + row (22 % = 0xCB, 22/122 = 0xCC).
+_TAX_BYTE_BY_ROW: dict[int, int] = {
+    1: 0x01, 2: 0x02, 3: 0x04, 4: 0x08, 5: 0x10, 6: 0x20,
+    7: 0x81, 8: 0x82, 9: 0x84, 10: 0x88,
+    11: 0xCB, 12: 0xCC,
+}
+#: Shtrih-Nano firmware differs for rows 11–12 only (javapos ``getVatCodeShtrihNano()``)
+_TAX_BYTE_BY_ROW_NANO: dict[int, int] = {**_TAX_BYTE_BY_ROW, 11: 0x90, 12: 0xA0}
 
-    Rows 1..6 use the documented bitmask (bit row-1). The spec's one-byte bitmask has no room for
-    rows 7..12, whose wire form differs by firmware; we send ``0x40 | row`` (never a single bit,
-    so never confused with rows 1..6). This is OUR convention, shared with our emulator only:
-    check it against the target firmware before sending 5 %, 7 % or 22 % to a real register.
+
+def tax_byte(vat: Vat, *, nano: bool = False) -> int:
+    """The FF46 tax byte the vendor's own driver sends for *vat* (model-dependent for rows 11–12).
+
+    A byte of the form ``0x40 | row`` is sent by no vendor driver and must never reach a register.
     """
     row = TAX_ROW_BY_VAT[vat]
-    return 1 << (row - 1) if row <= 6 else 0x40 | row
+    return (_TAX_BYTE_BY_ROW_NANO if nano else _TAX_BYTE_BY_ROW)[row]
 
 
-_VAT_BY_TAX_BYTE = {tax_byte(v): v for v in TAX_ROW_BY_VAT}
+_VAT_BY_ROW = {row: vat for vat, row in TAX_ROW_BY_VAT.items()}
 
 
-def vat_for_tax_byte(value: int) -> Vat | None:
-    """Inverse of :func:`tax_byte`; None for an invalid byte."""
-    return _VAT_BY_TAX_BYTE.get(value)
+def vat_for_tax_byte(value: int, *, nano: bool = False) -> Vat | None:
+    """Inverse of :func:`tax_byte` for the given firmware family; None for a byte it does not define."""
+    table = _TAX_BYTE_BY_ROW_NANO if nano else _TAX_BYTE_BY_ROW
+    for row, byte in table.items():
+        if byte == value:
+            return _VAT_BY_ROW[row]
+    return None

@@ -11,28 +11,38 @@ URL grammar::
 Options: ``password`` (cashier, default 30), ``admin_password`` (reports and FN commands,
 default 30), ``timeout`` (answer timeout for ordinary commands, s), ``status_timeout`` (s),
 ``long_timeout`` (open shift / Z / X report, s), ``byte_timeout`` (control bytes, s),
-``baudrate`` (serial only), ``spy_file`` (spy only). Unknown options are refused by name.
+``baudrate`` (serial only), ``spy_file`` (spy only), ``check_settings`` (1 = refuse a register
+whose tables 1/6/17 contradict what the worker sends, the default; 0 = skip, for firmware whose
+tables differ — see docs/shtrih.md). Unknown options are refused by name.
+
+The byte order follows the vendor's own drivers (reference addendum, 2026-11-30):
+
+* connect: FC (model; Shtrih-Nano, model 152, has other tax bytes) → 1F table 17/1/71, 1/1/14, 6/r/1 → FF01;
+* receipt: 8D type → per item FF4D(2108 measure) → FF46 (vendor tax byte) → FF0C requisites → FF45;
+* FFD 1.2 correction: 8D 0x80|type → FF0C(1173, 1174{1178, 1179}) → items as above → FF45;
+* shift: FF41 → FF0C(1021 cashier) → E0; FF42 → FF0C(1021) → 41.
 
 A link lost between commands is reopened by the next command (one fresh connection per failure).
-Receipts use the FFD 1.05+ path: 8D open → FF46 per item → FF0C per requisite → FF45 close.
-Corrections: FF35 → FF0C(1173, 1174{1178, 1179}) → FF46… → FF0C… → FF45 (the order our emulator
-accepts; not yet checked against a real device's firmware). Only
-FF45 can make a fiscal document; from the moment its frame is written, failures are
+Only FF45 can make a fiscal document; from the moment its frame is written, failures are
 :class:`~kkt_drivers.errors.OutcomeUnknownError` and the caller reconciles by FD number and tag.
+Set :attr:`ShtrihDriver.cancel_event` to the worker's stop event: a stuck wait then ends within a
+second of the stop (see :mod:`.link`).
 """
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
 import logging
+import threading
 from typing import Callable, Iterator
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from kkt_drivers.base import Driver
 from kkt_drivers.errors import DriverConfigError, KktError, OutcomeUnknownError, RejectedError, TransientError
-from kkt_drivers.receipt import DeviceStatus, DocumentKind, FiscalDocument, Operation, Receipt, kopecks
+from kkt_drivers.receipt import DeviceStatus, DocumentKind, FiscalDocument, Operation, Receipt, Vat, kopecks
 from kkt_drivers.shtrih import codes, messages as m, protocol as p
 from kkt_drivers.shtrih.link import Link, LinkError
+from kkt_drivers.shtrih.text import fit
 from kkt_drivers.transport import DEFAULT_BAUDRATE, Stream
 
 log = logging.getLogger(__name__)
@@ -44,8 +54,23 @@ DEFAULT_STATUS_TIMEOUT_S = 3.0
 DEFAULT_LONG_TIMEOUT_S = 120.0
 DEFAULT_BYTE_TIMEOUT_S = 1.0
 OPTIONS = ("password", "admin_password", "timeout", "status_timeout", "long_timeout", "byte_timeout",
-           "baudrate", "spy_file")
+           "baudrate", "spy_file", "check_settings")
 FF0C_MAX = 250
+
+# -- firmware settings the worker relies on (docs/shtrih.md) -----------------------------------
+T_TYPE_AND_MODE, T_TAX_RATES, T_FISCAL_STORAGE = 1, 6, 17
+F_TAX_ACCRUAL = 14            # table 1 row 1 field 14: 0 = the register computes VAT sums
+F_VAT22_SUBSTITUTION = 71     # table 17 row 1 field 71: 2 = no 20 % → 22 % substitution
+F_RATE = 1                    # table 6 row r field 1: the rate in hundredths of a percent (GUESS)
+#: FC model number of the Shtrih-Nano-Ф (javapos PrinterConst.PRINTER_MODEL_SHTRIH_NANO_F)
+NANO_MODEL = 152
+#: answers to 1F meaning "no such table/field on this firmware": 0x5D "invalid table" (javapos
+#: PrinterConst.SMFP_EFPTR_INVALID_TABLE); UNVERIFIED: 0x33/0x36/0x37 for a field a table lacks
+TABLE_MISSING = (0x33, 0x36, 0x37, 0x5D)
+#: the rate table 6 must hold per row for a VAT we send (rows 0 % and "без НДС" carry no rate)
+EXPECTED_RATE = {row: (vat.percent or 0) * 100 for vat, row in codes.TAX_ROW_BY_VAT.items()}
+#: the row the worker sends for every 2026 sale of a VAT payer: without it no lane can work
+REQUIRED_ROW = codes.TAX_ROW_BY_VAT[Vat.VAT22]
 
 _KIND_BY_DOC_TYPE = {p.DOC_RECEIPT: DocumentKind.RECEIPT, p.DOC_CORRECTION: DocumentKind.CORRECTION,
                      p.DOC_OPEN_SHIFT: DocumentKind.OPEN_SHIFT, p.DOC_CLOSE_SHIFT: DocumentKind.CLOSE_SHIFT}
@@ -87,8 +112,9 @@ class ShtrihDriver(Driver):
                  admin_password: int = DEFAULT_PASSWORD,
                  timeout: float = DEFAULT_TIMEOUT_S, status_timeout: float = DEFAULT_STATUS_TIMEOUT_S,
                  long_timeout: float = DEFAULT_LONG_TIMEOUT_S, byte_timeout: float = DEFAULT_BYTE_TIMEOUT_S,
-                 baudrate: int = DEFAULT_BAUDRATE) -> None:
+                 baudrate: int = DEFAULT_BAUDRATE, check_settings: bool = True) -> None:
         self.port_url = port_url
+        self.check_settings = check_settings
         self.password = password
         self.admin_password = admin_password
         self.timeout = timeout
@@ -98,6 +124,19 @@ class ShtrihDriver(Driver):
                           byte_timeout=byte_timeout)
         self._connected = False
         self._fn_serial = ""
+        #: a Shtrih-Nano (from FC): rows 11–12 have other tax bytes
+        self.nano = False
+        #: table 6 rows whose rate is missing or wrong on this register: refused before sending
+        self.unusable_rows: set[int] = set()
+
+    @property
+    def cancel_event(self) -> threading.Event | None:
+        """The owner's stop signal; waits on the link end within a second once it is set."""
+        return self._link.cancel_event
+
+    @cancel_event.setter
+    def cancel_event(self, event: threading.Event | None) -> None:
+        self._link.cancel_event = event
 
     @classmethod
     def from_url(cls, url: str) -> "ShtrihDriver":
@@ -105,6 +144,10 @@ class ShtrihDriver(Driver):
         port_url, opts = parse_shtrih_url(url)
         try:
             ints = {k: int(opts[k]) for k in ("password", "admin_password", "baudrate") if k in opts}
+            if "check_settings" in opts:
+                if opts["check_settings"] not in ("0", "1"):
+                    raise ValueError("check_settings must be 0 or 1")
+                ints["check_settings"] = opts["check_settings"] == "1"
             floats = {k: float(opts[k]) for k in ("timeout", "status_timeout", "long_timeout", "byte_timeout")
                       if k in opts}
         except ValueError as exc:
@@ -120,9 +163,16 @@ class ShtrihDriver(Driver):
         self._connected = True
         try:
             answer = self._link.exchange(p.command_bytes(p.DEVICE_TYPE), self.status_timeout)
+            if answer.cmd != p.DEVICE_TYPE:
+                # not a Shtrih register, or a stale answer: nothing it says can be trusted
+                raise TransientError(f"register at {self.port_url} answered command 0x{answer.cmd:X} to FC")
             if answer.error:
                 raise codes.error_for(answer.error, p.DEVICE_TYPE)
             model_no, name = m.decode_device_type(answer.data)
+            # as javapos DeviceMetrics.isShtrihNano(): by the FC model number alone
+            self.nano = model_no == NANO_MODEL
+            if self.check_settings:
+                self._check_settings()
             fn = m.decode_fn_status(self._command(p.FN_STATUS, admin=True, timeout=self.status_timeout))
         except (KktError, p.FrameError) as exc:
             self.disconnect()
@@ -131,6 +181,52 @@ class ShtrihDriver(Driver):
             raise
         self._fn_serial = fn.fn_serial
         log.info("connected to %s (model %d, FN %s) at %s", name, model_no, fn.fn_serial, self.port_url)
+
+    def _read_table(self, table: int, row: int, field: int) -> int | None:
+        """An integer table field (1F), or None when this firmware has no such field."""
+        try:
+            raw = self._command(p.READ_TABLE, m.encode_table_address(table, row, field), admin=True,
+                                timeout=self.status_timeout, allow=TABLE_MISSING)
+        except _Allowed:
+            return None
+        return int.from_bytes(raw, "little")
+
+    def _check_settings(self) -> None:
+        """Refuse a register whose settings contradict what the worker sends (DriverConfigError).
+
+        * table 17 field 71 must be 2: in mode 1 (the factory default) the register prints VAT row 1
+          as 22 % from 2026, so a 20 % refund of a 2025 sale would be printed at 22 %;
+        * table 1 field 14 must be 0: in mode 1 the register takes VAT sums from FF45, which we
+          leave at zero (the register computes them in mode 0);
+        * table 6 row 11 must hold 22 %; other rows with a wrong or missing rate are remembered and
+          a receipt using one is refused before anything is sent.
+        """
+        where = f"register at {self.port_url}"
+        subst = self._read_table(T_FISCAL_STORAGE, 1, F_VAT22_SUBSTITUTION)
+        if subst is not None and subst != 2:
+            raise DriverConfigError(
+                f"{where}: table 17 row 1 field 71 (VAT 22 % substitution) is {subst}; it must be 2. "
+                "In mode 1 the register prints VAT row 1 (20 %) as 22 % from 2026-01-01, so refunds of "
+                "2025 sales at 20 % would carry 22 %; the worker sends row 11 for 22 % itself")
+        accrual = self._read_table(T_TYPE_AND_MODE, 1, F_TAX_ACCRUAL)
+        if accrual not in (None, 0):
+            raise DriverConfigError(
+                f"{where}: table 1 row 1 field 14 (tax accrual) is {accrual}; it must be 0. In mode 1 "
+                "the register takes VAT sums from the software, which the worker does not send, so "
+                "receipts would carry zero VAT")
+        unusable = set()
+        for row, rate in sorted(EXPECTED_RATE.items()):
+            if rate and self._read_table(T_TAX_RATES, row, F_RATE) != rate:
+                unusable.add(row)
+        if REQUIRED_ROW in unusable:
+            raise DriverConfigError(
+                f"{where}: table 6 row {REQUIRED_ROW} does not hold VAT 22 % (rate "
+                f"{self._read_table(T_TAX_RATES, REQUIRED_ROW, F_RATE)}); update the firmware or "
+                "licence the 22 % rate")
+        self.unusable_rows = unusable
+        if unusable:
+            log.warning("%s: table 6 rows %s lack their rate; receipts using them are refused",
+                        where, sorted(unusable))
 
     def disconnect(self) -> None:
         self._connected = False
@@ -168,8 +264,17 @@ class ShtrihDriver(Driver):
                 p.FN_OFD_STATUS, admin=True, timeout=self.status_timeout, allow=(codes.NOT_SUPPORTED,)))
         except _Allowed:
             unsent = 0
+        try:
+            expiry: m.FnExpiry | None = m.decode_fn_expiry(self._command(
+                p.FN_EXPIRY, admin=True, timeout=self.status_timeout, allow=(codes.NOT_SUPPORTED,)))
+        except _Allowed:
+            expiry = None
         self._fn_serial = fn.fn_serial
         mode = full.mode & 0x0F
+        extra = {"mode": f"{full.mode:#04x}", "submode": str(full.submode)}
+        if expiry is not None:
+            extra["fn_valid_until"] = expiry.valid_until.isoformat()
+            extra["fn_registrations_left"] = str(expiry.registrations_left)
         return DeviceStatus(
             register_serial=str(full.serial), fn_serial=fn.fn_serial, last_fd_number=fn.last_fd,
             shift_open=fn.shift_open, shift_number=shift_no,
@@ -177,7 +282,8 @@ class ShtrihDriver(Driver):
             shift_expired=mode == 3, receipt_open=mode == 8 or fn.current_document == 0x04,
             paper_ok=bool(full.flags & m.FLAG_RECEIPT_ROLL) and full.submode not in (1, 2),
             cover_closed=not full.flags & m.FLAG_COVER_OPEN, unsent_documents=unsent, model=self.model,
-            extra={"mode": f"{full.mode:#04x}", "submode": str(full.submode)})
+            # an FN past its validity date refuses every document: an operator must replace it
+            fn_ok=expiry is None or expiry.valid_until >= full.now.date(), extra=extra)
 
     def _shift_opened_at(self, fn: m.FnStatus, shift_no: int, receipt_no: int) -> dt.datetime | None:
         """When the open shift began, or None when it cannot be told cheaply.
@@ -201,14 +307,29 @@ class ShtrihDriver(Driver):
 
     # -- shifts ----------------------------------------------------------------------------
     def open_shift(self, cashier: str | None = None) -> FiscalDocument:
-        """E0; the document is read back from the FN. (*cashier* is not sent: no FF41/1021 yet.)"""
+        """FF41 → FF0C(1021 *cashier*) → E0; the document is read back from the FN.
+
+        Without a cashier, E0 alone (the register then prints its table-2 operator name).
+        """
+        self._begin_shift_report(p.FN_BEGIN_OPEN_SHIFT, cashier)
         self._command(p.OPEN_SHIFT, timeout=self.long_timeout)
         return self._last_document()
 
     def close_shift(self, cashier: str | None = None) -> FiscalDocument:
-        """41 (Z report); allowed for an expired shift."""
+        """FF42 → FF0C(1021 *cashier*) → 41 (Z report); allowed for an expired shift."""
+        self._begin_shift_report(p.FN_BEGIN_CLOSE_SHIFT, cashier)
         self._command(p.Z_REPORT, admin=True, timeout=self.long_timeout)
         return self._last_document()
+
+    def _begin_shift_report(self, begin: int, cashier: str | None) -> None:
+        """FF41/FF42 then the cashier's 1021, as the vendor's drivers do (spec v1.17 p.51)."""
+        if not cashier:
+            return
+        block = p.tlv_str(1021, fit(cashier, p.TLV_ENCODING, "shifts.cashier"))
+        if len(block) > FF0C_MAX:
+            raise DriverConfigError("shifts.cashier is too long for FF0C")
+        self._command(begin, admin=True)
+        self._command(p.FN_WRITE_TLV, block, admin=True)
 
     def x_report(self) -> None:
         self._command(p.X_REPORT, admin=True, timeout=self.long_timeout)
@@ -234,15 +355,27 @@ class ShtrihDriver(Driver):
         self._command(p.CONTINUE_PRINT, admin=True)
 
     def fiscalize(self, receipt: Receipt) -> FiscalDocument:
-        items, tlvs, close = _encode_receipt(receipt)  # RejectedError here: nothing was sent
+        # RejectedError / DriverConfigError here: nothing was sent
+        items, tlvs, close = _encode_receipt(receipt, nano=self.nano)
+        for n, it in enumerate(receipt.items):
+            row = codes.TAX_ROW_BY_VAT[it.vat]
+            if row in self.unusable_rows:
+                raise DriverConfigError(
+                    f"items[{n}].vat: table 6 row {row} ({it.vat.value}) holds no rate on this register "
+                    "(not set up or not licensed); nothing was sent")
+        rtype = p.RECEIPT_TYPE_BY_OPERATION[int(receipt.operation)]
+        correction = _correction_tlv(receipt) if receipt.correction is not None else b""
         if receipt.correction is not None:
-            # FF35 starts a correction; its 1173/1174 go first, the items then open it
-            self._command(p.FN_BEGIN_CORRECTION, admin=True)
-            self._command(p.FN_WRITE_TLV, _correction_tlv(receipt), admin=True)
+            # FFD 1.2 correction: 8D with 0x80 | type, then 1173/1174 (javapos openReceipt)
+            self._command(p.OPEN_RECEIPT, bytes([p.CORRECTION_RECEIPT_FLAG | rtype]))
+            self._step("receipt_opened")
+            self._command(p.FN_WRITE_TLV, correction, admin=True)
         else:
-            self._command(p.OPEN_RECEIPT, bytes([p.RECEIPT_TYPE_BY_OPERATION[int(receipt.operation)]]))
-        self._step("receipt_opened")
-        for line in items:
+            self._command(p.OPEN_RECEIPT, bytes([rtype]))
+            self._step("receipt_opened")
+        for item_tlv, line in items:
+            # FF4D binds 2108 to the operation that follows (vendor staff's order: FF4D, FF46)
+            self._command(p.FN_WRITE_OPERATION_TLV, item_tlv, admin=True)
             self._command(p.FN_OPERATION, line)
         for block in tlvs:
             self._command(p.FN_WRITE_TLV, block, admin=True)
@@ -345,30 +478,38 @@ def _correction_tlv(receipt: Receipt) -> bytes:
     c = receipt.correction
     assert c is not None
     day = dt.datetime.combine(c.corrected_date, dt.time(), dt.timezone.utc)
-    basis = p.tlv_uint(1178, int(day.timestamp()), 4) + p.tlv_str(1179, c.order_number)
+    basis = p.tlv_uint(1178, int(day.timestamp()), 4) + p.tlv_str(
+        1179, fit(c.order_number, p.TLV_ENCODING, "correction.order_number"))
     return p.tlv_uint(1173, 0 if c.self_made else 1, 1) + p.tlv(1174, basis)
 
 
-def _encode_receipt(receipt: Receipt) -> tuple[list[bytes], list[bytes], bytes]:
-    """Every frame's data for *receipt*, before anything is sent; RejectedError names the field."""
+def _encode_receipt(receipt: Receipt, *,
+                    nano: bool = False) -> tuple[list[tuple[bytes, bytes]], list[bytes], bytes]:
+    """Every frame's data for *receipt*, before anything is sent; RejectedError names the field.
+
+    Items are ``(FF4D TLV, FF46 data)`` pairs. Text is fitted to the code pages (see :mod:`.text`).
+    """
     problems = receipt.problems()
     if problems:
         raise RejectedError(problems[0], field=problems[0].split(":", 1)[0])
     items = []
-    for it in receipt.items:
-        items.append(m.encode_operation_v2(m.OperationV2(
+    for n, it in enumerate(receipt.items):
+        name = fit(it.name, p.TEXT_ENCODING, f"items[{n}].name")
+        line = m.encode_operation_v2(m.OperationV2(
             operation=int(receipt.operation), quantity=it.quantity, price=it.price, amount=it.amount,
-            tax=codes.tax_byte(it.vat), department=1, payment_method=int(it.payment_method),
-            payment_subject=int(it.payment_subject), name=it.name)))
-    tlvs = [p.tlv_str(1192, receipt.tag)]
+            tax=codes.tax_byte(it.vat, nano=nano), department=1, payment_method=int(it.payment_method),
+            payment_subject=int(it.payment_subject), name=name))
+        items.append((p.tlv_uint(2108, int(it.measure_unit), 1), line))
+    tlvs = [p.tlv_str(1192, fit(receipt.tag, p.TLV_ENCODING, "tag"))]
     if receipt.customer_contact:
-        tlvs.append(p.tlv_str(1008, receipt.customer_contact))
+        tlvs.append(p.tlv_str(1008, fit(receipt.customer_contact, p.TLV_ENCODING, "customer_contact")))
     if receipt.internet:
         tlvs.append(p.tlv_uint(1125, 1, 1))
-    for tag, value in ((1187, receipt.settlement_place), (1117, receipt.company_email),
-                       (1021, receipt.cashier), (1203, receipt.cashier_inn)):
+    for tag, value, field in ((1187, receipt.settlement_place, "settlement_place"),
+                              (1117, receipt.company_email, "company_email"),
+                              (1021, receipt.cashier, "cashier"), (1203, receipt.cashier_inn, "cashier_inn")):
         if value:
-            tlvs.append(p.tlv_str(tag, value))
+            tlvs.append(p.tlv_str(tag, fit(value, p.TLV_ENCODING, field)))
     for block in tlvs:
         if len(block) > FF0C_MAX:
             raise RejectedError(f"requisite {p.read_uint(block, 0, 2)} is too long for FF0C",

@@ -15,16 +15,53 @@ from typing import Any, Callable
 from kkt_drivers.emulator.model import RegisterModel
 from kkt_drivers.errors import DeviceStateError, KktError
 from kkt_drivers.receipt import (
-    Item, Operation, Payment, PaymentMethod, PaymentSubject, PaymentType, TaxSystem, money,
+    KOPECK, Item, MeasureUnit, Operation, Payment, PaymentMethod, PaymentSubject, PaymentType, TaxSystem,
+    money,
 )
 from kkt_drivers.shtrih import codes, messages as m, protocol as p
+from kkt_drivers.shtrih.protocol import read_text
 
 #: operator numbers by password: cashiers 1..28, administrator 29, system administrator 30
 ADMIN_PASSWORDS = (29, 30)
 CASHIER_PASSWORDS = tuple(range(1, 31))
 #: commands that need the administrator's password (Z/X reports and the FN commands)
-ADMIN_COMMANDS = {p.X_REPORT, p.Z_REPORT}
+ADMIN_COMMANDS = {p.X_REPORT, p.Z_REPORT, p.READ_TABLE, p.WRITE_TABLE}
 DEVICE_NAME = "ШТРИХ-М-01Ф"
+#: FC of the desktop model: ШТРИХ-М-01Ф, model 250 (protocol spec v1.16, FC table)
+DESKTOP_MODEL = 250
+# GUESS: the Nano's FC name string (only its model number matters to the vendor's driver)
+NANO_NAME = "ШТРИХ-NANO-Ф"
+#: FC model of the Shtrih-Nano-Ф (javapos PrinterConst.PRINTER_MODEL_SHTRIH_NANO_F)
+NANO_MODEL = 152
+
+# -- tables (1F/1E) ---------------------------------------------------------------------------
+T_TYPE_AND_MODE, T_TAX_RATES, T_FISCAL_STORAGE = 1, 6, 17
+F_TAX_ACCRUAL = 14          # table 1 field 14 "начисление налогов": 1 = tax sums come from the software
+F_VAT22_SUBSTITUTION = 71   # table 17 field 71: 1 = print row 1 (20 %) as 22 % from 2026, 2 = no substitution
+F_RATE, F_RATE_NAME = 1, 2  # table 6: rate (hundredths of a percent), name
+#: table 6 rows 1..12 (javapos VatRate.java): rate in hundredths of a percent, name
+TAX_ROWS: dict[int, tuple[int, str]] = {
+    1: (2000, "НДС 20%"), 2: (1000, "НДС 10%"), 3: (0, "НДС 0%"), 4: (0, "БЕЗ НДС"),
+    5: (2000, "НДС 20/120"), 6: (1000, "НДС 10/110"), 7: (500, "НДС 5%"), 8: (700, "НДС 7%"),
+    9: (500, "НДС 5/105"), 10: (700, "НДС 7/107"), 11: (2200, "НДС 22%"), 12: (2200, "НДС 22/122"),
+}
+
+
+def default_tables() -> dict[tuple[int, int, int], int | str]:
+    """The settings this emulator ships with: the ones docs/shtrih.md asks of a real register.
+
+    A factory-fresh register has table 17 field 71 = 1 (per the vendor's staff, fr_drv_ng #328);
+    we ship 2, as the worker requires. GUESS: the factory value of table 1 field 14 (we use 0) and
+    the layout of table 6 (rate in hundredths of a percent in field 1, name in field 2).
+    """
+    tables: dict[tuple[int, int, int], int | str] = {
+        (T_TYPE_AND_MODE, 1, F_TAX_ACCRUAL): 0,
+        (T_FISCAL_STORAGE, 1, F_VAT22_SUBSTITUTION): 2,
+    }
+    for row, (rate, name) in TAX_ROWS.items():
+        tables[(T_TAX_RATES, row, F_RATE)] = rate
+        tables[(T_TAX_RATES, row, F_RATE_NAME)] = name
+    return tables
 #: requisites whose TLV value is a number (1 byte) rather than a CP866 string
 INT_TAGS = {1125, 1055, 1054}
 
@@ -45,8 +82,19 @@ class ShtrihEmulation:
     """One emulated Shtrih register: request payload in, answer payload out (not thread-safe)."""
 
     def __init__(self, model: RegisterModel, *, register_serial: int = 1,
-                 z_report_delay_s: float = 0.0, clock: Callable[[], dt.datetime] = dt.datetime.now) -> None:
+                 z_report_delay_s: float = 0.0, clock: Callable[[], dt.datetime] = dt.datetime.now,
+                 nano: bool = False, tables: dict[tuple[int, int, int], int | str] | None = None,
+                 unlicensed_rows: set[int] | frozenset[int] = frozenset()) -> None:
         self.model = model
+        #: a Shtrih-Nano: other FC answer, other tax bytes for rows 11–12
+        self.nano = nano
+        #: table settings by (table, row, field); tests change them with :meth:`set_table` or 1E
+        self.tables = default_tables() if tables is None else dict(tables)
+        #: table 6 rows this firmware is not licensed for: they read 0 and FF46 refuses them
+        # (GUESS: the code a real register answers for an unlicensed rate; we use 0x36)
+        self.unlicensed_rows = set(unlicensed_rows)
+        for row in self.unlicensed_rows:
+            self.tables[(T_TAX_RATES, row, F_RATE)] = 0
         self.register_serial = register_serial
         self.z_report_delay_s = z_report_delay_s
         self._clock = clock
@@ -54,8 +102,11 @@ class ShtrihEmulation:
         self._receipt_operation: int | None = None
         self._awaiting_continue = False
         self._tlv_cursor: list[bytes] = []
-        #: after FF35 and before the first item: requisites of the correction being started
-        self._correction: dict[str, Any] | None = None
+        #: FF41 or FF42 once begun: E0 / 41 completes it with the cashier sent by FF0C in between
+        self._shift_step: int | None = None
+        self._shift_cashier: dict[int, str] = {}
+        #: FF4D TLVs waiting for the next FF46 (the vendor sends them before the operation)
+        self._item_tlvs: list[tuple[int, bytes]] = []
         self._handlers: dict[int, Callable[[bytes], bytes]] = {
             p.DEVICE_TYPE: self._device_type, p.SHORT_STATUS: self._short_status,
             p.FULL_STATUS: self._full_status, p.FN_STATUS: self._fn_status,
@@ -65,7 +116,10 @@ class ShtrihEmulation:
             p.FN_WRITE_TLV: self._write_tlv, p.FN_CLOSE_RECEIPT: self._close_receipt,
             p.CANCEL_RECEIPT: self._cancel, p.CONTINUE_PRINT: self._continue_print,
             p.FN_FIND_DOCUMENT: self._find_document, p.FN_READ_DOC_BEGIN: self._read_doc_begin,
-            p.FN_READ_DOC_BLOCK: self._read_doc_block, p.FN_BEGIN_CORRECTION: self._begin_correction,
+            p.FN_READ_DOC_BLOCK: self._read_doc_block,
+            p.READ_TABLE: self._read_table, p.WRITE_TABLE: self._write_table, p.FN_EXPIRY: self._fn_expiry,
+            p.FN_BEGIN_OPEN_SHIFT: self._begin_open_shift, p.FN_BEGIN_CLOSE_SHIFT: self._begin_close_shift,
+            p.FN_WRITE_OPERATION_TLV: self._write_operation_tlv,
         }
 
     def handle(self, payload: bytes) -> bytes:
@@ -128,7 +182,38 @@ class ShtrihEmulation:
 
     # -- status ----------------------------------------------------------------------------
     def _device_type(self, rest: bytes) -> bytes:
-        return m.encode_device_type(DEVICE_NAME)
+        if self.nano:
+            return m.encode_device_type(NANO_NAME, NANO_MODEL)
+        return m.encode_device_type(DEVICE_NAME, DESKTOP_MODEL)
+
+    def set_table(self, table: int, row: int, field: int, value: int | str) -> None:
+        """Change a setting as a service engineer would (tests: T17F71 = 1 or 2, T1F14 = 0 or 1)."""
+        self.tables[(table, row, field)] = value
+
+    def _read_table(self, rest: bytes) -> bytes:
+        table, row, field, _ = m.decode_table_address(rest)
+        value = self.tables.get((table, row, field))
+        if value is None:
+            # UNVERIFIED: the code for a field the firmware does not have (0x33 "некорректные параметры")
+            raise CommandError(codes.BAD_PARAMETERS)
+        if isinstance(value, str):
+            return value.encode(p.TEXT_ENCODING)
+        return p.uint(value, 2 if table == T_TAX_RATES else 1)
+
+    def _write_table(self, rest: bytes) -> bytes:
+        table, row, field, raw = m.decode_table_address(rest)
+        old = self.tables.get((table, row, field))
+        if old is None or not raw:
+            raise CommandError(codes.BAD_PARAMETERS)
+        self.tables[(table, row, field)] = (read_text(raw) if isinstance(old, str)
+                                            else int.from_bytes(raw, "little"))
+        return b""
+
+    def _fn_expiry(self, rest: bytes) -> bytes:
+        # the emulated FN is valid 36 months from its first document (a 36-month FN model)
+        docs = self.model.documents()
+        first = dt.datetime.fromisoformat(docs[0]["dt"]).date() if docs else self._clock().date()
+        return m.encode_fn_expiry(m.FnExpiry(first.replace(year=first.year + 3, day=min(first.day, 28)), 11, 1))
 
     def _short_status(self, rest: bytes) -> bytes:
         mode, submode, flags = self._mode()
@@ -156,8 +241,32 @@ class ShtrihEmulation:
         return m.encode_ofd_status(0, 0, self._clock())  # the emulator has no OFD: nothing unsent
 
     # -- shifts and reports ----------------------------------------------------------------
+    def _begin_open_shift(self, rest: bytes) -> bytes:
+        return self._begin_shift_step(p.FN_BEGIN_OPEN_SHIFT, want_open=False)
+
+    def _begin_close_shift(self, rest: bytes) -> bytes:
+        return self._begin_shift_step(p.FN_BEGIN_CLOSE_SHIFT, want_open=True)
+
+    def _begin_shift_step(self, cmd: int, *, want_open: bool) -> bytes:
+        st = self.model.status()
+        if st.receipt_open:
+            raise CommandError(codes.RECEIPT_OPEN)
+        if st.shift_open != want_open:
+            raise CommandError(codes.SHIFT_OPEN if st.shift_open else codes.SHIFT_CLOSED)
+        self._shift_step, self._shift_cashier = cmd, {}
+        return b""
+
+    def _take_cashier(self, cmd: int) -> tuple[str | None, str | None]:
+        """The 1021/1203 sent after FF41/FF42 *cmd*, consumed by E0/41."""
+        if self._shift_step != cmd:
+            return None, None
+        self._shift_step, cashier = None, self._shift_cashier
+        self._shift_cashier = {}
+        return cashier.get(1021), cashier.get(1203)
+
     def _open_shift(self, rest: bytes) -> bytes:
-        self.model.open_shift()
+        name, inn = self._take_cashier(p.FN_BEGIN_OPEN_SHIFT)
+        self.model.open_shift(name, inn)
         return self._op()
 
     def _x_report(self, rest: bytes) -> bytes:
@@ -167,60 +276,80 @@ class ShtrihEmulation:
     def _z_report(self, rest: bytes) -> bytes:
         if self.z_report_delay_s:
             time.sleep(self.z_report_delay_s)  # a real Z report prints for tens of seconds
-        self.model.close_shift()
+        name, inn = self._take_cashier(p.FN_BEGIN_CLOSE_SHIFT)
+        self.model.close_shift(name, inn)
         return self._op()
 
     # -- receipts --------------------------------------------------------------------------
     def _open_receipt(self, rest: bytes) -> bytes:
-        if not rest or rest[0] not in p.OPERATION_BY_RECEIPT_TYPE:
+        """8D: type 0..3, or 0x80 | type for an FFD 1.2 correction receipt (1173/1174 follow by FF0C)."""
+        if not rest:
             raise CommandError(codes.BAD_PARAMETERS)
-        op = p.OPERATION_BY_RECEIPT_TYPE[rest[0]]
-        self.model.open_receipt(Operation(op))
+        correction = bool(rest[0] & p.CORRECTION_RECEIPT_FLAG)
+        rtype = rest[0] & ~p.CORRECTION_RECEIPT_FLAG
+        if rtype not in p.OPERATION_BY_RECEIPT_TYPE:
+            raise CommandError(codes.BAD_PARAMETERS)
+        op = p.OPERATION_BY_RECEIPT_TYPE[rtype]
+        # 1173 defaults to "self-made" until FF0C says otherwise; a non-empty record marks the correction
+        record = {"1173": 0, "1178": "", "1179": ""} if correction else None
+        self.model.open_receipt(Operation(op), correction=record)
         self._receipt_operation = op
+        self._item_tlvs = []
         return self._op()
 
     def _operation(self, rest: bytes) -> bytes:
         line = m.decode_operation_v2(rest)
-        vat = codes.vat_for_tax_byte(line.tax)
+        # only the vendor's bytes: 0x40|row (our old convention) is defined by no firmware
+        vat = codes.vat_for_tax_byte(line.tax, nano=self.nano)
         if vat is None or line.operation not in (1, 2, 3, 4):
             raise CommandError(codes.BAD_PARAMETERS)
+        if codes.TAX_ROW_BY_VAT[vat] in self.unlicensed_rows:
+            raise CommandError(codes.BAD_PARAMETERS_FOR_IMPLEMENTATION)
         if not self.model.status().receipt_open:
-            # the first operation opens a receipt (a correction if FF35 came before)
-            self.model.open_receipt(Operation(line.operation), correction=self._correction_dict())
-            self._correction = None
+            # the first operation opens a receipt of its own type
+            self.model.open_receipt(Operation(line.operation))
             self._receipt_operation = line.operation
         elif self._receipt_operation not in (None, line.operation):
             raise CommandError(0x49)
-        amount = line.amount if line.amount is not None else money(line.price * line.quantity)
+        computed = money(line.price * line.quantity)
+        if line.amount is not None and abs(line.amount - computed) > KOPECK:
+            raise CommandError(codes.BAD_PARAMETERS)  # an explicit amount must be within ±1 kopeck
+        unit, extra = MeasureUnit.PIECE, {}
+        for tag, value in self._item_tlvs:
+            if tag == 2108:
+                unit = MeasureUnit(int.from_bytes(value, "little"))
+            else:
+                extra[str(tag)] = value.hex()
+        self._item_tlvs = []
         self.model.add_item(Item(
-            name=line.name, price=line.price, quantity=line.quantity, amount=amount, vat=vat,
+            name=line.name, price=line.price, quantity=line.quantity,
+            amount=line.amount if line.amount is not None else computed, vat=vat,
             payment_method=PaymentMethod(line.payment_method),
-            payment_subject=PaymentSubject(line.payment_subject)))
+            payment_subject=PaymentSubject(line.payment_subject), measure_unit=unit), extra or None)
         return b""
 
-    def _begin_correction(self, rest: bytes) -> bytes:
-        st = self.model.status()
-        if st.receipt_open or self._correction is not None:
-            raise CommandError(codes.RECEIPT_OPEN)
-        if not st.shift_open:
-            raise CommandError(codes.SHIFT_CLOSED)
-        if st.shift_expired:
-            raise CommandError(codes.SHIFT_OVER_24H)
-        self._correction = {}
+    def _write_operation_tlv(self, rest: bytes) -> bytes:
+        """FF4D: TLV bound to the operation; the vendor sends it before that operation's FF46."""
+        if not self.model.status().receipt_open:
+            raise CommandError(codes.FN_WRONG_STATE)  # UNVERIFIED: the code outside a receipt
+        blocks = p.parse_tlv(rest)
+        for tag, value in blocks:
+            if tag == 2108 and (len(value) != 1 or value[0] not in {int(u) for u in MeasureUnit}):
+                raise CommandError(codes.BAD_PARAMETERS)
+        self._item_tlvs += blocks
         return b""
-
-    def _correction_dict(self) -> dict[str, Any] | None:
-        """The model's correction record (1173 type, 1178 date, 1179 order) from FF0C after FF35."""
-        c = self._correction
-        if c is None:
-            return None
-        return {"1173": c.get("1173", 0), "1178": c.get("1178", ""), "1179": c.get("1179", "")}
 
     def _write_tlv(self, rest: bytes) -> bytes:
-        if self._correction is not None and not self.model.status().receipt_open:
-            self._correction.update(correction_requisites(rest))
+        blocks = p.parse_tlv(rest)
+        if self._shift_step is not None and not self.model.status().receipt_open:
+            # between FF41/FF42 and E0/41: the cashier of the shift report
+            for tag, value in blocks:
+                self._shift_cashier[tag] = value.decode(p.TLV_ENCODING)
             return b""
-        for tag, value in p.parse_tlv(rest):
+        if any(tag in (1173, 1174) for tag, _ in blocks):
+            self.model.update_correction(correction_requisites(rest))
+            blocks = [(tag, value) for tag, value in blocks if tag not in (1173, 1174)]
+        for tag, value in blocks:
             decoded: Any = (int.from_bytes(value, "little") if tag in INT_TAGS
                             else value.decode(p.TLV_ENCODING))
             self.model.add_requisite(tag, decoded)
@@ -228,18 +357,34 @@ class ShtrihEmulation:
 
     def _close_receipt(self, rest: bytes) -> bytes:
         req = m.decode_close_receipt(rest)
-        payments = [Payment(_PAYMENT_BY_SLOT.get(i, PaymentType.ELECTRONIC), p.kop_to_money(kop))
-                    for i, kop in enumerate(req.payments) if kop]
         tax_system = TaxSystem(req.tax_system)  # ValueError (→ 0x33) unless exactly one known bit
-        doc = self.model.close_receipt(payments, tax_system)
+        if not self.model.status().receipt_open:
+            raise CommandError(codes.RECEIPT_CLOSED)
+        total = self._open_total()
+        if total == 0:
+            raise CommandError(codes.ZERO_TOTAL)  # a real register refuses a zero receipt (0x8E)
+        cash, cashless = req.payments[0], sum(req.payments[1:])
+        if cashless > total:
+            raise CommandError(codes.CASHLESS_OVER_TOTAL)  # electronic overpayment: 0x4D, not 0x45
+        if cash + cashless < total:
+            raise CommandError(codes.PAYMENTS_TOO_SMALL)
+        change = cash + cashless - total  # only cash can be over: it comes back as change
+        slots = [cash - change, *req.payments[1:]]
+        payments = [Payment(_PAYMENT_BY_SLOT.get(i, PaymentType.ELECTRONIC), p.kop_to_money(kop))
+                    for i, kop in enumerate(slots) if kop]
+        doc = self.model.close_receipt(payments, tax_system,
+                                       change=p.kop_to_money(change) if change else None)
         self._receipt_operation = None
         self._awaiting_continue = False
-        return m.encode_close_answer(m.CloseAnswer(Decimal("0.00"), doc["fd"], doc["fp"]))
+        return m.encode_close_answer(m.CloseAnswer(p.kop_to_money(change), doc["fd"], doc["fp"]))
+
+    def _open_total(self) -> int:
+        """The open receipt's total in kopecks (sum of its items' amounts)."""
+        receipt = self.model.open_receipt_snapshot()
+        return sum(int(Decimal(i["amount"]) * 100) for i in receipt["items"])
 
     def _cancel(self, rest: bytes) -> bytes:
-        if self._correction is not None and not self.model.status().receipt_open:
-            self._correction = None
-            return self._op()
+        self._item_tlvs = []
         if not self.model.cancel_receipt():
             raise CommandError(codes.RECEIPT_CLOSED)
         self._receipt_operation = None
@@ -291,11 +436,14 @@ def document_tlvs(doc: dict[str, Any]) -> list[bytes]:
                 p.tlv_uint(1055, doc["tax_system"], 1),
                 p.tlv_uint(1020, int(Decimal(doc["total"]) * 100))]
         for item in doc["items"]:
-            body = (p.tlv_str(1030, item["name"]) + p.tlv_uint(1079, int(Decimal(item["price"]) * 100))
+            # GUESS: how a register stores a CP1251-only character (« » —) of an FF46 name in the
+            # FN's CP866 tag 1030 is not in our sources; we store "?" for it
+            body = (p.tlv(1030, item["name"].encode(p.TLV_ENCODING, errors="replace"))
+                    + p.tlv_uint(1079, int(Decimal(item["price"]) * 100))
                     + _fvln(1023, Decimal(item["quantity"]))
                     + p.tlv_uint(1043, int(Decimal(item["amount"]) * 100))
                     + p.tlv_uint(1199, item["vat"], 1) + p.tlv_uint(1214, item["method"], 1)
-                    + p.tlv_uint(1212, item["subject"], 1))
+                    + p.tlv_uint(1212, item["subject"], 1) + p.tlv_uint(2108, item.get("unit", 0), 1))
             out.append(p.tlv(1059, body))
         for tag, value in sorted(doc.get("requisites", {}).items()):
             out.append(p.tlv_uint(int(tag), value, 1) if isinstance(value, int)

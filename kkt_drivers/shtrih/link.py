@@ -4,16 +4,25 @@ One :meth:`Link.exchange` = ENQ (drain any stale answer) → frame → ACK → a
 Frame-level repeats happen only where the register certainly did not accept the frame (it said
 NAK); silence after a frame is resolved with ENQ (ACK = the answer is pending, so it is read, never
 re-executed). :class:`LinkError` tells the caller whether the command may have reached the register.
+
+Every wait is bounded twice: by its own timeout, and by one overall deadline per exchange (the
+answer timeout plus a small slack), so a line carrying continuous noise ends in LinkError instead
+of hanging the lane. A stop signal (:attr:`Link.cancel_event`) ends any wait once the exchange
+has lasted :data:`CANCEL_GRACE_S`: a healthy register's answers (milliseconds) still complete
+during a warm shutdown, a stuck one is abandoned within a second. Abandoning is LinkError with ``sent`` telling
+whether the command may have reached the register — after FF45 the driver turns that into
+OutcomeUnknownError, never into silence.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Callable
 
 from kkt_drivers.errors import TransientError
 from kkt_drivers.shtrih import protocol as p
-from kkt_drivers.transport import Stream
+from kkt_drivers.transport import LinkClosedError, Stream
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +30,19 @@ log = logging.getLogger(__name__)
 MAX_ENQ = 5
 #: frame re-sends after a NAK, and answer re-reads after a bad LRC (javapos: 3 each)
 MAX_REPEATS = 3
+#: slack of the overall exchange deadline beyond the answer timeout: n × byte timeout + seconds
+DEADLINE_BYTE_TIMEOUTS = 4
+DEADLINE_SLACK_S = 1.0
+#: reads are cut into slices this long so that a stop signal is seen (seconds)
+POLL_S = 0.1
+#: a wait is abandoned on a stop signal once it has lasted this long (seconds)
+CANCEL_GRACE_S = 0.5
+#: at most this long is spent skipping the rest of a garbled frame (seconds)
+DRAIN_MAX_S = 0.5
+
+
+class _Abandoned(Exception):
+    """A wait ended early: the exchange deadline passed or a stop was requested."""
 
 
 class LinkError(TransientError):
@@ -34,9 +56,14 @@ class LinkError(TransientError):
 class Link:
     """One open byte stream to a register, with the handshake state machine on top."""
 
-    def __init__(self, open_stream: Callable[[], Stream], *, byte_timeout: float) -> None:
+    def __init__(self, open_stream: Callable[[], Stream], *, byte_timeout: float,
+                 cancel_event: threading.Event | None = None) -> None:
         self._open_stream = open_stream
         self.byte_timeout = byte_timeout
+        #: set by the owner to stop waiting (see the module header)
+        self.cancel_event = cancel_event
+        self._deadline = float("inf")
+        self._started = 0.0
         self._stream: Stream | None = None
         #: the last answer that was pending when a new exchange began (lost earlier), for logs
         self.stale_answer: bytes | None = None
@@ -69,8 +96,17 @@ class Link:
         self.open()
         assert self._stream is not None
         sent = False
+        self._started = time.monotonic()
+        self._deadline = self._started + timeout + DEADLINE_BYTE_TIMEOUTS * self.byte_timeout + DEADLINE_SLACK_S
         try:
-            self.sync()
+            try:
+                self.sync()
+            except LinkClosedError:
+                # the register (or a NAT box) closed an idle connection: nothing was sent yet,
+                # so one fresh connection is as safe as the first
+                self.close()
+                self.open()
+                self.sync()
             frame = p.encode_frame(payload)
             for _ in range(MAX_REPEATS):
                 sent = True
@@ -81,7 +117,17 @@ class Link:
                         on_accepted()
                     return self._answer(timeout)
                 if c == p.NAK:
-                    continue  # the register refused the frame itself: safe to send it again
+                    # usually the register refused the frame (bad LRC on the way): but a late NAK
+                    # to an earlier ENQ looks the same. Ask before sending it again: an answer
+                    # pending (ACK) means it took the frame, and a repeat would run it twice.
+                    state = self._enq()
+                    if state in (p.ACK, p.STX):
+                        if on_accepted:
+                            on_accepted()
+                        return self._answer(timeout, stx_seen=state == p.STX)
+                    if state is None:
+                        raise LinkError("no reply to ENQ after a NAKed frame", sent=True)
+                    continue  # idle and nothing pending: the frame was not taken, send it again
                 # silence: did it get the frame? ENQ tells (ACK = it has an answer pending)
                 state = self._enq()
                 if state in (p.ACK, p.STX):  # accepted: its answer is pending or on its way
@@ -95,6 +141,9 @@ class Link:
         except LinkError:
             self.close()  # the next exchange starts on a fresh connection
             raise
+        except _Abandoned as exc:
+            self.close()
+            raise LinkError(f"{exc} (command {'sent' if sent else 'not sent'})", sent=sent) from exc
         except TransientError as exc:
             self.close()
             raise LinkError(f"link failed: {exc}", sent=sent) from exc
@@ -115,6 +164,9 @@ class Link:
                 except LinkError:
                     continue
                 self.stale_answer = bytes([stale.error]) + stale.data
+                # the register may repeat that answer once more (to an ENQ of ours it saw late):
+                # let the line go quiet so that no old reply is read as the answer to the next ENQ
+                self._drain()
                 log.warning("dropped a stale answer to command 0x%X (error 0x%02X)", stale.cmd, stale.error)
         raise LinkError("register does not answer ENQ", sent=False)
 
@@ -130,8 +182,13 @@ class Link:
         Skips 0xFF fillers (TCP/RNDIS quirk) and other noise.
         """
         assert self._stream is not None
+        # one deadline for the whole wait: noise must not restart the clock byte by byte
+        deadline = time.monotonic() + timeout
         while True:
-            b = self._stream.read_byte(timeout)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            b = self._read_byte(left)
             if b is None or b in (p.ACK, p.NAK, p.STX):
                 return b
             # 0xFF after an ACK, or the tail of an old answer: ignore and keep listening
@@ -155,15 +212,15 @@ class Link:
                 wait = max(deadline - time.monotonic(), self.byte_timeout + 1.0)
                 continue
             stx_seen = False
-            head = self._stream.read(1, self.byte_timeout)
-            body = self._stream.read(head[0] + 1, self.byte_timeout) if head else b""
+            head = self._read(1, self.byte_timeout)
+            body = self._read(head[0] + 1, self.byte_timeout) if head else b""
             if head and head[0] and len(body) == head[0] + 1 and p.lrc(head + body[:-1]) == body[-1]:
                 self._stream.write(bytes([p.ACK]))
                 try:
                     return p.parse_answer(body[:-1])
                 except p.FrameError as exc:
                     raise LinkError(f"malformed answer: {exc}", sent=True) from exc
-            self._stream.drain()
+            self._drain()
             self._stream.write(bytes([p.NAK]))
             state = self._enq()
             if state not in (p.ACK, p.STX):
@@ -179,8 +236,41 @@ class Link:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            b = self._stream.read_byte(left)
+            b = self._read_byte(left)
             if b == p.STX:
                 return True
             if b is None:
                 return False
+
+    # -- bounded reads -----------------------------------------------------------------------
+    def _read_byte(self, timeout: float) -> int | None:
+        data = self._read(1, timeout)
+        return data[0] if data else None
+
+    def _read(self, n: int, timeout: float) -> bytes:
+        """Up to *n* bytes within *timeout*, cut short by the exchange deadline or a stop signal.
+
+        Raises :class:`_Abandoned` when the overall deadline has passed or a stop was requested
+        and the exchange has lasted :data:`CANCEL_GRACE_S`.
+        """
+        assert self._stream is not None
+        until = time.monotonic() + timeout
+        out = bytearray()
+        while len(out) < n:
+            now = time.monotonic()
+            if now >= self._deadline:
+                raise _Abandoned("exchange deadline passed (line noisy or register stuck)")
+            if self.cancel_event is not None and self.cancel_event.is_set() \
+                    and now - self._started >= CANCEL_GRACE_S:
+                raise _Abandoned("stop requested while waiting for the register")
+            left = min(until, self._deadline) - now
+            if left <= 0:
+                break
+            out += self._stream.read(n - len(out), min(left, POLL_S))
+        return bytes(out)
+
+    def _drain(self) -> None:
+        """Skip what follows a garbled frame until the line is quiet, for at most DRAIN_MAX_S."""
+        stop = time.monotonic() + DRAIN_MAX_S
+        while time.monotonic() < stop and self._read(256, 0.05):
+            pass

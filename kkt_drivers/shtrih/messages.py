@@ -28,7 +28,7 @@ class OperationV2:
     quantity: Decimal
     price: Decimal
     amount: Decimal | None  # None: the register computes price x quantity
-    tax: int                # the tax byte (see codes.TAX_BYTE_BY_VAT)
+    tax: int                # the vendor's tax byte (see codes.tax_byte)
     department: int
     payment_method: int     # 1214
     payment_subject: int    # 1212
@@ -281,3 +281,43 @@ def encode_device_type(name: str, model: int = 250) -> bytes:
 def decode_device_type(data: bytes) -> tuple[int, str]:
     """``(model number, name)`` from an FC answer."""
     return read_uint(data, 4, 1), read_text(data[6:])
+
+
+# -- 1F / 1E tables -------------------------------------------------------------------------
+def encode_table_address(table: int, row: int, field: int) -> bytes:
+    """1F request data after the password (1E adds the value): table(1), row(2), field(1)."""
+    return bytes([table]) + uint(row, 2) + bytes([field])
+
+
+def decode_table_address(data: bytes) -> tuple[int, int, int, bytes]:
+    """``(table, row, field, rest)`` of a 1F/1E request after the password."""
+    if len(data) < 4:
+        raise FrameError(f"table request too short ({len(data)} bytes)")
+    return data[0], read_uint(data, 1, 2), data[3], data[4:]
+
+
+# -- FF03 FN validity -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class FnExpiry:
+    """FF03 answer: the FN's validity date and re-registrations left / done."""
+
+    valid_until: dt.date
+    registrations_left: int = 0
+    registrations_done: int = 0
+
+
+def encode_fn_expiry(e: FnExpiry) -> bytes:
+    """FF03 answer data after the error byte: YY MM DD, left, done (javapos ``FSReadExpDate``)."""
+    d = e.valid_until
+    return bytes([d.year % 100, d.month, d.day, e.registrations_left, e.registrations_done])
+
+
+def decode_fn_expiry(data: bytes) -> FnExpiry:
+    """Decode an FF03 answer (the two counters are optional on older firmware)."""
+    if len(data) < 3:
+        raise FrameError(f"FF03 answer too short ({len(data)} bytes)")
+    try:
+        when = dt.date(2000 + data[0], data[1], data[2])
+    except ValueError as exc:
+        raise FrameError(f"FF03 date {data[:3].hex()} is not a date") from exc
+    return FnExpiry(when, data[3] if len(data) > 3 else 0, data[4] if len(data) > 4 else 0)

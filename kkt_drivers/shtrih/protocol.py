@@ -28,6 +28,8 @@ TLV_ENCODING = "cp866"
 UNSPECIFIED5 = b"\xff" * 5
 
 # -- command codes --------------------------------------------------------------------------
+WRITE_TABLE = 0x1E
+READ_TABLE = 0x1F
 SHORT_STATUS = 0x10
 FULL_STATUS = 0x11
 X_REPORT = 0x40
@@ -38,6 +40,7 @@ CONTINUE_PRINT = 0xB0
 OPEN_SHIFT = 0xE0
 DEVICE_TYPE = 0xFC
 FN_STATUS = 0xFF01
+FN_EXPIRY = 0xFF03
 FN_FIND_DOCUMENT = 0xFF0A
 FN_WRITE_TLV = 0xFF0C
 FN_BEGIN_CORRECTION = 0xFF35
@@ -45,12 +48,17 @@ FN_OFD_STATUS = 0xFF39
 FN_READ_DOC_BEGIN = 0xFF3A
 FN_READ_DOC_BLOCK = 0xFF3B
 FN_SHIFT_PARAMS = 0xFF40
+FN_BEGIN_OPEN_SHIFT = 0xFF41
+FN_BEGIN_CLOSE_SHIFT = 0xFF42
 FN_CLOSE_RECEIPT = 0xFF45
 FN_OPERATION = 0xFF46
+FN_WRITE_OPERATION_TLV = 0xFF4D
 
 #: 8D receipt types by FFD 1054 operation (8D numbers them differently from FF46)
 RECEIPT_TYPE_BY_OPERATION = {1: 0, 2: 2, 3: 1, 4: 3}
 OPERATION_BY_RECEIPT_TYPE = {v: k for k, v in RECEIPT_TYPE_BY_OPERATION.items()}
+#: 8D type bit of an FFD 1.2 correction receipt: 0x80 | type (javapos SMFP_RECTYPE_CORRECTION_*)
+CORRECTION_RECEIPT_FLAG = 0x80
 
 #: FF45 payment slots (1-based in the spec): cash, electronic, prepayment, credit, counter-provision
 PAYMENT_SLOTS = {"cash": 0, "electronic": 1, "prepaid": 13, "credit": 14, "other": 15}
@@ -190,8 +198,11 @@ def read_fn_datetime(data: bytes, offset: int = 0) -> dt.datetime:
 
 
 def text(value: str, *, encoding: str = TEXT_ENCODING, limit: int | None = None) -> bytes:
-    """Encode text for a command; characters the code page lacks become ``?``."""
-    raw = value.encode(encoding, errors="replace")
+    """Encode text for a command; a character the code page lacks raises UnicodeEncodeError.
+
+    Callers fit user text first (:func:`kkt_drivers.shtrih.text.fit`): nothing becomes a silent ``?``.
+    """
+    raw = value.encode(encoding)
     return raw[:limit] if limit is not None else raw
 
 
@@ -207,8 +218,8 @@ def tlv(tag: int, value: bytes) -> bytes:
 
 
 def tlv_str(tag: int, value: str) -> bytes:
-    """A string requisite (CP866)."""
-    return tlv(tag, value.encode(TLV_ENCODING, errors="replace"))
+    """A string requisite (CP866); UnicodeEncodeError for a character CP866 lacks."""
+    return tlv(tag, value.encode(TLV_ENCODING))
 
 
 def tlv_uint(tag: int, value: int, size: int | None = None) -> bytes:

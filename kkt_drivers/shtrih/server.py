@@ -2,8 +2,12 @@
 
 Run it from a CLI with :func:`serve`, or in tests with :class:`ShtrihEmulatorServer` (a background
 thread; use it as a context manager). One register = one state directory; clients may reconnect
-at will and, as on a real device, an answer not yet ACKed survives the reconnect (ENQ → ACK +
-answer).
+at will. Link state (the answer not yet ACKed) belongs to the connection, so two clients never
+see each other's answers; a new connection starts idle (ENQ → NAK). At most ``max_clients``
+connections are served at once (more are closed at once), and a connection silent for
+``idle_timeout_s`` is closed, as a register's TCP server frees its slot.
+# GUESS: the real limit and idle timeout of the register's TCP server (table 21) are not in our
+# sources; the defaults below are ours.
 
 Link behaviour (protocol v1.16 Appendix 2): ENQ → NAK when idle, ACK + the pending answer when
 one is waiting; a frame with a good LRC → ACK, execute, send the answer, wait for ACK; a bad LRC
@@ -50,6 +54,9 @@ DEFAULT_PORT = 7778
 FRAME_BYTE_TIMEOUT_S = 0.5
 #: how long to wait for the host's ACK/NAK after an answer
 ANSWER_ACK_TIMEOUT_S = 2.0
+#: connections served at once (GUESS) and how long a silent one is kept (GUESS), seconds
+DEFAULT_MAX_CLIENTS = 4
+DEFAULT_IDLE_TIMEOUT_S = 120.0
 
 _RECEIPT_START = (p.OPEN_RECEIPT, p.FN_OPERATION)
 
@@ -79,12 +86,16 @@ class _Disconnect(Exception):
 
 class _Handler(socketserver.BaseRequestHandler):
     server: "_TCPServer"
+    #: this connection's answer not yet ACKed by the host (ENQ → ACK + this)
+    pending: bytes | None = None
 
     def handle(self) -> None:
         reg = self.server.register
         # small control bytes must not wait for Nagle: a real register answers within ms
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        reg._track(self.request, add=True)
+        if not reg._track(self.request, add=True):
+            return  # over the connection limit: closed at once
+        self.pending = None
         try:
             self._loop(reg)
         except (_Disconnect, OSError):
@@ -113,9 +124,12 @@ class _Handler(socketserver.BaseRequestHandler):
     # -- protocol --------------------------------------------------------------------------
     def _loop(self, reg: "ShtrihEmulatorServer") -> None:
         while True:
-            b = self._recv(1, None)[0]
+            got = self._recv(1, reg.idle_timeout_s)
+            if not got:
+                raise _Disconnect()  # idle too long: free the slot
+            b = got[0]
             if b == p.ENQ:
-                frame = reg._pending
+                frame = self.pending
                 if frame is None:
                     self._send(bytes([p.NAK]))
                 else:
@@ -146,9 +160,9 @@ class _Handler(socketserver.BaseRequestHandler):
         with reg._lock:
             answer = reg.emulation.handle(payload)
             frame = p.encode_frame(answer)
-            reg._pending = frame
+            self.pending = frame
         if cmd == p.FN_CLOSE_RECEIPT and faults.fire("lose_reply_after_close"):
-            reg._pending = None
+            self.pending = None
             raise _Disconnect()
         if faults.fire("drop_answer"):
             return
@@ -168,8 +182,8 @@ class _Handler(socketserver.BaseRequestHandler):
                 self._send(bytes([p.ACK]))
                 continue
             if reply and reply[0] == p.ACK:
-                if reg._pending is frame:
-                    reg._pending = None
+                if self.pending is frame:
+                    self.pending = None
                 if reg.ff_after_ack:
                     self._send(bytes([p.FILLER]))
             # NAK or silence: the answer stays pending until the host sends ENQ
@@ -188,17 +202,25 @@ class ShtrihEmulatorServer:
     def __init__(self, state_dir: str, host: str = "127.0.0.1", port: int = 0, *,
                  serial: str = "0000000000000001", faults_options: dict[str, str] | None = None,
                  seed: int | None = None, answer_delay_s: float = 0.0, z_report_delay_s: float = 0.0,
-                 ff_after_ack: bool = False, fsync: bool = True, **model_kwargs: Any) -> None:
+                 ff_after_ack: bool = False, fsync: bool = True, nano: bool = False,
+                 tables: dict[tuple[int, int, int], int | str] | None = None,
+                 unlicensed_rows: set[int] | frozenset[int] = frozenset(),
+                 max_clients: int = DEFAULT_MAX_CLIENTS, idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S,
+                 **model_kwargs: Any) -> None:
         self.faults = parse_faults(faults_options or {}, seed=seed)
         self.model = RegisterModel(state_dir, serial=serial, faults=self.faults, fsync=fsync, **model_kwargs)
         self.emulation = ShtrihEmulation(self.model, register_serial=register_number(serial),
-                                         z_report_delay_s=z_report_delay_s)
+                                         z_report_delay_s=z_report_delay_s, nano=nano,
+                                         unlicensed_rows=unlicensed_rows)
+        for (t, r, f), value in (tables or {}).items():
+            self.emulation.set_table(t, r, f, value)
+        self.max_clients = max_clients
+        self.idle_timeout_s = idle_timeout_s
         self.answer_delay_s = answer_delay_s
         #: the commands ``answer_delay_s`` applies to (None: all)
         self.delayed_commands: set[int] | None = None
         self.ff_after_ack = ff_after_ack
         self._lock = threading.Lock()
-        self._pending: bytes | None = None
         self._clients: set[socket.socket] = set()
         self._tcp = _TCPServer((host, port), _Handler)
         self._tcp.register = self
@@ -216,9 +238,16 @@ class ShtrihEmulatorServer:
         host, port = self.address
         return f"socket://{host}:{port}"
 
-    def _track(self, sock: socket.socket, *, add: bool) -> None:
+    def _track(self, sock: socket.socket, *, add: bool) -> bool:
+        """Register (or forget) a client; False when adding would exceed :attr:`max_clients`."""
         with self._lock:
-            (self._clients.add if add else self._clients.discard)(sock)
+            if not add:
+                self._clients.discard(sock)
+                return True
+            if len(self._clients) >= self.max_clients:
+                return False
+            self._clients.add(sock)
+            return True
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until :meth:`stop`."""
@@ -287,6 +316,11 @@ def start_emulator(state_dir: str, *, host: str = "127.0.0.1", port: int = 0,
                            test_url=f"shtrih+socket://{h}:{prt}?{TEST_DRIVER_OPTIONS}", server=server)
 
 
+def start_nano_emulator(state_dir: str, **kwargs: Any) -> RunningEmulator:
+    """The same register answering as a Shtrih-Nano (its FC name and tax bytes for 22 %)."""
+    return start_emulator(state_dir, nano=True, **kwargs)
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m kkt_drivers.shtrih.server STATE_DIR [--port 7778] [--fault name=value …]``."""
     ap = argparse.ArgumentParser(description="Emulated Shtrih-M register on TCP")
@@ -300,12 +334,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--answer-delay-s", type=float, default=0.0)
     ap.add_argument("--z-report-delay-s", type=float, default=0.0)
     ap.add_argument("--ff-after-ack", action="store_true")
+    ap.add_argument("--nano", action="store_true", help="answer as a Shtrih-Nano (its tax bytes)")
+    ap.add_argument("--table", action="append", default=[], metavar="T,R,F=VALUE",
+                    help="set a table field, e.g. 17,1,71=1 (VAT 22 %% substitution on)")
     args = ap.parse_args(argv)
+    tables = {}
+    for spec in args.table:
+        addr, _, value = spec.partition("=")
+        t, r, f = (int(x) for x in addr.split(","))
+        tables[(t, r, f)] = int(value) if value.lstrip("-").isdigit() else value
     faults = dict(f.split("=", 1) for f in args.fault)
     logging.basicConfig(level=logging.INFO)
     serve(args.state_dir, args.host, args.port, serial=args.serial, faults_options=faults, seed=args.seed,
           answer_delay_s=args.answer_delay_s, z_report_delay_s=args.z_report_delay_s,
-          ff_after_ack=args.ff_after_ack)
+          ff_after_ack=args.ff_after_ack, nano=args.nano, tables=tables)
 
 
 if __name__ == "__main__":

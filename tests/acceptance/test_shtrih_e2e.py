@@ -124,3 +124,29 @@ def test_register_slower_than_the_timeout(shop_schema: sa.URL, tmp_path: Path, s
     run_cli(settings, "run", "--burst", "--burst-timeout", "240", timeout=300)
     report = check(shop_schema, ledger_url, [state])
     assert report.ok and report.done == 1, report.summary()
+
+
+def test_check_refuses_a_register_that_prints_20_percent_as_22(shop_schema: sa.URL, tmp_path: Path) -> None:
+    """Table 17 field 71 = 1 (the factory default) would print 2025 refunds at 22 %: `kkt-worker check`
+    names the setting instead of letting a lane start."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "kkt_drivers.shtrih.server", str(tmp_path / "factory"),
+                             "--port", str(port), "--table", "17,1,71=1"], env=cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "emulator did not start"
+                time.sleep(0.1)
+        settings, _ = setup(tmp_path, shop_schema, port)
+        out = run_cli(settings, "check", check=False)
+        assert out.returncode == 1
+        line = next(ln for ln in out.stdout.splitlines() if "register shtrih1" in ln)
+        assert line.startswith("[FAIL]") and "table 17 row 1 field 71" in line and "must be 2" in line
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -77,7 +77,7 @@ def test_pyshtrih_shift_and_sale_flow(dev) -> None:
 
 def test_pyshtrih_sees_vendor_errors(dev) -> None:
     with pytest.raises(pyshtrih.Error) as e:
-        dev.fs_expiration_time()  # FF03 is not implemented by the emulator
+        dev.beep()  # 0x13 is not implemented by the emulator
     assert e.value.code == 0x37
     dev.open_shift()
     with pytest.raises(pyshtrih.Error) as e:
@@ -89,3 +89,14 @@ def test_pyshtrih_sees_vendor_errors(dev) -> None:
     assert e.value.code == 0x4A
     dev.cancel_check()
     assert dev.state()["Режим ФР"].state == (2, 0)
+
+
+def test_pyshtrih_reads_fn_validity_and_tables(dev) -> None:
+    """FF03 and 1F decoded by pyshtrih's own handlers (an independent reading of the layouts)."""
+    valid = dev.fs_expiration_time()["Срок действия"]
+    assert valid.year >= 2026
+    assert dev.read_table(17, 1, 71, int)["Значение"] == 2      # VAT 22 % substitution off
+    assert dev.read_table(1, 1, 14, int)["Значение"] == 0       # the register computes VAT sums
+    assert dev.read_table(6, 11, 1, int)["Значение"] == 2200    # row 11 = 22 %
+    dev.write_table(17, 1, 71, 1, int)
+    assert dev.read_table(17, 1, 71, int)["Значение"] == 1
