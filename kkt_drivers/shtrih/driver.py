@@ -283,7 +283,8 @@ class ShtrihDriver(Driver):
             paper_ok=bool(full.flags & m.FLAG_RECEIPT_ROLL) and full.submode not in (1, 2),
             cover_closed=not full.flags & m.FLAG_COVER_OPEN, unsent_documents=unsent, model=self.model,
             # an FN past its validity date refuses every document: an operator must replace it
-            fn_ok=expiry is None or expiry.valid_until >= full.now.date(), extra=extra)
+            fn_ok=expiry is None or expiry.valid_until >= full.now.date(), extra=extra,
+            fn_valid_until=expiry.valid_until if expiry is not None else None, register_time=full.now)
 
     def _shift_opened_at(self, fn: m.FnStatus, shift_no: int, receipt_no: int) -> dt.datetime | None:
         """When the open shift began, or None when it cannot be told cheaply.
