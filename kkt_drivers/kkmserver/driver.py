@@ -11,7 +11,7 @@ URL grammar::
 | user         | Admin   | Basic-auth user                                                        |
 | password_env | —       | name of the environment variable holding the password (never the password itself) |
 | timeout      | 10      | HTTP connect/read allowance on top of ``wait``, seconds                |
-| wait         | 30      | KKMServer's ``Timeout``: how long the server waits for a command, s (1 = asynchronous) |
+| wait         | 30      | KKMServer's ``Timeout`` for RegisterCheck: how long the server waits, s (1 = asynchronous); reads wait at least 10 s |
 | deadline_s   | 120     | how long a receipt may run in total before its outcome is unknown, s   |
 | poll_ms      | 500     | GetRezult polling interval while a command runs, ms                    |
 | key_prefix   | kktw    | prefix of ``IdCommand`` (tell several shops on one KKMServer apart)    |
@@ -53,6 +53,8 @@ DEFAULT_WAIT_S = 30
 DEFAULT_DEADLINE_S = 120.0
 DEFAULT_POLL_MS = 500
 DEFAULT_KEY_PREFIX = "kktw"
+#: reads (status, documents, shifts) always wait synchronously at least this long, seconds
+READ_WAIT_S = 10
 #: KKMServer's default port (http)
 DEFAULT_PORT = 5893
 #: how an answer says a document does not exist (GUESS: the wording)
@@ -136,7 +138,7 @@ class KkmServerDriver(Driver):
         if self._password is not None:
             token = base64.b64encode(f"{self.user}:{self._password}".encode()).decode()
             headers["Authorization"] = f"Basic {token}"
-        timeout = httpx.Timeout(self.http_timeout_s + self.wait_s, connect=self.http_timeout_s)
+        timeout = httpx.Timeout(self.http_timeout_s + max(self.wait_s, READ_WAIT_S), connect=self.http_timeout_s)
         # no transport retries: a request is sent once; the caller decides what a failure means
         self._client = httpx.Client(headers=headers, timeout=timeout, verify=self.verify)
 
@@ -159,7 +161,9 @@ class KkmServerDriver(Driver):
         unknown = OutcomeUnknownError if fiscal else TransientError
         what = cmd["Command"]
         try:
-            resp = self._client.post(self.endpoint, content=c.dumps(cmd))
+            wait = self.wait_s if fiscal else max(self.wait_s, READ_WAIT_S)
+            resp = self._client.post(self.endpoint, content=c.dumps(cmd),
+                                     timeout=httpx.Timeout(self.http_timeout_s + wait, connect=self.http_timeout_s))
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise TransientError(f"KKMServer unreachable ({what}): {exc}") from exc
         except httpx.TimeoutException as exc:
@@ -199,7 +203,8 @@ class KkmServerDriver(Driver):
         return answer
 
     def _cmd(self, name: str, **fields: Any) -> dict[str, Any]:
-        return c.envelope(name, self.num_device, str(uuid.uuid4()), self.wait_s, **fields)
+        """A non-receipt command: a fresh IdCommand, and a synchronous wait even in async mode."""
+        return c.envelope(name, self.num_device, str(uuid.uuid4()), max(self.wait_s, READ_WAIT_S), **fields)
 
     def _await(self, id_command: str, *, fiscal: bool) -> dict[str, Any]:
         """Poll GetRezult until the command finishes or the deadline passes."""

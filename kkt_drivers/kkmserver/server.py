@@ -54,6 +54,8 @@ DEFAULT_PORT = 5893
 DEFAULT_COMMAND_WAIT_S = 60.0
 #: the largest request body we read
 MAX_BODY_BYTES = 1 << 20
+#: how often the serving thread checks for a shutdown request
+SHUTDOWN_POLL_S = 0.05
 EXECUTE_PATHS = ("/Execute", "/Execute/sync")
 #: driver options for tests with faults: short waits so a lost reply is seen quickly
 TEST_DRIVER_OPTIONS = "timeout=3&wait=2&deadline_s=6&poll_ms=50"
@@ -104,7 +106,8 @@ class KkmEmulatorServer(ThreadingHTTPServer):
 
     def start(self) -> "KkmEmulatorServer":
         """Serve in a background thread."""
-        self._thread = threading.Thread(target=self.serve_forever, name="kkmserver-emulator", daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, args=(SHUTDOWN_POLL_S,),
+                                        name="kkmserver-emulator", daemon=True)
         self._thread.start()
         return self
 
