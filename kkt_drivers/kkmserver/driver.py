@@ -352,6 +352,11 @@ class KkmServerDriver(Driver):
             doc = c.checked_document(answer, receipt)
         except c.AnswerError as exc:
             raise OutcomeUnknownError(f"KKMServer's answer to RegisterCheck {key} is incomplete: {exc}") from exc
+        if doc.total != receipt.total:
+            # a stored result for this IdCommand from other data (e.g. an edited resend): let
+            # reconciliation put it in front of a person rather than bind it silently
+            raise OutcomeUnknownError(f"KKMServer's document {doc.fd_number} for {key} has total {doc.total}, "
+                                      f"the receipt {receipt.total}")
         self._step("register_answered")
         return doc
 

@@ -253,3 +253,13 @@ def test_bad_answers_to_reads_are_transient(misbehaving) -> None:
         h, 200, json.dumps({"Command": "GetDataKKT", "Status": 0, "Error": ""}).encode())
     with pytest.raises(TransientError, match="incomplete"):
         drv.status()
+
+
+def test_a_stored_result_with_another_total_is_not_bound_silently(misbehaving) -> None:
+    qr = "t=20260101T1200&s=999.00&fn=9999078900000001&i=6&fp=123456&n=1"
+    srv = misbehaving(_answer({"Command": "RegisterCheck", "Status": 0, "Error": "", "QRCode": qr,
+                               "SessionNumber": 2, "CheckNumber": 6}))
+    drv = driver_for(srv)
+    with pytest.raises(OutcomeUnknownError, match="total"):
+        drv.fiscalize(sale("M-2"))
+    assert srv.register_checks == 1
