@@ -27,7 +27,10 @@ STATUS_RUNNING = 1
 STATUS_ERROR = 2
 STATUS_NOT_FOUND = 3
 STATUS_NOT_STARTED = 4
+#: a command with this IdCommand already ran (or runs now); the answer carries no result
+STATUS_ALREADY_DONE = 5
 PENDING = (STATUS_RUNNING, STATUS_NOT_STARTED)
+_STATUSES = (STATUS_OK, STATUS_RUNNING, STATUS_ERROR, STATUS_NOT_FOUND, STATUS_NOT_STARTED, STATUS_ALREADY_DONE)
 
 #: ``Timeout`` = 1 asks KKMServer not to wait for the result (asynchronous call)
 ASYNC_TIMEOUT_S = 1
@@ -184,9 +187,9 @@ def require(answer: Any, key: str, kind: type | tuple[type, ...]) -> Any:
 
 
 def status_of(answer: Any) -> int:
-    """The answer's ``Status`` (0 done, 1 running, 2 error, 3 not found, 4 not started)."""
+    """The answer's ``Status`` (0 done, 1 running, 2 error, 3 not found, 4 not started, 5 already done)."""
     st = require(answer, "Status", int)
-    if st not in (STATUS_OK, STATUS_RUNNING, STATUS_ERROR, STATUS_NOT_FOUND, STATUS_NOT_STARTED):
+    if st not in _STATUSES:
         raise AnswerError(f"unknown Status {st}")
     return st
 
@@ -205,12 +208,14 @@ def _qr_time(t: str) -> dt.datetime:
     raise AnswerError(f"QRCode time {t!r} is not YYYYMMDDTHHMM[SS]")
 
 
-def document_from_answer(answer: Any, *, kind: DocumentKind, tag: str | None = None) -> FiscalDocument:
+def document_from_answer(answer: Any, *, kind: DocumentKind, tag: str | None = None,
+                         need_shift: bool = True) -> FiscalDocument:
     """A :class:`FiscalDocument` from the answer to RegisterCheck / OpenShift / CloseShift / GetDataCheck.
 
     The FD number, fiscal sign, FN serial, time, total and operation come from ``QRCode`` (the
     FNS format every register prints); shift and receipt numbers from ``SessionNumber`` /
-    ``SessionCheckNumber``. AnswerError names what is missing.
+    ``SessionCheckNumber``. AnswerError names what is missing. *need_shift* False: an answer
+    without ``SessionNumber`` gives shift 0 (GetDataCheck's answer has none).
     """
     qr = parse_qr(require(answer, "QRCode", str))
     try:
@@ -220,7 +225,10 @@ def document_from_answer(answer: Any, *, kind: DocumentKind, tag: str | None = N
         issued = _qr_time(qr["t"])
     except (KeyError, ValueError) as exc:
         raise AnswerError(f"QRCode {answer.get('QRCode')!r} lacks t/fn/i/fp") from exc
-    shift = require(answer, "SessionNumber", int)
+    if need_shift or answer.get("SessionNumber") is not None:
+        shift = require(answer, "SessionNumber", int)
+    else:
+        shift = 0
     total: Decimal | None = None
     operation: Operation | None = None
     receipt_no: int | None = None
@@ -245,19 +253,35 @@ def checked_document(answer: Any, receipt: Receipt) -> FiscalDocument:
     return doc
 
 
+#: TypeCheck codes of correction receipts
+CORRECTION_TYPE_CHECKS = {code for (_, corr), code in TYPE_CHECK.items() if corr}
+
+
 def stored_document(answer: Any) -> FiscalDocument:
-    """A document read back with GetDataCheck (kind and tag from the answer itself)."""
-    # GUESS: GetDataCheck answers with the document's QRCode, SessionNumber, TypeDocument and the
-    # check's data as a RegisterCheck-shaped object (TypeCheck, AdditionalAttribute = tag 1192)
-    type_doc = require(answer, "TypeDocument", int)
-    if type_doc not in DOC_KIND:
-        raise AnswerError(f"unknown TypeDocument {type_doc}")
-    kind = DOC_KIND[type_doc]
-    tag = None
-    check = answer.get("RegisterCheck")
-    if isinstance(check, dict) and isinstance(check.get("AdditionalAttribute"), str):
-        tag = check["AdditionalAttribute"] or None
-    return document_from_answer(answer, kind=kind, tag=tag)
+    """A document read back with GetDataCheck.
+
+    KKMServer answers GetDataCheck with ``QRCode``, ``URL``, ``Slip`` and a ``RegisterCheck``
+    object (``FiscalNumber``, ``FiscalDate``, ``CheckType``, ``FiscalSign``, the cashier and client
+    fields, ``Register[]`` lines, the payment sums, ``AllSumm``) — the field list of its result
+    class for this command as published in public code; no ``SessionNumber``.
+    """
+    check = answer.get("RegisterCheck") if isinstance(answer, dict) else None
+    if isinstance(check, dict):
+        # GUESS: CheckType carries the TypeCheck code as a string ("0", "2", …); a text naming a
+        # correction ("Коррекция …") is accepted too
+        ctype = str(check.get("CheckType", ""))
+        corr = (ctype.isdigit() and int(ctype) in CORRECTION_TYPE_CHECKS) or "оррекц" in ctype
+        kind = DocumentKind.CORRECTION if corr else DocumentKind.RECEIPT
+        # GUESS: 1192 comes back as AdditionalAttribute; KKMServer's published result class has no
+        # such field, so against a real server this may stay None (recovery then relies on GetRezult)
+        tag = check.get("AdditionalAttribute") if isinstance(check.get("AdditionalAttribute"), str) else None
+    else:
+        # GUESS: a shift report read back; ``TypeDocument`` (FFD codes 2/5) is the emulator's own field
+        type_doc = require(answer, "TypeDocument", int)
+        if type_doc not in DOC_KIND:
+            raise AnswerError(f"unknown TypeDocument {type_doc}")
+        kind, tag = DOC_KIND[type_doc], None
+    return document_from_answer(answer, kind=kind, tag=tag or None, need_shift=False)
 
 
 # -- errors ------------------------------------------------------------------------------------------

@@ -195,11 +195,11 @@ class KkmServerDriver(Driver):
         if status in c.PENDING:
             answer = self._await(cmd["IdCommand"], fiscal=False)
             status = c.status_of(answer)
-        if status == c.STATUS_NOT_FOUND:
-            raise TransientError(f"KKMServer: {answer.get('Error') or 'device not found'}",
-                                 vendor_code=str(answer.get("Error"))[:200])
         if status == c.STATUS_ERROR:
             raise c.error_for(str(answer.get("Error", "")), fiscal=False)
+        if status != c.STATUS_OK:   # 3: device not found; 5 cannot happen with a fresh IdCommand
+            raise TransientError(f"KKMServer: Status {status}: {answer.get('Error') or 'device not found'}",
+                                 vendor_code=str(answer.get("Error"))[:200])
         return answer
 
     def _cmd(self, name: str, **fields: Any) -> dict[str, Any]:
@@ -280,8 +280,12 @@ class KkmServerDriver(Driver):
     def find_by_key(self, receipt: Receipt) -> FiscalDocument | None:
         """What became of *receipt*'s RegisterCheck, asked by its IdCommand.
 
-        None: KKMServer never received it, or it ended in an error (GUESS: KKMServer reports an
-        error only when the register made no document). OutcomeUnknownError while it runs.
+        None: KKMServer does not know the IdCommand, or the command ended in an error (GUESS:
+        KKMServer reports an error only when the register made no document). OutcomeUnknownError
+        while it runs.
+
+        Caution: KKMServer keeps only its last 100 commands (reads included), so "does not know"
+        means "never received" only while recovery runs soon after the failure; see docs/kkmserver.md.
         """
         key = c.idempotency_key(receipt, self.key_prefix)
         try:
@@ -341,6 +345,14 @@ class KkmServerDriver(Driver):
             raise TransientError(f"KKMServer: {answer.get('Error') or 'device not found'}",
                                  vendor_code=str(answer.get("Error"))[:200])
         self._step("close_sent")
+        if status == c.STATUS_ALREADY_DONE:
+            # KKMServer ran (or runs) a command with this IdCommand and did not run it again:
+            # its result is the answer (never a second document)
+            log.warning("KKMServer: %s was already sent (%s); taking its stored result", key, answer.get("Error"))
+            stored = self._get_rezult(key)
+            if stored is None:
+                raise OutcomeUnknownError(f"KKMServer says {key} already ran but no longer has its result")
+            answer, status = stored, c.status_of(stored)
         if status in c.PENDING:
             answer = self._await(key, fiscal=True)
             status = c.status_of(answer)

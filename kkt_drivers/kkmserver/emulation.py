@@ -261,24 +261,38 @@ def _shift_answer(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _document_answer(doc: dict[str, Any]) -> dict[str, Any]:
+    """GetDataCheck's answer: the fields of KKMServer's published result class for it (QRCode,
+    URL, Slip, RegisterCheck{…}), plus the emulator's own extras marked below."""
     fdoc = to_fiscal_document(doc)
+    # GUESS (extras): SessionNumber/SessionCheckNumber/CheckNumber and TypeDocument are not in the
+    # published class; the driver does not need them for receipts
     answer: dict[str, Any] = {"CheckNumber": fdoc.fd_number, "SessionNumber": fdoc.shift_number,
-                              "TypeDocument": c.DOC_TYPE[fdoc.kind]}
-    if fdoc.kind in (DocumentKind.RECEIPT, DocumentKind.CORRECTION):
-        answer.update(SessionCheckNumber=fdoc.receipt_number, QRCode=fdoc.qr)
-        is_corr = fdoc.kind is DocumentKind.CORRECTION
-        check: dict[str, Any] = {
-            "TypeCheck": c.TYPE_CHECK[(fdoc.operation, is_corr)], "AdditionalAttribute": doc.get("tag") or "",
-            "TaxVariant": c.TAX_VARIANT.get(TaxSystem(doc["tax_system"]), ""),
-            "CheckStrings": [{"Register": {
-                "Name": i["name"], "Quantity": Decimal(i["quantity"]), "Price": Decimal(i["price"]),
-                "Amount": Decimal(i["amount"]), "Tax": c.TAX[_VAT_BY_FFD[i["vat"]]],
-                "SignMethodCalculation": i["method"],
-                "SignCalculationObject": i["subject"], "MeasureOfQuantity": i["unit"]}} for i in doc["items"]],
-        }
-        for p in doc["payments"]:
-            check[c.PAYMENT_FIELD[PaymentType(p["type"])]] = Decimal(p["amount"])
-        answer["RegisterCheck"] = check
-    else:
+                              "TypeDocument": c.DOC_TYPE[fdoc.kind], "URL": ""}
+    if fdoc.kind not in (DocumentKind.RECEIPT, DocumentKind.CORRECTION):
         answer["QRCode"] = _shift_qr(doc)
+        answer["Slip"] = f"{'ОТКРЫТИЕ' if fdoc.kind is DocumentKind.OPEN_SHIFT else 'ЗАКРЫТИЕ'} СМЕНЫ {fdoc.shift_number}"
+        return answer
+    is_corr = fdoc.kind is DocumentKind.CORRECTION
+    req = doc.get("requisites") or {}
+    check: dict[str, Any] = {
+        "FiscalNumber": str(fdoc.fd_number), "FiscalDate": fdoc.issued_at.isoformat(),
+        # GUESS: CheckType as the TypeCheck code in a string
+        "CheckType": str(c.TYPE_CHECK[(fdoc.operation, is_corr)]), "FiscalSign": str(fdoc.fiscal_sign),
+        "CashierName": req.get("1021", ""), "CashierVATIN": req.get("1203", ""),
+        "TaxVariant": c.TAX_VARIANT.get(TaxSystem(doc["tax_system"]), ""),
+        "ClientAddress": req.get("1008", ""), "SenderEmail": req.get("1117", ""),
+        "PlaceMarket": req.get("1187", ""),
+        "Register": [{"Name": i["name"], "Quantity": Decimal(i["quantity"]), "Amount": Decimal(i["amount"]),
+                      "Tax": c.TAX[_VAT_BY_FFD[i["vat"]]]} for i in doc["items"]],
+        "AllSumm": Decimal(doc["total"]),
+        # GUESS (extra): tag 1192 read back; not in the published class
+        "AdditionalAttribute": doc.get("tag") or "",
+    }
+    for field in c.PAYMENT_FIELD.values():
+        check[field] = Decimal(0)
+    for p in doc["payments"]:
+        field = c.PAYMENT_FIELD[PaymentType(p["type"])]
+        check[field] = check[field] + Decimal(p["amount"])
+    answer.update(SessionCheckNumber=fdoc.receipt_number, QRCode=fdoc.qr, RegisterCheck=check,
+                  Slip="\n".join(f"{i['name']} {i['quantity']} x {i['price']} = {i['amount']}" for i in doc["items"]))
     return answer

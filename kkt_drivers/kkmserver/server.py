@@ -8,9 +8,18 @@ finished results are kept by ``IdCommand`` and answered by GetRezult. Basic auth
 is set. Bad input (not JSON, not an object, an unknown command) gets KKMServer's error answer
 (``Status`` 2 or 3, HTTP 200) and the server carries on.
 
-GUESS: a repeated ``IdCommand`` whose command succeeded or is still running is *not* executed
-again: the stored answer comes back (the reference notes say this is unverified for the real
-KKMServer). One that ended in an error is executed anew. Results live in memory only.
+Command bookkeeping follows KKMServer's own server code as published (its command queue):
+
+* a command whose ``IdCommand`` is already known and did not end in an error (done, running or
+  queued) is not executed again: the answer is ``Status`` 5 ("already done") with an error text and
+  no result; one that ended in an error is executed anew;
+* ``GetRezult`` answers ``Status`` 0 with the stored answer in ``Rezult``, or ``Status`` 3 with a
+  ``Rezult`` of ``Status`` 3 for an unknown ``IdCommand``, or ``Status`` 2 without one;
+* only the last 100 commands are kept (every command sent to a device counts, reads too);
+* ``Timeout`` is capped at 600 s; the server waits ``Timeout - 1`` seconds (60 s when 0 or absent),
+  so ``Timeout`` 1 answers at once.
+
+Results live in memory only (GUESS: whether KKMServer keeps them across its restart).
 
 Faults (name → probability or ``first:N``, as in :mod:`kkt_drivers.emulator.faults`):
 
@@ -35,6 +44,7 @@ import logging
 import os
 import threading
 import uuid
+from collections import OrderedDict
 from decimal import Decimal
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -50,8 +60,12 @@ from kkt_drivers.kkmserver.emulation import HANDLERS, Device, InjectedLinkLoss
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 5893
-#: KKMServer's default for a command without ``Timeout`` (or 0)
+#: KKMServer's wait for a command without ``Timeout`` (or 0), and its cap on ``Timeout``
 DEFAULT_COMMAND_WAIT_S = 60.0
+MAX_TIMEOUT_S = 600
+#: how many commands KKMServer keeps for GetRezult and for spotting a repeated IdCommand
+RESULTS_KEPT = 100
+ALREADY_DONE_TEXT = "Команда уже была выполнена или выполняется в текущий момент"
 #: the largest request body we read
 MAX_BODY_BYTES = 1 << 20
 #: how often the serving thread checks for a shutdown request
@@ -79,7 +93,7 @@ class KkmEmulatorServer(ThreadingHTTPServer):
     def __init__(self, state_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0, *,
                  faults_options: dict[str, str] | None = None, seed: int | None = None, fsync: bool = True,
                  serial: str = "0000000000000001", devices: int = 1, latency_ms: float = 0,
-                 user: str = "Admin", password: str | None = None) -> None:
+                 user: str = "Admin", password: str | None = None, results_kept: int = RESULTS_KEPT) -> None:
         super().__init__((host, port), _Handler)
         self.faults = Faults.parse(dict(faults_options or {}), seed=seed)
         self.devices: dict[int, Device] = {}
@@ -90,7 +104,8 @@ class KkmEmulatorServer(ThreadingHTTPServer):
             self.devices[n] = Device(n, model, latency_s=float(latency_ms) / 1000)
         self.user = user
         self.password = password
-        self._results: dict[str, _Entry] = {}
+        self._results: OrderedDict[str, _Entry] = OrderedDict()
+        self.results_kept = int(results_kept)
         self._results_lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -137,11 +152,12 @@ class KkmEmulatorServer(ThreadingHTTPServer):
         if not isinstance(cmd, dict):
             return _error("", c.STATUS_ERROR, "Ошибка разбора команды: ожидается JSON-объект"), None
         name = cmd.get("Command")
+        if name == "GetRezult":
+            given = cmd.get("IdCommand")
+            return self._get_rezult(given if isinstance(given, str) else ""), None
         id_command = cmd.get("IdCommand") or str(uuid.uuid4())
         if not isinstance(id_command, str):
             return _error(str(name), c.STATUS_ERROR, "IdCommand должен быть строкой"), None
-        if name == "GetRezult":
-            return self._get_rezult(id_command), None
         if name not in HANDLERS:
             return _error(str(name), c.STATUS_NOT_FOUND, f"Команда {name!r} не найдена", id_command), None
         device = self._device(cmd.get("NumDevice"))
@@ -152,22 +168,21 @@ class KkmEmulatorServer(ThreadingHTTPServer):
             return _error(name, c.STATUS_NOT_FOUND, f"Устройство № {device.num} не готово: занято другим "
                           "процессом", id_command, device.num), None
         with self._results_lock:
-            entry = self._results.get(id_command)
-            repeated = entry is not None and (not entry.done.is_set() or entry.answer["Status"] == c.STATUS_OK)
-            if not repeated:
-                entry = _Entry(answer={"Command": name, "IdCommand": id_command, "NumDevice": device.num,
-                                       "Status": c.STATUS_NOT_STARTED, "Error": ""})
-                self._results[id_command] = entry
-        assert entry is not None
-        if not repeated:
-            cmd = {**cmd, "IdCommand": id_command}
-            threading.Thread(target=self._run, args=(device, cmd, entry, fiscal), daemon=True).start()
+            known = self._results.get(id_command)
+            if known is not None and not (known.done.is_set() and known.answer["Status"] == c.STATUS_ERROR):
+                return _error(name, c.STATUS_ALREADY_DONE, ALREADY_DONE_TEXT, id_command, device.num), None
+            entry = _Entry(answer={"Command": name, "IdCommand": id_command, "NumDevice": device.num,
+                                   "Status": c.STATUS_NOT_STARTED, "Error": ""})
+            self._results.pop(id_command, None)   # an earlier error is no longer relevant
+            self._results[id_command] = entry
+            while len(self._results) > self.results_kept:
+                self._results.popitem(last=False)
+        cmd = {**cmd, "IdCommand": id_command}
+        threading.Thread(target=self._run, args=(device, cmd, entry, fiscal), daemon=True).start()
         entry.done.wait(_wait_s(cmd.get("Timeout")))
-        if entry.done.is_set():
-            if entry.drop_reply and not repeated:
-                return None, entry
-            return dict(entry.answer), entry
-        return dict(entry.answer), entry  # Status 4 (queued) or 1 (running)
+        if entry.done.is_set() and entry.drop_reply:
+            return None, entry
+        return dict(entry.answer), entry  # when not done yet: Status 4 (queued) or 1 (running)
 
     def _run(self, device: Device, cmd: dict[str, Any], entry: _Entry, fiscal: bool) -> None:
         entry.answer = {**entry.answer, "Status": c.STATUS_RUNNING}
@@ -189,10 +204,14 @@ class KkmEmulatorServer(ThreadingHTTPServer):
         entry.done.set()
 
     def _get_rezult(self, id_command: str) -> dict[str, Any]:
+        if not id_command:
+            return _error("GetRezult", c.STATUS_ERROR, "Не указан Id команды!")
         with self._results_lock:
             entry = self._results.get(id_command)
         if entry is None:
-            return _error("GetRezult", c.STATUS_NOT_FOUND, f"Команда с IdCommand {id_command!r} не найдена", id_command)
+            return {**_error("GetRezult", c.STATUS_NOT_FOUND, "Команда с таким IdCommand не найдена", id_command),
+                    "Rezult": {"Command": "<Не определено>", "IdCommand": id_command,
+                               "Status": c.STATUS_NOT_FOUND, "Error": "<Не определено>"}}
         return {"Command": "GetRezult", "IdCommand": id_command, "Status": c.STATUS_OK, "Error": "",
                 "Rezult": dict(entry.answer)}
 
@@ -209,11 +228,10 @@ class KkmEmulatorServer(ThreadingHTTPServer):
 
 
 def _wait_s(timeout: Any) -> float:
+    """How long the server waits for a command before answering "running": ``Timeout`` − 1 s."""
     if isinstance(timeout, bool) or not isinstance(timeout, (int, Decimal)) or timeout <= 0:
         return DEFAULT_COMMAND_WAIT_S
-    if timeout == c.ASYNC_TIMEOUT_S:
-        return 0.0
-    return float(timeout)  # a wait in seconds, not money
+    return float(min(timeout, MAX_TIMEOUT_S) - 1)  # a wait in seconds, not money
 
 
 def _error(command: str, status: int, text: str, id_command: str = "", num_device: int = 0) -> dict[str, Any]:
@@ -279,7 +297,8 @@ def start_emulator(state_dir: str, *, host: str = "127.0.0.1", port: int = 0,
                    **options: Any) -> RunningEmulator:
     """Serve an emulated KKMServer in a background thread (see :mod:`kkt_drivers.emulators`).
 
-    ``options``: ``serial``, ``devices`` (pool size), ``latency_ms``, ``user``, ``password``.
+    ``options``: ``serial``, ``devices`` (pool size), ``latency_ms``, ``user``, ``password``,
+    ``results_kept``.
     """
     server = KkmEmulatorServer(state_dir, host, port, faults_options=faults, seed=seed, fsync=fsync,
                                **options).start()

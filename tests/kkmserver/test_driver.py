@@ -164,7 +164,7 @@ class Misbehaving(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, behaviour: Behaviour) -> None:
+    def __init__(self, behaviour: Behaviour, get_rezult: dict | None = None) -> None:
         self.behaviour = behaviour
         self.register_checks = 0
         server = self
@@ -178,6 +178,8 @@ class Misbehaving(ThreadingHTTPServer):
                 if body["Command"] == "RegisterCheck":
                     server.register_checks += 1
                     server.behaviour(self)
+                elif body["Command"] == "GetRezult" and get_rezult is not None:
+                    send(self, 200, json.dumps(get_rezult).encode())
                 else:
                     send(self, 200, json.dumps(KKT_OK).encode())
 
@@ -196,11 +198,11 @@ def send(h: BaseHTTPRequestHandler, code: int, body: bytes) -> None:
 
 
 @pytest.fixture
-def misbehaving() -> Iterator[Callable[[Behaviour], Misbehaving]]:
+def misbehaving() -> Iterator[Callable[..., Misbehaving]]:
     servers: list[Misbehaving] = []
 
-    def make(behaviour: Behaviour) -> Misbehaving:
-        srv = Misbehaving(behaviour)
+    def make(behaviour: Behaviour, get_rezult: dict | None = None) -> Misbehaving:
+        srv = Misbehaving(behaviour, get_rezult)
         threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
         servers.append(srv)
         return srv
@@ -262,4 +264,25 @@ def test_a_stored_result_with_another_total_is_not_bound_silently(misbehaving) -
     drv = driver_for(srv)
     with pytest.raises(OutcomeUnknownError, match="total"):
         drv.fiscalize(sale("M-2"))
+    assert srv.register_checks == 1
+
+
+def test_a_resend_of_a_done_receipt_takes_the_stored_result_never_a_second_document(make_server) -> None:
+    """Status 5 (already done) → the driver fetches the stored result by GetRezult."""
+    srv = make_server()
+    drv = driver_for(srv)
+    drv.open_shift()
+    r = sale("K-7")
+    first = drv.fiscalize(r)
+    assert drv.fiscalize(r) == first
+    assert len([d for d in srv.model.documents() if d["kind"] == "receipt"]) == 1
+
+
+def test_already_done_without_a_stored_result_is_outcome_unknown(misbehaving) -> None:
+    """Status 5 but GetRezult no longer knows the IdCommand: never send again, reconcile."""
+    srv = misbehaving(_answer({"Command": "RegisterCheck", "Status": 5, "Error": "Команда уже была выполнена"}),
+                      get_rezult={"Command": "GetRezult", "Status": 3, "Error": "Команда с таким IdCommand не найдена"})
+    drv = driver_for(srv)
+    with pytest.raises(OutcomeUnknownError, match="no longer"):
+        drv.fiscalize(sale("M-3"))
     assert srv.register_checks == 1

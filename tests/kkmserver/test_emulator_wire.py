@@ -81,23 +81,42 @@ def test_vendor_style_sale_makes_one_document_with_exact_money(make_server) -> N
     assert doc["payments"] == [{"type": "electronic", "amount": "148.70"}]
     back = execute(srv, {"Command": "GetDataCheck", "NumDevice": 1, "FiscalNumber": 2, "NumberCopies": 0})
     assert back["Status"] == 0 and back["QRCode"] == answer["QRCode"]
-    assert back["RegisterCheck"]["AdditionalAttribute"] == "S-1001"
+    check = back["RegisterCheck"]
+    assert (check["FiscalNumber"], check["AllSumm"], check["ElectronicPayment"]) == ("2", Decimal("148.70"),
+                                                                                    Decimal("148.70"))
+    assert [r["Name"] for r in check["Register"]] == ["Сапоги женские DF-3099-1", "Шнурки"]
 
 
-def test_repeated_id_command_returns_the_stored_result_without_a_second_document(make_server) -> None:
+def test_repeated_id_command_is_already_done_and_get_rezult_has_the_result(make_server) -> None:
+    """KKMServer's queue: a known IdCommand (not failed) → Status 5, no second execution."""
     srv = make_server()
     open_shift(srv)
     first = execute(srv, VENDOR_STYLE_SALE)
     again = execute(srv, VENDOR_STYLE_SALE)
-    assert again["Status"] == 0 and again["CheckNumber"] == first["CheckNumber"]
+    assert again["Status"] == 5 and again["Error"] and "QRCode" not in again
     assert len([d for d in srv.model.documents() if d["kind"] == "receipt"]) == 1
     rez = execute(srv, {"Command": "GetRezult", "IdCommand": VENDOR_STYLE_SALE["IdCommand"]})
     assert rez["Status"] == 0 and rez["Rezult"]["Status"] == 0 and rez["Rezult"]["QRCode"] == first["QRCode"]
 
 
-def test_get_rezult_of_an_unknown_id_command_is_not_found(make_server) -> None:
-    answer = execute(make_server(), {"Command": "GetRezult", "IdCommand": "never-sent"})
-    assert answer["Status"] == 3 and answer["Error"]
+def test_a_command_that_failed_runs_again_under_the_same_id_command(make_server) -> None:
+    srv = make_server()
+    failed = execute(srv, dict(VENDOR_STYLE_SALE, IdCommand="retry-1"))    # shift closed
+    assert failed["Status"] == 2
+    open_shift(srv)
+    again = execute(srv, dict(VENDOR_STYLE_SALE, IdCommand="retry-1"))
+    assert again["Status"] == 0 and again["CheckNumber"] == 2
+
+
+def test_only_the_last_commands_are_kept(make_server) -> None:
+    srv = make_server(results_kept=3)
+    open_shift(srv)
+    execute(srv, dict(VENDOR_STYLE_SALE, IdCommand="old-1"))
+    for n in range(3):
+        execute(srv, {"Command": "GetDataKKT", "NumDevice": 1, "IdCommand": f"read-{n}"})
+    gone = execute(srv, {"Command": "GetRezult", "IdCommand": "old-1"})
+    assert gone["Status"] == 3 and gone["Rezult"]["Status"] == 3
+    assert execute(srv, {"Command": "GetRezult"})["Status"] == 2        # no IdCommand at all
 
 
 def test_async_timeout_1_answers_at_once_then_get_rezult_gives_the_result(make_server) -> None:
