@@ -149,6 +149,8 @@ def register_check(receipt: Receipt, *, num_device: int, id_command: str, timeou
         CashierName=receipt.cashier or "", CashierVATIN=receipt.cashier_inn or "",
         TaxVariant=TAX_VARIANT[receipt.tax_system], AdditionalAttribute=receipt.tag, CheckStrings=strings,
     )
+    if receipt.internet:
+        cmd["InternetMode"] = True  # 1125 «расчёт в сети Интернет»
     if receipt.customer_contact:
         cmd["ClientAddress"] = receipt.customer_contact
     if receipt.settlement_place:

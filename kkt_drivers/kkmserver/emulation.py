@@ -93,7 +93,9 @@ class Device:
                 "TaxVariant": DEFAULT_TAX_VARIANTS, "SessionState": state, "PaperOver": not st.paper_ok,
                 "FN_IsFiscal": True, "FN_MemOverflowl": False, "OFD_NumErrorDoc": st.unsent_documents,
                 "FFDVersion": "1.2", "OnOff": True, "Active": True,
-                # GUESS: KKMServer's name for "a receipt is open on the register" (used by recovery)
+                # GUESS (emulator extra): KKMServer's Info has no "receipt open" field; a real
+                # server annuls an unfinished receipt itself (CancelOpenedCheck), so this stays
+                # absent there and the driver reads it as False
                 "CheckOpened": st.receipt_open,
             },
         }
@@ -245,6 +247,8 @@ def parse_check(cmd: dict[str, Any]) -> dict[str, Any]:
         value = _text(cmd, field)
         if value:
             requisites.append((tag, value))
+    if cmd.get("InternetMode") is True:
+        requisites.append((1125, 1))
     return {"operation": operation, "correction": correction, "items": items, "payments": payments,
             "tax_system": c.TAX_VARIANT_BACK[variant] if variant else DEFAULT_TAX_SYSTEM,
             "requisites": requisites}

@@ -31,6 +31,7 @@ def test_register_check_carries_lines_payments_tag_contact_and_tax_variant() -> 
         ("RegisterCheck", 2, "kktw-r1-T-1", 0)
     assert cmd["AdditionalAttribute"] == "T-1" and cmd["ClientAddress"] == "+79990000000"
     assert cmd["TaxVariant"] == "1" and cmd["CashierName"] == "Иванова А." and cmd["CancelOpenedCheck"] is True
+    assert cmd["InternetMode"] is True
     assert cmd["ElectronicPayment"] == Decimal("1000.00") and cmd["AdvancePayment"] == Decimal("200.00")
     first, second = (s["Register"] for s in cmd["CheckStrings"])
     assert (first["Quantity"], first["Price"], first["Amount"], first["Tax"]) == \
