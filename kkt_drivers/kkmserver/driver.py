@@ -83,6 +83,10 @@ class KkmServerDriver(Driver):
         self.key_prefix = key_prefix
         self.verify = verify
         self._client: httpx.Client | None = None
+        #: the register's last FD number as this driver last saw it (status or its own document);
+        # a baseline for telling a refusal from a failure after the close without one more read
+        # (each read also takes a slot of KKMServer's short result memory)
+        self._fd_seen: int | None = None
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -247,6 +251,7 @@ class KkmServerDriver(Driver):
             fn = c.require(info, "FnNumber", str)
         except c.AnswerError as exc:
             raise TransientError(f"KKMServer's GetDataKKT answer is incomplete: {exc}") from exc
+        self._fd_seen = last_fd
         unsent = info.get("OFD_NumErrorDoc")
         return DeviceStatus(
             register_serial=serial, fn_serial=fn, last_fd_number=last_fd,
@@ -317,9 +322,12 @@ class KkmServerDriver(Driver):
         # register ("смена уже открыта"), so reads-style classification is safe here
         answer = self._read(self._cmd(name, CashierName=cashier or "", CashierVATIN="", NotPrint=False))
         try:
-            return c.document_from_answer(answer, kind=kind)
+            doc = c.document_from_answer(answer, kind=kind)
         except c.AnswerError as exc:
+            self._fd_seen = None
             raise TransientError(f"KKMServer's {name} answer is incomplete: {exc}") from exc
+        self._fd_seen = doc.fd_number
+        return doc
 
     def x_report(self) -> None:
         self._read(self._cmd("XReport"))
@@ -336,8 +344,11 @@ class KkmServerDriver(Driver):
         """RegisterCheck with our IdCommand; waits (then polls GetRezult) for the document."""
         key = c.idempotency_key(receipt, self.key_prefix)
         cmd = c.register_check(receipt, num_device=self.num_device, id_command=key, timeout_s=self.wait_s)
-        fd_before = self.status().last_fd_number  # to tell a refusal from a failure after the close
+        # to tell a refusal from a failure after the close; a stale value can only make an error
+        # look "unknown" (the FD moved), never make a document look absent
+        fd_before = self._fd_seen if self._fd_seen is not None else self.status().last_fd_number
         self._step("receipt_opened")
+        self._fd_seen = None   # from here on only a fresh read or our own document is a baseline
         answer = self._post(cmd, fiscal=True)
         status = c.status_of(answer)
         if status == c.STATUS_NOT_FOUND:
@@ -369,6 +380,7 @@ class KkmServerDriver(Driver):
             # reconciliation put it in front of a person rather than bind it silently
             raise OutcomeUnknownError(f"KKMServer's document {doc.fd_number} for {key} has total {doc.total}, "
                                       f"the receipt {receipt.total}")
+        self._fd_seen = doc.fd_number
         self._step("register_answered")
         return doc
 

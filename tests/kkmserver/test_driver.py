@@ -286,3 +286,17 @@ def test_already_done_without_a_stored_result_is_outcome_unknown(misbehaving) ->
     with pytest.raises(OutcomeUnknownError, match="no longer"):
         drv.fiscalize(sale("M-3"))
     assert srv.register_checks == 1
+
+
+def test_an_error_answer_while_the_last_fd_moved_is_outcome_unknown(misbehaving) -> None:
+    """"Нет бумаги" is trusted only if the register's last FD did not move meanwhile."""
+    srv = misbehaving(_answer({"Command": "RegisterCheck", "Status": 2, "Error": "Нет бумаги"}))
+    drv = driver_for(srv)
+    drv.status()                       # baseline: FD 5
+    KKT_OK["CheckNumber"] = 6          # a document appeared after the baseline
+    try:
+        with pytest.raises(OutcomeUnknownError, match="moved 5 → 6"):
+            drv.fiscalize(sale("M-4"))
+    finally:
+        KKT_OK["CheckNumber"] = 5
+    assert srv.register_checks == 1
