@@ -59,13 +59,19 @@ class Device:
         self.lock = threading.Lock()
 
     # -- entry point -------------------------------------------------------------------------------
-    def execute(self, cmd: dict[str, Any], before_close: Callable[[], None] | None = None) -> dict[str, Any]:
-        """Run *cmd* on this register; always returns an answer (Status 0 or 2)."""
+    def execute(self, cmd: dict[str, Any], before_close: Callable[[], None] | None = None,
+                on_start: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Run *cmd* on this register; always returns an answer (Status 0 or 2).
+
+        *on_start* is called once the register is free for this command (queued → running).
+        """
         name = cmd["Command"]
         base = {"Command": name, "IdCommand": cmd.get("IdCommand", ""), "NumDevice": self.num,
                 "Error": "", "Warning": "", "Message": "", "Status": c.STATUS_OK}
         handler = HANDLERS[name]
         with self.lock:
+            if on_start is not None:
+                on_start()
             if self.latency_s:
                 time.sleep(self.latency_s)  # a slow register: the server answers "running" meanwhile
             try:

@@ -147,30 +147,30 @@ class KkmEmulatorServer(ThreadingHTTPServer):
         return hmac.compare_digest(given, f"{self.user}:{self.password}")
 
     # -- commands -----------------------------------------------------------------------------------
-    def handle_command(self, cmd: Any) -> tuple[dict[str, Any] | None, _Entry | None]:
+    def handle_command(self, cmd: Any) -> dict[str, Any] | None:
         """The answer to *cmd* (None = drop the connection without answering)."""
         if not isinstance(cmd, dict):
-            return _error("", c.STATUS_ERROR, "Ошибка разбора команды: ожидается JSON-объект"), None
+            return _error("", c.STATUS_ERROR, "Ошибка разбора команды: ожидается JSON-объект")
         name = cmd.get("Command")
         if name == "GetRezult":
             given = cmd.get("IdCommand")
-            return self._get_rezult(given if isinstance(given, str) else ""), None
+            return self._get_rezult(given if isinstance(given, str) else "")
         id_command = cmd.get("IdCommand") or str(uuid.uuid4())
         if not isinstance(id_command, str):
-            return _error(str(name), c.STATUS_ERROR, "IdCommand должен быть строкой"), None
+            return _error(str(name), c.STATUS_ERROR, "IdCommand должен быть строкой")
         if name not in HANDLERS:
-            return _error(str(name), c.STATUS_NOT_FOUND, f"Команда {name!r} не найдена", id_command), None
+            return _error(str(name), c.STATUS_NOT_FOUND, f"Команда {name!r} не найдена", id_command)
         device = self._device(cmd.get("NumDevice"))
         if device is None:
-            return _error(name, c.STATUS_NOT_FOUND, f"Устройство № {cmd.get('NumDevice')} не найдено", id_command), None
+            return _error(name, c.STATUS_NOT_FOUND, f"Устройство № {cmd.get('NumDevice')} не найдено", id_command)
         fiscal = name == "RegisterCheck" and cmd.get("IsFiscalCheck") is not False
         if fiscal and self.faults.fire("fail_before_send"):
             return _error(name, c.STATUS_NOT_FOUND, f"Устройство № {device.num} не готово: занято другим "
-                          "процессом", id_command, device.num), None
+                          "процессом", id_command, device.num)
         with self._results_lock:
             known = self._results.get(id_command)
             if known is not None and not (known.done.is_set() and known.answer["Status"] == c.STATUS_ERROR):
-                return _error(name, c.STATUS_ALREADY_DONE, ALREADY_DONE_TEXT, id_command, device.num), None
+                return _error(name, c.STATUS_ALREADY_DONE, ALREADY_DONE_TEXT, id_command, device.num)
             entry = _Entry(answer={"Command": name, "IdCommand": id_command, "NumDevice": device.num,
                                    "Status": c.STATUS_NOT_STARTED, "Error": ""})
             self._results.pop(id_command, None)   # an earlier error is no longer relevant
@@ -181,11 +181,12 @@ class KkmEmulatorServer(ThreadingHTTPServer):
         threading.Thread(target=self._run, args=(device, cmd, entry, fiscal), daemon=True).start()
         entry.done.wait(_wait_s(cmd.get("Timeout")))
         if entry.done.is_set() and entry.drop_reply:
-            return None, entry
-        return dict(entry.answer), entry  # when not done yet: Status 4 (queued) or 1 (running)
+            return None
+        return dict(entry.answer)  # when not done yet: Status 4 (queued) or 1 (running)
 
     def _run(self, device: Device, cmd: dict[str, Any], entry: _Entry, fiscal: bool) -> None:
-        entry.answer = {**entry.answer, "Status": c.STATUS_RUNNING}
+        def running() -> None:
+            entry.answer = {**entry.answer, "Status": c.STATUS_RUNNING}
 
         def before_close() -> None:
             if self.faults.fire("lose_reply_before_close"):
@@ -193,7 +194,7 @@ class KkmEmulatorServer(ThreadingHTTPServer):
                 raise InjectedLinkLoss()
 
         try:
-            answer = device.execute(cmd, before_close if fiscal else None)
+            answer = device.execute(cmd, before_close if fiscal else None, on_start=running)
             if fiscal and answer["Status"] == c.STATUS_OK and self.faults.fire("lose_reply_after_close"):
                 entry.drop_reply = True
         except Exception as exc:  # the emulator must survive anything a command does
@@ -266,7 +267,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(_error("", c.STATUS_ERROR, f"Ошибка разбора JSON: {exc}"))
             return
         try:
-            answer, _ = self.server.handle_command(cmd)
+            answer = self.server.handle_command(cmd)
         except Exception as exc:  # never let one request take the server down
             log.exception("bad request")
             answer = _error("", c.STATUS_ERROR, f"Внутренняя ошибка сервера: {exc}")
