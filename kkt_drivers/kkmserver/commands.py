@@ -33,7 +33,7 @@ PENDING = (STATUS_RUNNING, STATUS_NOT_STARTED)
 _STATUSES = (STATUS_OK, STATUS_RUNNING, STATUS_ERROR, STATUS_NOT_FOUND, STATUS_NOT_STARTED, STATUS_ALREADY_DONE)
 
 #: ``Timeout`` = 1 asks KKMServer not to wait for the result (asynchronous call)
-ASYNC_TIMEOUT_S = 1
+ASYNC_TIMEOUT_S = 1  # (the URL option wait=1)
 #: the length KKMServer documents for ``IdCommand`` ("любая строка из 40 символов")
 ID_COMMAND_MAX_LEN = 40
 

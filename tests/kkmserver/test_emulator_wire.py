@@ -185,3 +185,17 @@ def test_concurrent_clients_on_one_register_make_distinct_documents(make_server)
         t.join()
     assert sorted(a["CheckNumber"] for a in answers) == [2, 3, 4, 5]
     assert sum(Decimal(d["total"]) for d in srv.model.documents() if d["kind"] == "receipt") == Decimal("594.80")
+
+
+def test_num_device_0_takes_the_first_register_not_blocked(make_server) -> None:
+    """A pool of two: device 1 out of paper → NumDevice 0 lands on device 2; explicit numbers stick."""
+    srv = make_server(devices=2)
+    for n in (1, 2):
+        assert execute(srv, {"Command": "OpenShift", "NumDevice": n, "IdCommand": f"open-{n}"})["Status"] == 0
+    srv.devices[1].model.take_paper()
+    answer = execute(srv, dict(VENDOR_STYLE_SALE, IdCommand="pool-1"))
+    assert answer["Status"] == 0 and answer["NumDevice"] == 2
+    assert [d["tag"] for d in srv.devices[2].model.documents() if d["kind"] == "receipt"] == ["S-1001"]
+    kkt1 = execute(srv, {"Command": "GetDataKKT", "NumDevice": 1})
+    kkt2 = execute(srv, {"Command": "GetDataKKT", "NumDevice": 2})
+    assert kkt1["Info"]["PaperOver"] is True and kkt1["Info"]["KktNumber"] != kkt2["Info"]["KktNumber"]
