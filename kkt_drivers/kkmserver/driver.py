@@ -194,13 +194,26 @@ class KkmServerDriver(Driver):
 
     def _read(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """A read-only command that must succeed (Status 0); errors are classified."""
+        return self._succeeded(self._finished(cmd))
+
+    def _finished(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Send a non-receipt command and wait for its final answer (any status)."""
         answer = self._post(cmd, fiscal=False)
-        status = c.status_of(answer)
-        if status in c.PENDING:
+        if c.status_of(answer) in c.PENDING:
             answer = self._await(cmd["IdCommand"], fiscal=False)
-            status = c.status_of(answer)
+        return answer
+
+    @staticmethod
+    def _succeeded(answer: dict[str, Any]) -> dict[str, Any]:
+        """*answer* if it is Status 0; otherwise the classified error."""
+        status = c.status_of(answer)
         if status == c.STATUS_ERROR:
-            raise c.error_for(str(answer.get("Error", "")), fiscal=False)
+            err = c.error_for(str(answer.get("Error", "")), fiscal=False)
+            if isinstance(err, RejectedError):
+                # a read (or a shift command) refused for a reason we cannot name: the register
+                # needs a person, not the payment's data
+                raise DeviceStateError(str(err), vendor_code=err.vendor_code) from None
+            raise err
         if status != c.STATUS_OK:   # 3: device not found; 5 cannot happen with a fresh IdCommand
             raise TransientError(f"KKMServer: Status {status}: {answer.get('Error') or 'device not found'}",
                                  vendor_code=str(answer.get("Error"))[:200])
@@ -266,17 +279,10 @@ class KkmServerDriver(Driver):
         )
 
     def document(self, fd_number: int) -> FiscalDocument | None:
-        answer = self._post(self._cmd("GetDataCheck", FiscalNumber=fd_number, NumberCopies=0), fiscal=False)
-        status = c.status_of(answer)
-        if status in c.PENDING:
-            answer = self._await(answer.get("IdCommand", ""), fiscal=False)
-            status = c.status_of(answer)
-        if status == c.STATUS_ERROR and _NOT_FOUND_TEXT in str(answer.get("Error", "")).lower():
+        answer = self._finished(self._cmd("GetDataCheck", FiscalNumber=fd_number, NumberCopies=0))
+        if c.status_of(answer) == c.STATUS_ERROR and _NOT_FOUND_TEXT in str(answer.get("Error", "")).lower():
             return None
-        if status != c.STATUS_OK:
-            if status == c.STATUS_NOT_FOUND:
-                raise TransientError(f"KKMServer: {answer.get('Error') or 'device not found'}")
-            raise c.error_for(str(answer.get("Error", "")), fiscal=False)
+        answer = self._succeeded(answer)
         try:
             return c.stored_document(answer)
         except c.AnswerError as exc:
@@ -360,7 +366,10 @@ class KkmServerDriver(Driver):
             # KKMServer ran (or runs) a command with this IdCommand and did not run it again:
             # its result is the answer (never a second document)
             log.warning("KKMServer: %s was already sent (%s); taking its stored result", key, answer.get("Error"))
-            stored = self._get_rezult(key)
+            try:
+                stored = self._get_rezult(key)
+            except (KktError, c.AnswerError) as exc:
+                raise OutcomeUnknownError(f"KKMServer says {key} already ran; its result cannot be read: {exc}") from exc
             if stored is None:
                 raise OutcomeUnknownError(f"KKMServer says {key} already ran but no longer has its result")
             answer, status = stored, c.status_of(stored)

@@ -300,3 +300,12 @@ def test_an_error_answer_while_the_last_fd_moved_is_outcome_unknown(misbehaving)
     finally:
         KKT_OK["CheckNumber"] = 5
     assert srv.register_checks == 1
+
+
+def test_a_read_refused_for_an_unnamed_reason_pauses_the_lane_not_the_payment(misbehaving) -> None:
+    srv = misbehaving(_answer({}))
+    host, port = srv.address
+    srv.RequestHandlerClass.do_POST = lambda h: send(  # type: ignore[method-assign]
+        h, 200, json.dumps({"Command": "GetDataKKT", "Status": 2, "Error": "Неизвестная ошибка драйвера"}).encode())
+    with pytest.raises(DeviceStateError, match="Неизвестная"):
+        open_driver(f"kkmserver+http://{host}:{port}?{FAST}").status()
