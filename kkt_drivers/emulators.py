@@ -26,6 +26,7 @@ EMULATORS: dict[str, str] = {
     "emulator": "kkt_drivers.emulator.driver:start_emulator",
     "shtrih": "kkt_drivers.shtrih.server:start_emulator",
     "shtrih-nano": "kkt_drivers.shtrih.server:start_nano_emulator",
+    "kkmserver": "kkt_drivers.kkmserver.server:start_emulator",
 }
 
 
