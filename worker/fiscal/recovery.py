@@ -62,7 +62,7 @@ class Reconciler:
 
         attempt_id = self.ledger.open_attempt(rec.id, register=self.lane, action="reconcile", fd_before=rec.fd_before)
         if self.driver.lookup_by_key:
-            return self._reconcile_by_key(rec, attempt_id, ctx)
+            return self._reconcile_by_key(rec, attempt_id, ctx, status.last_fd_number)
         fd_before = rec.fd_before if rec.fd_before is not None else 0
         last = status.last_fd_number
 
@@ -98,20 +98,39 @@ class Reconciler:
 
         return self._settle(rec, attempt_id, matches, ctx)
 
-    def _reconcile_by_key(self, rec: ReceiptRecord, attempt_id: int, ctx: dict) -> State:
+    def _reconcile_by_key(self, rec: ReceiptRecord, attempt_id: int, ctx: dict, last_fd: int) -> State:
         expected = rec.receipt()
         try:
             doc = self.driver.find_by_key(expected)
         except KktError as exc:  # still processing, or the service cannot be asked: stay "sending"
             raise RegisterUnreachable(describe(exc)) from exc
         if doc is not None and doc.operation is not None and doc.operation != expected.operation:
-            reason = (f"the register's answer for key {expected.tag} is operation {doc.operation}, "
-                      f"expected {expected.operation}")
-            log.error("needs review: %s", reason, extra=ctx)
-            self.ledger.record_final(rec.id, State.NEEDS_REVIEW, attempt_id=attempt_id, error=reason,
-                                     error_class="review")
-            return State.NEEDS_REVIEW
+            return self._review(rec, attempt_id, ctx, f"the register's answer for key {expected.tag} is operation "
+                                                      f"{doc.operation}, expected {expected.operation}")
+        if doc is None and self.driver.reads_documents and rec.fd_before is not None and last_fd > rec.fd_before:
+            # The service does not know our key, but documents were made since the intent. A service
+            # that forgets keys (KKMServer keeps its last 100 commands) must not make us print twice:
+            # look at those documents, and where one cannot be identified, a person decides.
+            found: list[FiscalDocument] = []
+            for number in range(rec.fd_before + 1, min(last_fd, rec.fd_before + self.max_documents) + 1):
+                try:
+                    other = self.driver.document(number)
+                except KktError as exc:
+                    raise RegisterUnreachable(describe(exc)) from exc
+                if other is None or other.tag is None:
+                    return self._review(rec, attempt_id, ctx, f"the service does not know key {expected.tag} and "
+                                        f"document {number}, made since the intent, cannot be identified; "
+                                        "check the register's journal before resending")
+                if other.tag == expected.tag:
+                    found.append(other)
+            return self._settle(rec, attempt_id, found, ctx)
         return self._settle(rec, attempt_id, [doc] if doc is not None else [], ctx)
+
+    def _review(self, rec: ReceiptRecord, attempt_id: int, ctx: dict, reason: str) -> State:
+        log.error("needs review: %s", reason, extra=ctx)
+        self.ledger.record_final(rec.id, State.NEEDS_REVIEW, attempt_id=attempt_id, error=reason,
+                                 error_class="review")
+        return State.NEEDS_REVIEW
 
     def _settle(self, rec: ReceiptRecord, attempt_id: int, matches: list[FiscalDocument], ctx: dict) -> State:
         """Done / queued again / needs review from the documents found carrying *rec*'s tag."""
