@@ -139,6 +139,15 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class CallbackSettings:
+    """Optional: POST each receipt's outcome to the shop (signed with HMAC-SHA256)."""
+
+    url: str | None = None
+    secret_env: str = "KKT_CALLBACK_SECRET"   # the shared secret's environment variable (or ..._FILE)
+    interval_s: float = 2.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole configuration."""
 
@@ -152,6 +161,7 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    callbacks: CallbackSettings = field(default_factory=CallbackSettings)
 
     @property
     def source_url(self) -> str:

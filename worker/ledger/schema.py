@@ -153,3 +153,15 @@ alerts = Table(
     Column("next_try_at", DateTime, nullable=False),
     Column("last_error", Text, nullable=True),
 )
+
+#: shop callbacks: one POST per receipt and final state, retried until the shop answers 2xx
+callbacks = Table(
+    "callbacks", metadata,
+    Column("receipt_id", Integer, ForeignKey("receipts.id"), primary_key=True),
+    Column("state", String(16), primary_key=True),    # done, rejected, needs_review
+    Column("created_at", DateTime, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_try_at", DateTime, nullable=False),
+    Column("delivered_at", DateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+)

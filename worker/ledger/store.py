@@ -3,11 +3,12 @@
 The ledger is the only place the two stages meet: ingest writes payments and planned receipts
 (:mod:`~worker.ledger.ingest_writes`), lanes move receipts through :mod:`worker.ledger.states`
 (:mod:`~worker.ledger.lane_writes`), the CLI reads it (:mod:`~worker.ledger.reads`), operations keep their alerts
-(:mod:`~worker.ledger.ops_writes`). Every state
+(:mod:`~worker.ledger.ops_writes`) and the shop's callbacks (:mod:`~worker.ledger.callback_writes`). Every state
 change is a compare-and-set on the expected state (:mod:`~worker.ledger.base`). Times are naive UTC.
 """
 from __future__ import annotations
 
+from worker.ledger.callback_writes import CallbackWrites
 from worker.ledger.ingest_writes import IngestWrites
 from worker.ledger.lane_writes import LaneWrites
 from worker.ledger.ops_writes import OpsWrites
@@ -26,5 +27,5 @@ __all__ = ["Ledger", "ORPHAN_REFUND_MARK", "Gap", "IngestEntry", "PlannedRow", "
            "SettlementEntry", "utcnow"]
 
 
-class Ledger(IngestWrites, LaneWrites, AdminReads, OpsWrites):
+class Ledger(IngestWrites, LaneWrites, AdminReads, OpsWrites, CallbackWrites):
     """The ledger at one database URL."""
