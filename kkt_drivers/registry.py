@@ -6,6 +6,7 @@ URL grammar (each driver documents its own options in its module header)::
     shtrih+socket://127.0.0.1:7778?password=30&timeout=5
     shtrih+serial:///dev/ttyUSB0?baudrate=115200
     shtrih+rfc2217://host:port
+    atol-online+https://online.atol.ru/possystem/v5?login=…&password_env=ATOL_ONLINE_PASSWORD&group=…&inn=…
 
 Third-party drivers register under the ``kkt_drivers`` entry-point group: the entry point's name
 is the scheme, its value ``module:Class`` whose ``from_url(url)`` builds the driver. Modules are
@@ -27,6 +28,8 @@ BUILTIN_DRIVERS: dict[str, str] = {
     "shtrih+serial": "kkt_drivers.shtrih.driver:ShtrihDriver",
     "shtrih+rfc2217": "kkt_drivers.shtrih.driver:ShtrihDriver",
     "shtrih+spy": "kkt_drivers.shtrih.driver:ShtrihDriver",
+    "atol-online+https": "kkt_drivers.atol_online.driver:AtolOnlineDriver",
+    "atol-online+http": "kkt_drivers.atol_online.driver:AtolOnlineDriver",
 }
 
 ENTRY_POINT_GROUP = "kkt_drivers"
