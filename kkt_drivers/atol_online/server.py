@@ -52,7 +52,7 @@ from kkt_drivers.emulator.model import RegisterModel
 from kkt_drivers.emulators import RunningEmulator
 from kkt_drivers.errors import DeviceStateError, KktError, RejectedError
 from kkt_drivers.receipt import (
-    Item, MeasureUnit, Operation, Payment, PaymentMethod, PaymentSubject, PaymentType, TaxSystem, Vat, money,
+    Item, MeasureUnit, Operation, Payment, PaymentSubject, Vat, money,
     quantity,
 )
 
