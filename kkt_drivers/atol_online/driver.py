@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import ssl
 import time
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -142,7 +143,13 @@ class AtolOnlineDriver(Driver):
     # -- link ------------------------------------------------------------------------------
     def connect(self) -> None:
         if self._client is None:
-            self._client = httpx.Client(base_url=self.base_url, timeout=self.timeout_s, verify=self.verify,
+            verify: bool | ssl.SSLContext = self.verify if isinstance(self.verify, bool) else True
+            if isinstance(self.verify, str):
+                try:
+                    verify = ssl.create_default_context(cafile=self.verify)
+                except (OSError, ssl.SSLError) as exc:
+                    raise DriverConfigError(f"ATOL Online verify={self.verify!r}: {exc}") from exc
+            self._client = httpx.Client(base_url=self.base_url, timeout=self.timeout_s, verify=verify,
                                         headers={"Content-Type": "application/json; charset=utf-8"})
 
     def disconnect(self) -> None:
