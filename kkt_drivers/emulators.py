@@ -26,6 +26,7 @@ EMULATORS: dict[str, str] = {
     "emulator": "kkt_drivers.emulator.driver:start_emulator",
     "shtrih": "kkt_drivers.shtrih.server:start_emulator",
     "atol-online": "kkt_drivers.atol_online.server:start_emulator",
+    "jsontcp": "kkt_drivers.jsontcp.server:start_emulator",
 }
 
 
