@@ -1,4 +1,4 @@
-"""The worker end to end through the cloud-style drivers, each emulator in a process of its own.
+"""The worker end to end through the ATOL Online and jsontcp drivers, each emulator in its own process.
 
 ATOL Online: payments in MariaDB → ``POST sell`` over HTTP to the emulator → report polled → done
 rows; the emulator's register journal is the ground truth. A SIGKILL after the registration was
@@ -130,5 +130,74 @@ def test_service_faults_are_resolved_exactly_once(shop_schema: sa.URL, tmp_path:
             insert_payment(conn, sale_items(1 + i % 3))
     settings, ledger_url = setup(tmp_path, shop_schema, atol_url(port))
     run_cli(settings, "run", "--burst", "--burst-timeout", "180", env=env(), timeout=240)
+    report = check(shop_schema, ledger_url, [state])
+    assert report.ok and report.done == 12, report.summary()
+
+
+# -- the length-prefixed JSON bridge (jsontcp) ---------------------------------------------------
+JSONTCP_ENV = {"JSONTCP_EMULATOR_PASSWORD": "cashier-secret", "JSONTCP_EMULATOR_CONNECTION_PASSWORD": "bridge-secret"}
+
+
+@pytest.fixture
+def jsontcp(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Path, int]]:
+    """The bridge emulator in its own process; extra arguments from the test's `server_args` marker."""
+    port = free_port()
+    state = tmp_path / "jsontcp"
+    marker = request.node.get_closest_marker("server_args")
+    proc = start_server("kkt_drivers.jsontcp.server", state, port, "--seed", "5", *(marker.args if marker else ()))
+    yield state, port
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def jsontcp_url(port: int) -> str:
+    return (f"jsontcp://127.0.0.1:{port}?login=kassa&password_env=JSONTCP_EMULATOR_PASSWORD"
+            "&connection_password_env=JSONTCP_EMULATOR_CONNECTION_PASSWORD&timeout=2&close_timeout=3")
+
+
+def test_sales_and_refund_through_jsontcp(shop_schema: sa.URL, tmp_path: Path, jsontcp) -> None:
+    """Payments in MariaDB → receipts over the JSON bridge → done rows, tags matching the journal."""
+    state, port = jsontcp
+    with sa.create_engine(shop_schema).begin() as conn:
+        sale = insert_payment(conn, sale_items(3, "199.99"))
+        insert_payment(conn, sale_items(2))
+        insert_payment(conn, [dict(sale_items(1, "199.99")[0])], kind="refund", refund_of=sale)
+    settings, ledger_url = setup(tmp_path, shop_schema, jsontcp_url(port))
+    run_cli(settings, "run", "--burst", "--burst-timeout", "60", env=cli_env(**JSONTCP_ENV))
+    report = check(shop_schema, ledger_url, [state])
+    assert report.ok and report.done == 3, report.summary()
+    docs = receipts_by_tag(state)
+    assert docs["R3"][0]["operation"] == 2 and docs["S1"][0]["total"] == "599.97"
+
+
+@pytest.mark.parametrize("point", ["after_close_sent", "after_register_answered"])
+def test_sigkill_after_close_over_jsontcp_then_restart(shop_schema: sa.URL, tmp_path: Path, jsontcp,
+                                                       point: str) -> None:
+    """Kill -9 once close_receipt is on the wire: the restart reads document(n) and finds the tag."""
+    state, port = jsontcp
+    with sa.create_engine(shop_schema).begin() as conn:
+        for _ in range(3):
+            insert_payment(conn, sale_items(2))
+    settings, ledger_url = setup(tmp_path, shop_schema, jsontcp_url(port))
+    crashed = run_cli(settings, "run", "--burst", env=cli_env(KKT_CRASHPOINT=f"{point}:2", **JSONTCP_ENV),
+                      check=False)
+    assert crashed.returncode == -signal.SIGKILL
+    time.sleep(0.5)   # the bridge finishes executing the close it received
+    assert len(receipts_by_tag(state)) == 2
+    run_cli(settings, "run", "--burst", "--burst-timeout", "60", env=cli_env(**JSONTCP_ENV))
+    report = check(shop_schema, ledger_url, [state])
+    assert report.ok and report.done == 3 and report.documents == 3, report.summary()
+
+
+@pytest.mark.server_args("--fault", "lose_reply_after_close=0.15", "--fault", "lose_reply_before_close=0.1",
+                         "--fault", "fail_before_send=0.1", "--fault", "paper_out_mid_receipt=0.03")
+def test_bridge_faults_are_resolved_exactly_once(shop_schema: sa.URL, tmp_path: Path, jsontcp) -> None:
+    """A bridge that drops the link around close_receipt and runs out of paper: all done, once."""
+    state, port = jsontcp
+    with sa.create_engine(shop_schema).begin() as conn:
+        for i in range(12):
+            insert_payment(conn, sale_items(1 + i % 3))
+    settings, ledger_url = setup(tmp_path, shop_schema, jsontcp_url(port))
+    run_cli(settings, "run", "--burst", "--burst-timeout", "180", env=cli_env(**JSONTCP_ENV), timeout=240)
     report = check(shop_schema, ledger_url, [state])
     assert report.ok and report.done == 12, report.summary()
