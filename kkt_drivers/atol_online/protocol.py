@@ -226,6 +226,8 @@ def failure_error(err: ServiceError | None) -> KktError:
             return DeviceStateError(msg, vendor_code=err.vendor_code)
         return OutcomeUnknownError(msg, vendor_code=err.vendor_code)
     if kind == "system":
+        if code in (ERR_TOKEN_UNKNOWN, ERR_TOKEN_EXPIRED):   # refused for the token: nothing accepted
+            return TransientError(msg, vendor_code=err.vendor_code)
         if code in (ERR_BAD_CREDENTIALS, 20, 21):
             return DriverConfigError(msg, vendor_code=err.vendor_code)
         if code in (1, 13, 31, 32, 40, 41):

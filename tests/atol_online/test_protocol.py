@@ -76,7 +76,7 @@ def test_external_id_is_deterministic_per_tag_operation_and_generation() -> None
     ("agent", 1, RejectedError), ("agent", 2, DriverConfigError), ("agent", 3, DeviceStateError),
     ("driver", -3897, RejectedError), ("driver", -3910, DeviceStateError), ("driver", -3822, DeviceStateError),
     ("driver", -21, OutcomeUnknownError), ("driver", -199, OutcomeUnknownError),
-    ("system", 32, RejectedError), ("system", 12, DriverConfigError), ("system", 50, OutcomeUnknownError),
+    ("system", 32, RejectedError), ("system", 12, DriverConfigError), ("system", 11, TransientError), ("system", 50, OutcomeUnknownError),
     ("unknown", 0, OutcomeUnknownError),
 ])
 def test_failure_classes(kind: str, code: int, cls: type) -> None:
