@@ -8,6 +8,7 @@ uuid → report), never registering it twice.
 """
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
 import subprocess
@@ -96,6 +97,29 @@ def test_sales_and_refund_through_atol_online(shop_schema: sa.URL, tmp_path: Pat
     assert docs["R3"][0]["operation"] == 2 and docs["S1"][0]["total"] == "599.97"
     assert docs["S1"][0]["requisites"]["1008"] == "buyer@example.ru"
     assert docs["S1"][0]["requisites"]["1187"] == "https://shop.example.ru"
+
+
+def test_https_with_a_self_signed_certificate(shop_schema: sa.URL, tmp_path: Path) -> None:
+    """The emulator on HTTPS (a certificate made by openssl now), the worker verifying it against that CA."""
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl binary to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    port, state = free_port(), tmp_path / "atol-online-tls"
+    proc = start_server("kkt_drivers.atol_online.server", state, port, "--certfile", str(cert), "--keyfile", str(key))
+    try:
+        with sa.create_engine(shop_schema).begin() as conn:
+            insert_payment(conn, sale_items(2))
+        url = atol_url(port).replace("atol-online+http://", "atol-online+https://") + f"&verify={cert}"
+        settings, ledger_url = setup(tmp_path, shop_schema, url)
+        run_cli(settings, "run", "--burst", "--burst-timeout", "60", env=env())
+        report = check(shop_schema, ledger_url, [state])
+        assert report.ok and report.done == 1 and report.documents == 1, report.summary()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 @pytest.mark.parametrize("point", ["after_close_sent", "after_register_answered"])
