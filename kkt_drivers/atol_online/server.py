@@ -72,6 +72,8 @@ TOKEN_TTL_S = 24 * 3600
 #: how often the background worker looks for due requests
 PROCESS_TICK_S = 0.05
 MAX_BODY_BYTES = 1 << 20
+#: internal status of a request being fiscalized (reported as "wait")
+STATUS_PROCESSING = "processing"
 
 _OPERATIONS = {
     "sell": (Operation.SALE, False), "sell_refund": (Operation.SALE_REFUND, False),
@@ -134,6 +136,10 @@ class AtolOnlineService:
         self._lock = threading.RLock()
         self._tokens: dict[str, float] = {}
         self._requests: dict[str, dict[str, Any]] = self._load()
+        for r in self._requests.values():
+            if r["status"] == STATUS_PROCESSING:
+                self._recover(r)
+        self._save()
 
     # -- persistence ----------------------------------------------------------------------
     def _load(self) -> dict[str, dict[str, Any]]:
@@ -150,6 +156,21 @@ class AtolOnlineService:
             if self._fsync:
                 os.fsync(f.fileno())
         os.replace(tmp, self._path)
+
+    def _recover(self, r: dict[str, Any]) -> None:
+        """A request cut by a crash of the emulator mid-fiscalization: find its document or redo it.
+
+        The service reconciles its own register the way our worker does: by the 1192 tag and total.
+        """
+        claimed = {x["payload"]["fiscal_document_number"] for x in self._requests.values() if x.get("payload")}
+        tag, total = r["body"].get("additional_check_props"), money(Decimal(str(r["body"].get("total", 0))))
+        for doc in self.model.documents():
+            if (doc["kind"] in ("receipt", "correction") and doc["fd"] not in claimed and tag
+                    and doc.get("tag") == tag and money(Decimal(doc["total"])) == total):
+                r.update(status=p.STATUS_DONE, error=None, payload=_payload(doc))
+                return
+        self.model.cancel_receipt()
+        r["status"] = p.STATUS_WAIT
 
     def requests(self) -> list[dict[str, Any]]:
         """Every accepted request (tests compare with the model's journal)."""
@@ -196,7 +217,8 @@ class AtolOnlineService:
             if known is not None:
                 raise ApiError(409, p.ERR_DUPLICATE,  # GUESS: HTTP 409 (the sources show only the body)
                                f'В системе существует чек с external_id : "{ext}" и group_code: "{self.group}"',
-                               uuid=known["uuid"], status=known["status"])
+                               uuid=known["uuid"],
+                               status=p.STATUS_WAIT if known["status"] == STATUS_PROCESSING else known["status"])
             doc = body.get("correction" if correction else "receipt")
             problem = _validate(doc, correction)
             if problem:
@@ -216,7 +238,8 @@ class AtolOnlineService:
             r = self._requests.get(rid)
             if r is None:
                 raise ApiError(400, p.ERR_REPORT_NOT_FOUND, "Состояние чека не найдено. Попробуйте позднее")
-            return {"uuid": rid, "status": r["status"], "error": r["error"], "payload": r["payload"],
+            status = p.STATUS_WAIT if r["status"] == STATUS_PROCESSING else r["status"]
+            return {"uuid": rid, "status": status, "error": r["error"], "payload": r["payload"],
                     "timestamp": _now(), "group_code": self.group, "daemon_code": "emulator",
                     "device_code": self.model.serial, "external_id": r["external_id"],
                     "callback_url": r["callback_url"]}
@@ -228,6 +251,8 @@ class AtolOnlineService:
             due = [r for r in self._requests.values()
                    if r["status"] == p.STATUS_WAIT and time.time() * 1000 - r["accepted_ms"] >= self.done_delay_s * 1000]
             for r in sorted(due, key=lambda r: r["accepted_ms"]):
+                r["status"] = STATUS_PROCESSING   # durable before the register is touched
+                self._save()
                 self._fiscalize(r)
                 self._save()
 
@@ -283,13 +308,18 @@ class AtolOnlineService:
         except (RejectedError, KeyError, ValueError, TypeError, InvalidOperation) as exc:
             r.update(status=p.STATUS_FAIL, error=_err(1, f"Документ некорректен: {exc}", "agent"))
             return
-        r.update(status=p.STATUS_DONE, error=None, payload={
-            "fiscal_receipt_number": written["receipt_no"], "shift_number": written["shift"],
-            "receipt_datetime": dt.datetime.fromisoformat(written["dt"]).strftime(p.DATETIME_FORMAT),
-            "total": Decimal(written["total"]), "fn_number": written["fn"], "ecr_registration_number": "0000000001000001",
-            "fiscal_document_number": written["fd"], "fiscal_document_attribute": written["fp"],
-            "fns_site": "www.nalog.gov.ru",
-        })
+        r.update(status=p.STATUS_DONE, error=None, payload=_payload(written))
+
+
+def _payload(doc: dict[str, Any]) -> dict[str, Any]:
+    """The report payload of a journal document."""
+    return {
+        "fiscal_receipt_number": doc["receipt_no"], "shift_number": doc["shift"],
+        "receipt_datetime": dt.datetime.fromisoformat(doc["dt"]).strftime(p.DATETIME_FORMAT),
+        "total": Decimal(doc["total"]), "fn_number": doc["fn"], "ecr_registration_number": "0000000001000001",
+        "fiscal_document_number": doc["fd"], "fiscal_document_attribute": doc["fp"],
+        "fns_site": "www.nalog.gov.ru",
+    }
 
 
 def _err(code: int, text: str, kind: str) -> dict[str, Any]:

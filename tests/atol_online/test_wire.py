@@ -166,3 +166,26 @@ def test_https_with_a_self_signed_certificate(make_service: Callable[..., Runnin
     assert wait_done(api, ans["uuid"])["status"] == "done"
     with pytest.raises(ssl.SSLError):   # an unverified client is refused by its own TLS stack
         Api(emu, ssl.create_default_context()).login()
+
+
+def test_emulator_restart_mid_fiscalization_never_duplicates(make_service: Callable[..., RunningEmulator],
+                                                              tmp_path) -> None:
+    """A crash of the service between writing the document and saving the request's result: on restart
+    it finds the document by its 1192 tag and total instead of fiscalizing again."""
+    from kkt_drivers.atol_online import protocol as p
+    from kkt_drivers.atol_online.server import AtolOnlineService, parse_faults
+
+    emu = make_service()
+    api = Api(emu)
+    api.login()
+    _, ans = api.call("POST", "emulator-group/sell", SELL)
+    done = wait_done(api, ans["uuid"])
+    emu.stop()
+    table = emu.server.service._path
+    rows = p.loads(table.read_bytes())
+    rows[ans["uuid"]].update(status="processing", payload=None)   # as if cut right after the close
+    table.write_bytes(p.dumps(rows))
+    again = AtolOnlineService(str(table.parent), faults=parse_faults({}), fsync=False)
+    (row,) = again.requests()
+    assert row["status"] == "done" and row["payload"]["fiscal_document_number"] == done["payload"]["fiscal_document_number"]
+    assert len([d for d in again.model.documents() if d["kind"] == "receipt"]) == 1
