@@ -443,6 +443,10 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     service: AtolOnlineService
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client that fails the TLS handshake or vanishes is the client's problem, not a crash
+        log.info("ATOL Online emulator: connection from %s ended with an error", client_address, exc_info=True)
+
 
 class AtolOnlineEmulatorServer:
     """The emulator in background threads: HTTP(S) on *host:port* and the fiscalizing worker."""
@@ -458,7 +462,8 @@ class AtolOnlineEmulatorServer:
         if certfile:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(certfile, keyfile)
-            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            # the handshake runs in the request thread, so a silent client cannot stall the accept loop
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
