@@ -103,7 +103,9 @@ def receipt_body(receipt: Receipt, company: Company, ext_id: str, *, now: dt.dat
         raise DriverConfigError("ATOL Online needs the shop's e-mail (URL option 'email' or receipts.company_email)")
     doc: dict[str, Any] = {
         "company": {"email": email, "sno": TAX_SYSTEMS[receipt.tax_system], "inn": company.inn,
-                    "payment_address": receipt.settlement_place or company.payment_address},
+                    # the group's registers are registered with this address (agent error 2 otherwise), so
+                    # the register's own setting wins over the receipt's settlement place
+                    "payment_address": company.payment_address},
         "items": [{
             "name": it.name, "price": it.price, "quantity": it.quantity, "measure": int(it.measure_unit),
             "sum": it.amount, "payment_method": PAYMENT_METHODS[it.payment_method],

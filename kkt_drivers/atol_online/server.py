@@ -260,7 +260,7 @@ class AtolOnlineService:
         op, is_corr = _OPERATIONS[r["operation"]]
         doc = r["body"]
         company = doc.get("company") or {}
-        if company.get("inn") != self.inn:
+        if company.get("inn") != self.inn or company.get("payment_address") != self.payment_address:
             r.update(status=p.STATUS_FAIL,
                      error=_err(2, "ККТ зарегистрирована с другим ИНН или адресом расчёта", "agent"))
             return

@@ -9,7 +9,7 @@ import pytest
 from kkt_drivers.atol_online.driver import AtolOnlineDriver, ServiceManagedError
 from kkt_drivers.atol_online.server import parse_faults
 from kkt_drivers.emulators import RunningEmulator
-from kkt_drivers.errors import DeviceStateError, OutcomeUnknownError, TransientError
+from kkt_drivers.errors import DeviceStateError, DriverConfigError, OutcomeUnknownError, TransientError
 from kkt_drivers.registry import open_driver
 from tests.atol_online.test_protocol import sale
 
@@ -107,3 +107,13 @@ def test_https_verified_against_the_test_certificate(make_service: Callable[...,
     with pytest.raises(TransientError):
         unverified.fiscalize(sale("TLS2"))
     assert [d["tag"] for d in receipts(emu)] == ["TLS1"]
+
+
+def test_company_mismatch_fails_as_a_config_error(make_service: Callable[..., RunningEmulator]) -> None:
+    """A group registered with another payment address: agent error 2 → config (stop the lane), nothing made."""
+    emu = make_service()
+    drv = open_driver(emu.test_url.replace("payment_address=https%3A%2F%2Fshop.example.ru",
+                                           "payment_address=https%3A%2F%2Fother.example.ru"))
+    with pytest.raises(DriverConfigError) as e:
+        drv.fiscalize(sale("CFG1"))
+    assert e.value.vendor_code == "agent:2" and receipts(emu) == []
