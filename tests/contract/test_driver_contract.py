@@ -17,7 +17,7 @@ from kkt_drivers.base import Driver
 from kkt_drivers.emulator.model import RegisterModel
 from kkt_drivers.errors import DeviceStateError, OutcomeUnknownError, TransientError
 from kkt_drivers.receipt import (
-    Correction, DocumentKind, FiscalDocument, Item, Operation, Payment, PaymentType, Receipt, TaxSystem, Vat,
+    Correction, DocumentKind, Item, Operation, Payment, PaymentType, Receipt, TaxSystem, Vat,
 )
 from kkt_drivers.emulators import emulator_names, start_emulator
 from kkt_drivers.registry import open_driver
@@ -69,6 +69,10 @@ def receipt(tag: str, operation: Operation = Operation.SALE) -> Receipt:
 
 def receipts(model: RegisterModel) -> list[dict]:
     return [d for d in model.documents() if d["kind"] == "receipt"]
+
+
+# (imported here, apart from the block above, to keep this addition a separate hunk for the merge)
+from kkt_drivers.receipt import FiscalDocument  # noqa: E402
 
 
 def device_only(reg: Register, why: str) -> None:
