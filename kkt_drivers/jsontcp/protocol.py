@@ -26,8 +26,7 @@ MAX_FRAME_BYTES = 1 << 20
 CLASS_PROTOCOL = "protocol"      # bad frame or message: the session ends
 CLASS_AUTH = "auth"              # login refused / no session: the session ends
 CLASS_DEVICE = "device"          # the register cannot work now (``error.condition`` says why)
-CLASS_REJECTED = "rejected"      # the data is refused; repeating cannot help
-CLASS_UNKNOWN_COMMAND = "unknown_command"
+CLASS_REJECTED = "rejected"      # the data is refused (or the command unknown); repeating cannot help
 
 COMMANDS = ("login", "logout", "status", "open_shift", "close_shift", "x_report", "open_receipt", "add_item",
             "add_requisite", "close_receipt", "cancel_receipt", "last_document", "document")
