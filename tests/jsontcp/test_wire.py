@@ -135,3 +135,17 @@ def test_first_frame_must_be_login(emu: RunningEmulator) -> None:
     sock.sendall(frame(b'{"id":1,"cmd":"status"}'))
     ans = read(sock)
     assert ans["error"]["class"] == "auth" and ans["error"]["code"] == 2 and closed(sock)
+
+
+def test_refusals_keep_the_session(emu: RunningEmulator) -> None:
+    sock, key = session(emu)
+    err = call(sock, key, 2, '{"cmd":"teleport"}')["error"]
+    assert (err["class"], err["code"]) == ("rejected", 20) and "teleport" in err["message"]
+    assert call(sock, key, 3, '{"cmd":"open_shift","cashier":null}')["ok"]
+    assert call(sock, key, 4, '{"cmd":"open_receipt","operation":1,"correction":null}')["ok"]
+    bad = call(sock, key, 5, '{"cmd":"add_item","item":{"name":"Чай","price":"150.50","quantity":"2",'
+                             '"amount":"300.00","vat":"vat22"}}')
+    assert bad["error"]["class"] == "rejected"             # amount != price × quantity
+    assert call(sock, key, 6, '{"cmd":"add_item","item":{"price":"1"}}')["error"]["code"] == 21
+    assert call(sock, key, 7, '{"cmd":"cancel_receipt"}')["result"] == {"cancelled": True}
+    assert call(sock, key, 8, '{"cmd":"status"}')["result"]["receipt_open"] is False
