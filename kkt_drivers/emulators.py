@@ -27,6 +27,8 @@ EMULATORS: dict[str, str] = {
     "shtrih": "kkt_drivers.shtrih.server:start_emulator",
     "shtrih-nano": "kkt_drivers.shtrih.server:start_nano_emulator",
     "kkmserver": "kkt_drivers.kkmserver.server:start_emulator",
+    "atol-online": "kkt_drivers.atol_online.server:start_emulator",
+    "jsontcp": "kkt_drivers.jsontcp.server:start_emulator",
 }
 
 

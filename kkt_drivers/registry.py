@@ -7,6 +7,8 @@ URL grammar (each driver documents its own options in its module header)::
     shtrih+serial:///dev/ttyUSB0?baudrate=115200
     shtrih+rfc2217://host:port
     kkmserver+http://127.0.0.1:5893?num_device=1&password_env=KKT_KKM_PASSWORD
+    atol-online+https://online.atol.ru/possystem/v5?login=…&password_env=ATOL_ONLINE_PASSWORD&group=…&inn=…
+    jsontcp://127.0.0.1:7790?login=kassa&password_env=KASSA_PASSWORD&connection_password_env=KASSA_CONN
 
 Third-party drivers register under the ``kkt_drivers`` entry-point group: the entry point's name
 is the scheme, its value ``module:Class`` whose ``from_url(url)`` builds the driver. Modules are
@@ -30,6 +32,9 @@ BUILTIN_DRIVERS: dict[str, str] = {
     "shtrih+spy": "kkt_drivers.shtrih.driver:ShtrihDriver",
     "kkmserver+http": "kkt_drivers.kkmserver.driver:KkmServerDriver",
     "kkmserver+https": "kkt_drivers.kkmserver.driver:KkmServerDriver",
+    "atol-online+https": "kkt_drivers.atol_online.driver:AtolOnlineDriver",
+    "atol-online+http": "kkt_drivers.atol_online.driver:AtolOnlineDriver",
+    "jsontcp": "kkt_drivers.jsontcp.driver:JsonTcpDriver",
 }
 
 ENTRY_POINT_GROUP = "kkt_drivers"
