@@ -25,6 +25,7 @@ from kkt_drivers.errors import DriverConfigError
 EMULATORS: dict[str, str] = {
     "emulator": "kkt_drivers.emulator.driver:start_emulator",
     "shtrih": "kkt_drivers.shtrih.server:start_emulator",
+    "atol": "kkt_drivers.atol.server:start_emulator",
 }
 
 

@@ -27,6 +27,7 @@ BUILTIN_DRIVERS: dict[str, str] = {
     "shtrih+serial": "kkt_drivers.shtrih.driver:ShtrihDriver",
     "shtrih+rfc2217": "kkt_drivers.shtrih.driver:ShtrihDriver",
     "shtrih+spy": "kkt_drivers.shtrih.driver:ShtrihDriver",
+    "atol+http": "kkt_drivers.atol.driver:AtolDriver", "atol+https": "kkt_drivers.atol.driver:AtolDriver", "atol+libfptr": "kkt_drivers.atol.driver:AtolDriver",
 }
 
 ENTRY_POINT_GROUP = "kkt_drivers"
