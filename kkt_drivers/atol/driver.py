@@ -191,11 +191,7 @@ class AtolDriver(Driver):
         task = t.receipt_task(receipt)
         tr = self.transport
         if isinstance(tr, LibFptrTransport):
-            self._step("receipt_opened")
-            self._step("close_sent")
-            res = tr.process(task, fiscal=True)
-            self._step("register_answered")
-            return _receipt_document(res, receipt)
+            return self._fiscalize_direct(tr, receipt, task)
         self._step("receipt_opened")
         uuid = self._submit(tr, receipt, task)
         self._step("close_sent")
@@ -204,6 +200,37 @@ class AtolDriver(Driver):
         doc = _receipt_document(res, receipt)
         self._step("register_answered")
         return doc
+
+    def _fiscalize_direct(self, tr: LibFptrTransport, receipt: Receipt, task: dict[str, Any]) -> FiscalDocument:
+        """processJson on this host. No service blocks and re-reads the FD counter for us, so we do
+        what Web Requests does: read it before, and after a failure tell "refused" from "made"."""
+        fd_before = self._last_fd(tr)
+        self._step("receipt_opened")
+        self._step("close_sent")
+        try:
+            res = tr.process(task, fiscal=True)
+        except OutcomeUnknownError:
+            raise
+        except KktError as exc:
+            try:
+                fd_after = self._last_fd(tr)
+            except KktError:
+                raise OutcomeUnknownError(f"{exc} — and the FD counter cannot be read to tell whether the "
+                                          "document was made", vendor_code=exc.vendor_code) from exc
+            if fd_after != fd_before:
+                raise OutcomeUnknownError(f"{exc} — but the FD counter moved from {fd_before} to {fd_after}",
+                                          vendor_code=exc.vendor_code) from exc
+            raise
+        self._step("register_answered")
+        return _receipt_document(res, receipt)
+
+    @staticmethod
+    def _last_fd(tr: LibFptrTransport) -> int:
+        res = tr.process({"type": "getFnStatus"}, fiscal=False)
+        try:
+            return t.last_fd_number(res)
+        except t.AnswerError as exc:
+            raise TransientError(f"getFnStatus: {exc}") from exc
 
     def _submit(self, tr: WebRequestsTransport, receipt: Receipt, task: dict[str, Any]) -> str:
         """POST under the receipt's current uuid; a known uuid is read, never sent again."""

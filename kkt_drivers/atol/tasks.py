@@ -283,6 +283,11 @@ def document_from_fn_document(result: Any, fn_serial: str) -> FiscalDocument:
     )
 
 
+def last_fd_number(fn_status: Any) -> int:
+    """The FN's last FD number from a ``getFnStatus`` result."""
+    return _int(fn_status, "fnStatus.fiscalDocumentNumber")
+
+
 def device_status(shift: Any, fn_status: Any, fn_info: Any, device: Any) -> DeviceStatus:
     """Our :class:`DeviceStatus` from getShiftStatus / getFnStatus / getFnInfo / getDeviceStatus."""
     st = field(shift, "shiftStatus")
