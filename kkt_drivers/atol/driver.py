@@ -26,6 +26,7 @@ outcome is open. Hence :attr:`lookup_by_key` and :meth:`find_by_key`.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 import uuid as uuidlib
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -132,34 +133,57 @@ class AtolDriver(Driver):
         self.transport.close()
 
     # -- running tasks -----------------------------------------------------------------------
-    def _run(self, tasks: list[dict[str, Any]], *, fiscal: bool = False) -> list[dict[str, Any]]:
-        """Run *tasks* as one request (not keyed by us); their results, or the classified error."""
+    def _run(self, tasks: list[dict[str, Any]], *, fiscal: bool = False,
+             optional: int = 0) -> list[dict[str, Any] | None]:
+        """Run *tasks* as one request (not keyed by us); their results, or the classified error.
+
+        The last *optional* tasks may fail (firmware without them): their result is then None.
+        """
         tr = self.transport
+        required = len(tasks) - optional
         if isinstance(tr, LibFptrTransport):
-            return [tr.process(task, fiscal=fiscal) for task in tasks]
+            out: list[dict[str, Any] | None] = []
+            for n, task in enumerate(tasks):
+                try:
+                    out.append(tr.process(task, fiscal=fiscal))
+                except (TransientError, OutcomeUnknownError):
+                    raise
+                except KktError:
+                    if n < required:
+                        raise
+                    out.append(None)
+            return out
         uuid = str(uuidlib.uuid4())
         tr.post(uuid, tasks, fiscal=fiscal)
         results = tr.wait(uuid, self.fiscal_timeout_s if fiscal else self.status_timeout_s, fiscal=fiscal)
-        return _outcome(results, tasks, fiscal=fiscal)
+        if len(results) != len(tasks):
+            raise TransientError(f"ATOL answered {len(results)} results for {len(tasks)} tasks")
+        head: list[dict[str, Any] | None] = list(_outcome(results[:required], tasks[:required], fiscal=fiscal))
+        for task, r in zip(tasks[required:], results[required:]):
+            head.append((r.get("result") or {}) if r["status"] == c.READY else None)
+        return head
 
     def status(self) -> DeviceStatus:
         """Shift, FN (serial, last FD), device and OFD state in one request."""
-        shift, fn_status, fn_info, device, ofd = self._run([{"type": k} for k in STATUS_TASKS])
+        # the OFD exchange status is optional: a firmware without it must not hide the rest
+        shift, fn_status, fn_info, device, ofd = self._run([{"type": k} for k in STATUS_TASKS], optional=1)
         try:
             st = t.device_status(shift, fn_status, fn_info, device)
+            unsent = t.unsent_documents(ofd) if ofd is not None else None
         except t.AnswerError as exc:
             raise TransientError(f"ATOL status answer is malformed: {exc}") from exc
         self._fn_serial = st.fn_serial
-        unsent = (ofd.get("status") or {}).get("notSentCount", 0) if isinstance(ofd, dict) else 0
-        return DeviceStatus(**{**st.__dict__, "unsent_documents": int(unsent)})
+        if unsent is None:
+            return replace(st, extra={"ofd_exchange": "unknown"})
+        return replace(st, unsent_documents=unsent)
 
     def open_shift(self, cashier: str | None = None) -> FiscalDocument:
         (res,) = self._run([t.shift_task("openShift", cashier)], fiscal=True)
-        return _document(res, DocumentKind.OPEN_SHIFT)
+        return _document(res or {}, DocumentKind.OPEN_SHIFT)
 
     def close_shift(self, cashier: str | None = None) -> FiscalDocument:
         (res,) = self._run([t.shift_task("closeShift", cashier)], fiscal=True)
-        return _document(res, DocumentKind.CLOSE_SHIFT)
+        return _document(res or {}, DocumentKind.CLOSE_SHIFT)
 
     def x_report(self) -> None:
         self._run([{"type": "reportX"}])
@@ -182,7 +206,7 @@ class AtolDriver(Driver):
                 return None
             raise
         try:
-            return t.document_from_fn_document(res, self._fn_serial)
+            return t.document_from_fn_document(res or {}, self._fn_serial)
         except t.AnswerError as exc:
             raise TransientError(f"getFnDocument {fd_number}: {exc}") from exc
 

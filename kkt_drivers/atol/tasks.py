@@ -288,6 +288,11 @@ def last_fd_number(fn_status: Any) -> int:
     return _int(fn_status, "fnStatus.fiscalDocumentNumber")
 
 
+def unsent_documents(ofd: Any) -> int:
+    """Documents the OFD has not confirmed, from an ``ofdExchangeStatus`` result."""
+    return _int(ofd, "status.notSentCount")
+
+
 def device_status(shift: Any, fn_status: Any, fn_info: Any, device: Any) -> DeviceStatus:
     """Our :class:`DeviceStatus` from getShiftStatus / getFnStatus / getFnInfo / getDeviceStatus."""
     st = field(shift, "shiftStatus")

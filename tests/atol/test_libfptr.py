@@ -119,3 +119,13 @@ def test_not_a_libfptr(tmp_path: Path) -> None:
         open_driver(f"atol+libfptr://{tmp_path}/missing.so").status()
     with pytest.raises(DriverConfigError, match="libfptr_create"):
         open_driver("atol+libfptr:///lib/x86_64-linux-gnu/libc.so.6").status()
+
+
+def test_status_without_ofd_exchange_status(libfptr: Path, fptr_log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A firmware that refuses ofdExchangeStatus still reports shift, FN and FD; the OFD part is unknown."""
+    answer(monkeypatch, "getShiftStatus", {"shiftStatus": {"state": "closed", "number": 3}})
+    answer(monkeypatch, "getFnInfo", {"fnInfo": {"serial": "9999078900012345"}})
+    answer(monkeypatch, "getDeviceStatus", {"deviceStatus": {"paperPresent": False}})
+    monkeypatch.setenv("FAKE_FPTR_ERROR_ofdExchangeStatus", "11")
+    st = open_driver(f"atol+libfptr://{libfptr}").status()
+    assert (st.last_fd_number, st.shift_open, st.paper_ok, st.extra) == (76, False, False, {"ofd_exchange": "unknown"})
