@@ -169,3 +169,10 @@ def test_unreachable_service_is_transient() -> None:
     with pytest.raises(TransientError) as e:
         drv.fiscalize(sample_receipt())
     assert not isinstance(e.value, OutcomeUnknownError)
+
+
+def test_url_builds_the_service_address() -> None:
+    drv = open_driver("atol+https://kassa.local:8443/api/v2/?verify=0&device_id=k2")
+    tr = drv.transport
+    assert (tr.base_url, tr.verify, tr.device_id, tr.auth) == ("https://kassa.local:8443/api/v2", False, "k2", None)
+    assert open_driver("atol+http://10.0.0.20").transport.base_url == "http://10.0.0.20:16732/api/v2"

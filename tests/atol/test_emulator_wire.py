@@ -175,3 +175,26 @@ def test_malformed_requests_are_400(atol_server) -> None:
     assert post(srv, "not json").status_code == 400
     assert post(srv, '{"request": [{"type": "getFnStatus"}]}').status_code == 400
     assert HTTP.post(base_url(srv) + "/requests?deviceID=nope", content=b'{"uuid":"x","request":[{}]}').status_code == 404
+
+
+def test_a_block_survives_a_service_restart(atol_server) -> None:
+    """Blocked when the service stops: after its restart the FD counter still decides (ready here)."""
+    srv = atol_server(faults={"lose_reply_after_close": "first:1"}, block_s=60)
+    open_shift(srv)
+    post(srv, SELL % "h1")
+    assert result(srv, "h1").json()["results"][0]["status"] == "blocked"
+    srv.stop()
+    again = atol_server(block_s=60)
+    res = result(again, "h1").json()["results"][0]
+    assert res["status"] == "ready" and res["result"]["fiscalParams"]["fiscalDocumentNumber"] == 2
+    assert post(again, SELL % "h2").status_code == 201 and result(again, "h2").json()["results"][0]["status"] == "ready"
+    assert [d["tag"] for d in again.model.documents() if d["kind"] == "receipt"] == ["WIRE-1", "WIRE-1"]
+
+
+def test_results_are_purged_after_the_retention(atol_server) -> None:
+    """A finished request is forgotten after retention_s: its uuid answers 404 again."""
+    srv = atol_server(retention_s=0.3)
+    post(srv, '{"uuid": "i1", "request": [{"type": "getFnStatus"}]}')
+    assert result(srv, "i1").status_code == 200
+    time.sleep(0.5)
+    assert HTTP.get(f"{base_url(srv)}/requests/i1").status_code == 404
