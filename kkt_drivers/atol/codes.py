@@ -67,6 +67,14 @@ def vendor(code: int, description: str) -> str:
     return f"ATOL {code} {description}".strip()
 
 
+def code_of(exc: KktError) -> int | None:
+    """The ATOL error code an error of ours was made from (via its ``vendor_code``), if any."""
+    parts = (exc.vendor_code or "").split(" ")
+    if len(parts) >= 2 and parts[0] == "ATOL" and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
 def error_for(code: int, description: str, *, task: str) -> KktError:
     """The error class for a task that ended with status ``error`` and this code."""
     v = vendor(code, description)

@@ -157,7 +157,8 @@ class AtolDriver(Driver):
         tr.post(uuid, tasks, fiscal=fiscal)
         results = tr.wait(uuid, self.fiscal_timeout_s if fiscal else self.status_timeout_s, fiscal=fiscal)
         if len(results) != len(tasks):
-            raise TransientError(f"ATOL answered {len(results)} results for {len(tasks)} tasks")
+            what = f"ATOL answered {len(results)} results for {len(tasks)} tasks"
+            raise OutcomeUnknownError(what) if fiscal else TransientError(what)
         head: list[dict[str, Any] | None] = list(_outcome(results[:required], tasks[:required], fiscal=fiscal))
         for task, r in zip(tasks[required:], results[required:]):
             head.append((r.get("result") or {}) if r["status"] == c.READY else None)
@@ -192,7 +193,7 @@ class AtolDriver(Driver):
         try:
             self._run([{"type": "cancelReceipt"}])
         except KktError as exc:
-            if c.vendor(c.DENIED_IN_CLOSED_RECEIPT, "") not in (exc.vendor_code or ""):
+            if c.code_of(exc) != c.DENIED_IN_CLOSED_RECEIPT:
                 raise  # "receipt closed" means there was nothing to cancel
 
     def continue_print(self) -> None:
@@ -202,8 +203,8 @@ class AtolDriver(Driver):
         try:
             (res,) = self._run([t.fn_document_task(fd_number)])
         except KktError as exc:
-            if (exc.vendor_code or "").startswith(f"ATOL {c.FN_NO_MORE_DATA} "):
-                return None
+            if c.code_of(exc) == c.FN_NO_MORE_DATA:
+                return None  # no such document in the FN
             raise
         try:
             return t.document_from_fn_document(res or {}, self._fn_serial)

@@ -134,3 +134,17 @@ def test_fn_document_tlv_gives_our_tag() -> None:
     answer["documentTLV"]["fiscalDocumentType"] = "registration"
     with pytest.raises(t.AnswerError):
         t.document_from_fn_document(answer, "")
+
+
+def test_error_codes_classify_and_are_recoverable_from_the_error() -> None:
+    from kkt_drivers.atol import codes as c
+    from kkt_drivers.errors import DeviceStateError, OutcomeUnknownError, RejectedError, TransientError
+
+    cases = {2: TransientError, 44: DeviceStateError, 68: DeviceStateError, 141: DeviceStateError,
+             73: DeviceStateError, 82: DeviceStateError, 118: DeviceStateError, 177: OutcomeUnknownError,
+             227: RejectedError, 999: RejectedError}
+    for code, cls in cases.items():
+        err = c.error_for(code, "", task="sell")
+        assert type(err) is cls and c.code_of(err) == code
+    assert c.error_for(44, "Нет бумаги", task="sell").condition == DeviceStateError.COND_PAPER_OUT
+    assert c.error_for(141, "", task="sell").condition == DeviceStateError.COND_SHIFT_EXPIRED
