@@ -223,6 +223,10 @@ class AtolDriver(Driver):
         results = tr.wait(uuid, self.fiscal_timeout_s, fiscal=True)
         (res,) = _outcome(results, [task], fiscal=True)
         doc = _receipt_document(res, receipt)
+        if doc.total != receipt.total:
+            # the uuid's request was another receipt with our tag (e.g. changed since): never take it as ours
+            raise OutcomeUnknownError(f"request {uuid} made FD {doc.fd_number} with total {doc.total}, "
+                                      f"this receipt's total is {receipt.total}")
         self._step("register_answered")
         return doc
 

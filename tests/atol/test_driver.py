@@ -176,3 +176,21 @@ def test_url_builds_the_service_address() -> None:
     tr = drv.transport
     assert (tr.base_url, tr.verify, tr.device_id, tr.auth) == ("https://kassa.local:8443/api/v2", False, "k2", None)
     assert open_driver("atol+http://10.0.0.20").transport.base_url == "http://10.0.0.20:16732/api/v2"
+
+
+def test_same_tag_other_total_is_not_taken_as_ours(atol_server) -> None:
+    """A receipt whose uuid already holds a document with another total: unknown (recovery reviews it)."""
+    from dataclasses import replace as dc_replace
+
+    from kkt_drivers.receipt import Item, Payment, PaymentType, Vat
+
+    srv = atol_server()
+    drv = connected(driver_url(srv))
+    drv.open_shift()
+    drv.fiscalize(sample_receipt("order-t"))
+    changed = dc_replace(sample_receipt("order-t"),
+                         items=(Item("Книга", Decimal("450.00"), Decimal("1"), Decimal("450.00"), Vat.NONE),),
+                         payments=(Payment(PaymentType.ELECTRONIC, Decimal("450.00")),))
+    with pytest.raises(OutcomeUnknownError, match="total"):
+        drv.fiscalize(changed)
+    assert len(receipts(srv)) == 1
