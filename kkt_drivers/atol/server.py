@@ -219,6 +219,8 @@ def main(argv: list[str] | None = None) -> None:
     users = {}
     for spec in args.user:
         name, _, env = spec.partition(":")
+        if not name or env not in os.environ:
+            ap.error(f"--user {spec}: use NAME:PASSWORD_ENV with the variable set")
         users[name] = os.environ[env]
     logging.basicConfig(level=logging.INFO)
     server = AtolEmulatorServer(args.state_dir, args.host, args.port, faults_options=faults, seed=args.seed,

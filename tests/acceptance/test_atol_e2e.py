@@ -58,11 +58,11 @@ def atol(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Path,
     proc.wait(timeout=10)
 
 
-def setup(tmp_path: Path, shop: sa.URL, port: int) -> tuple[Path, str]:
+def setup(tmp_path: Path, shop: sa.URL, port: int, options: str = DRIVER_OPTIONS) -> tuple[Path, str]:
     ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
     settings = write_settings(tmp_path / "settings.yaml", source_url=shop.render_as_string(hide_password=False),
                               ledger_url=ledger_url,
-                              registers=[("atol1", f"atol+http://127.0.0.1:{port}?{DRIVER_OPTIONS}")])
+                              registers=[("atol1", f"atol+http://127.0.0.1:{port}?{options}")])
     run_cli(settings, "migrate", env=worker_env())
     return settings, ledger_url
 
@@ -162,3 +162,19 @@ def test_register_and_link_faults_are_resolved_exactly_once(shop_schema: sa.URL,
     run_cli(settings, "run", "--burst", "--burst-timeout", "240", timeout=300, env=worker_env())
     report = check(shop_schema, ledger_url, [state])
     assert report.ok and report.done == 12, report.summary()
+
+
+@pytest.mark.faults("--task-delay-s", "0.8")
+def test_register_slower_than_the_fiscal_timeout(shop_schema: sa.URL, tmp_path: Path, atol) -> None:
+    """Every subtask takes 0.8 s, the driver waits 0.5 s for a receipt: each send ends "unknown", the
+    request finishes in the service anyway, and recovery by uuid records it — one receipt per payment."""
+    state, port = atol
+    with sa.create_engine(shop_schema).begin() as conn:
+        for _ in range(2):
+            insert_payment(conn, sale_items(1))
+    settings, ledger_url = setup(tmp_path, shop_schema, port,
+                                 DRIVER_OPTIONS.replace("fiscal_timeout=10", "fiscal_timeout=0.5"))
+    run_cli(settings, "run", "--burst", "--burst-timeout", "120", timeout=180, env=worker_env())
+    report = check(shop_schema, ledger_url, [state])
+    assert report.ok and report.done == 2 and report.documents == 2, report.summary()
+    assert ("reconcile", "reconciled_done") in [(a, o) for a, o, _ in attempts(ledger_url)]
