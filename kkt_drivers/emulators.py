@@ -29,6 +29,7 @@ EMULATORS: dict[str, str] = {
     "kkmserver": "kkt_drivers.kkmserver.server:start_emulator",
     "atol-online": "kkt_drivers.atol_online.server:start_emulator",
     "jsontcp": "kkt_drivers.jsontcp.server:start_emulator",
+    "atol": "kkt_drivers.atol.server:start_emulator",
 }
 
 

@@ -35,6 +35,7 @@ BUILTIN_DRIVERS: dict[str, str] = {
     "atol-online+https": "kkt_drivers.atol_online.driver:AtolOnlineDriver",
     "atol-online+http": "kkt_drivers.atol_online.driver:AtolOnlineDriver",
     "jsontcp": "kkt_drivers.jsontcp.driver:JsonTcpDriver",
+    "atol+http": "kkt_drivers.atol.driver:AtolDriver", "atol+https": "kkt_drivers.atol.driver:AtolDriver", "atol+libfptr": "kkt_drivers.atol.driver:AtolDriver",
 }
 
 ENTRY_POINT_GROUP = "kkt_drivers"

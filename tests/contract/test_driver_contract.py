@@ -239,7 +239,12 @@ def test_lost_reply_is_found_by_key_exactly_once(make_register: Factory, fault: 
         reg.driver.fiscalize(receipt("order-9"))
     reg.reconnect()
     found = reg.driver.find_by_key(receipt("order-9"))
-    assert found is not None and found.tag == "order-9" and found.total == Decimal("1200.00")
+    if found is None:
+        # the key never reached the register (KKMServer: unknown IdCommand): nothing was printed,
+        # so the worker may send again; a service that registers on lookup (ATOL Online) finds it
+        assert fault == "lose_reply_before_close" and receipts(reg.model) == []
+        return
+    assert found.tag == "order-9" and found.total == Decimal("1200.00")
     assert found.operation is Operation.SALE
     assert [(d["tag"], d["fd"]) for d in receipts(reg.model)] == [("order-9", found.fd_number)]
 
