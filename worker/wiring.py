@@ -81,8 +81,8 @@ def open_shop_source(settings: Settings) -> ShopSource:
     if url.startswith("mysql"):
         s = settings.source
         return open_source(url, mapping, connect_timeout=s.connect_timeout_s, read_timeout=s.read_timeout_s,
-                           write_timeout=s.write_timeout_s)
-    return open_source(url, mapping)
+                           write_timeout=s.write_timeout_s, timezone=s.timezone)
+    return open_source(url, mapping, timezone=settings.source.timezone)
 
 
 def current_shop_rows(settings: Settings, ledger: Ledger, source_ids: Sequence[int], *,
