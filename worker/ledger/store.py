@@ -51,6 +51,10 @@ class PlannedRow:
     #: for a correction: the tag and fiscal sign of the receipt it reverses or replaces
     corrects_tag: str | None = None
     corrects_fiscal_sign: int | None = None
+    #: the shop's line_no of each receipt line (refunds of this receipt find their lines by it)
+    lines: tuple[int, ...] | None = None
+    #: the receipt was issued by another system (a sale before go-live): recorded done, never sent
+    issued_elsewhere: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class ReceiptRecord:
     refund_of: int | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    lines: str | None = None
 
     def receipt(self) -> Receipt:
         """The built receipt (only for rows that have one)."""
@@ -126,7 +131,7 @@ _RECORD_COLS = (
     receipts.c.total, receipts.c.body, receipts.c.fn_serial, receipts.c.fd_before, receipts.c.fd_number,
     receipts.c.fiscal_sign, receipts.c.shift_number, receipts.c.receipt_number, receipts.c.fiscal_at,
     receipts.c.qr, receipts.c.error_class, receipts.c.last_error, payments.c.kind, payments.c.refund_of,
-    receipts.c.created_at, receipts.c.updated_at,
+    receipts.c.created_at, receipts.c.updated_at, receipts.c.lines,
 )
 
 
@@ -247,7 +252,7 @@ class Ledger:
             existing.add(e.payment.id)
             pid = conn.execute(insert(payments).values(
                 source_id=e.payment.id, kind=str(e.payment.kind)[:16], amount=_decimal_or_none(e.payment.amount),
-                paid_at=e.payment.paid_at if isinstance(e.payment.paid_at, dt.datetime) else None,
+                paid_at=_naive_utc(e.payment.paid_at),
                 refund_of=e.payment.refund_of if isinstance(e.payment.refund_of, int) else None,
                 snapshot=json.dumps(e.payment.to_json(), ensure_ascii=False), ingested_at=now,
             )).inserted_primary_key[0]
@@ -276,10 +281,12 @@ class Ledger:
     @staticmethod
     def _insert_planned(conn: Connection, payment_id: int, planned: Sequence[PlannedRow], now: dt.datetime) -> None:
         for p in planned:
+            state = State.DONE if p.issued_elsewhere else State.QUEUED if p.receipt else State.REJECTED
             conn.execute(insert(receipts).values(
                 corrects_tag=p.corrects_tag, corrects_fiscal_sign=p.corrects_fiscal_sign,
+                lines=json.dumps(list(p.lines)) if p.lines is not None else None,
                 payment_id=payment_id, stage=p.stage, part=p.part, tag=p.tag,
-                state=(State.QUEUED if p.receipt else State.REJECTED).value,
+                state=state.value,
                 operation=int(p.receipt.operation) if p.receipt else None,
                 total=p.receipt.total if p.receipt else None,
                 body=receipt_json.dumps(p.receipt) if p.receipt else None,
@@ -312,6 +319,12 @@ class Ledger:
                         continue
         return out
 
+    def refunds_of(self, original_source_id: int) -> list[ReceiptRecord]:
+        """Every receipt of the refund rows that name shop row *original_source_id* (cumulative refunds)."""
+        q = self._select_records().where(payments.c.refund_of == original_source_id, payments.c.kind == "refund")
+        with self.read() as conn:
+            return [_record(r) for r in conn.execute(q.order_by(payments.c.source_id, receipts.c.part))]
+
     def replan(self, source_id: int, payment: ShopPayment, planned: Sequence[PlannedRow]) -> int:
         """Replace the not-done receipts of a payment with a fresh plan (admin resend). Returns queued count.
 
@@ -342,6 +355,7 @@ class Ledger:
                     new = State.QUEUED if p.receipt else State.REJECTED
                     conn.execute(update(receipts).where(receipts.c.id == r.id, receipts.c.state == r.state).values(
                         state=new.value, tag=p.tag, body=receipt_json.dumps(p.receipt) if p.receipt else None,
+                        lines=json.dumps(list(p.lines)) if p.lines is not None else None,
                         operation=int(p.receipt.operation) if p.receipt else None,
                         total=p.receipt.total if p.receipt else None, attempts=0, next_attempt_at=now,
                         error_class=None if p.receipt else "rejected", last_error=p.error, register=None,
@@ -557,6 +571,15 @@ class Ledger:
         with self.write() as conn:
             self._cas(conn, receipt_id, expected, new, last_error=note, attempts=0, next_attempt_at=utcnow(),
                       register=None)
+
+
+def _naive_utc(value: Any) -> dt.datetime | None:
+    """A shop time for the ledger's naive-UTC columns (aware values are converted; naive kept)."""
+    if not isinstance(value, dt.datetime):
+        return None
+    if value.tzinfo is not None and value.utcoffset() is not None:
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value
 
 
 def _decimal_or_none(value: Any) -> Decimal | None:

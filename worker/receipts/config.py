@@ -41,7 +41,8 @@ SETTLEMENT_PLACE_MAX_LEN = 243
 #: (docs/receipts.md "Late payments": a compromise between "any later day" and routine outages)
 DEFAULT_LATE_AFTER_DAYS = 30
 
-_STAGE_LETTER = {"sale": "S", "refund": "R", "prepayment": "P", "settlement": "F", "correction": "C"}
+_STAGE_LETTER = {"sale": "S", "refund": "R", "prepayment": "P", "settlement": "F", "correction": "C",
+                 "external": "X"}
 
 #: receipts.flow values: one full-payment receipt at payment, or prepayment then settlement at delivery
 FLOW_SINGLE = "single"
