@@ -202,7 +202,8 @@ class Planner:
             day = parse_paid_at(original.paid_at, "original.payments.paid_at", self.config.zone)
         except InvalidPayment:
             day = None
-        return IssuedSale(tuple(lines), found[0][0].customer_contact or "", day)  # type: ignore[union-attr]
+        first: Receipt = found[0][0]  # type: ignore[assignment]
+        return IssuedSale(tuple(lines), first.customer_contact or "", day, first.tax_system)
 
     def refunded(self, sale_id: int, mirrors: str, issued: IssuedSale | None, batch: Batch, *,
                  excluding: int | None = None) -> dict[int, Refunded]:

@@ -41,6 +41,7 @@ from kkt_drivers.receipt import (
     PaymentSubject,
     PaymentType,
     Receipt,
+    TaxSystem,
     money,
     quantity,
 )
@@ -121,6 +122,8 @@ class IssuedSale:
     lines: tuple[IssuedLine, ...]
     contact: str
     day: dt.date | None = None
+    #: 1055 of the issued receipt: a refund keeps the tax system of the sale even if the shop changed it
+    tax_system: TaxSystem | None = None
 
 
 @dataclass(frozen=True)
@@ -270,7 +273,7 @@ def build_settlement(
             "nothing",
         )
     return _plan("settlement", sale_row.id, Operation.SALE, lines, issued.contact, cfg, PaymentType.PREPAID,
-                 late_day=_late_day(day, today, cfg))
+                 late_day=_late_day(day, today, cfg), tax_system=issued.tax_system)
 
 
 # ---------------------------------------------------------------- corrections (§5.2)
@@ -592,7 +595,7 @@ def _build_refund(
     if total != amount:
         raise InvalidPayment("payments.amount", f"{amount} != sum of the items' amounts {total}")
     return _plan("refund", p.id, Operation.SALE_REFUND, lines, contact, cfg, warnings=warnings,
-                 late_day=_late_day(day, today, cfg))
+                 late_day=_late_day(day, today, cfg), tax_system=issued.tax_system)
 
 
 def _issued_from_row(p: ShopPayment, cfg: ReceiptConfig, original: ShopPayment | None, refund_stage: str | None,
@@ -665,6 +668,7 @@ def _plan(
     *,
     warnings: Sequence[str] = (),
     late_day: dt.date | None = None,
+    tax_system: TaxSystem | None = None,
 ) -> list[PlannedReceipt]:
     chunks = _chunks(list(lines), cfg.max_items_per_receipt)
     notes = list(warnings)
@@ -683,7 +687,7 @@ def _plan(
             raise InvalidPayment("payments.id", str(exc)) from None
         receipt = Receipt(
             operation=op,
-            tax_system=cfg.tax_system,
+            tax_system=tax_system or cfg.tax_system,
             items=tuple(ln.item for ln in chunk),
             payments=_payments(chunk, payment_type),
             tag=tag,
