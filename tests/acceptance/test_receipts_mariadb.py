@@ -141,6 +141,7 @@ def test_credit_late_payment_idn_email_and_pre_go_live_refund(shop_schema: sa.UR
         idn = insert(conn, [line(1, "10.00")], email="ivan@пример.рф")
         phone = insert(conn, [line(1, "20.00")], email="ivan@", phone="8 (912) 345-67-89")
         refund_old = insert(conn, [line(1, "300.00")], kind="refund", refund_of=old)
+        frac = insert(conn, [line(1, "33.297")])     # class 12: the schema keeps the third decimal
     settings, reg = setup_run(tmp_path, shop_schema, source={"start_after_id": old})
     burst(settings)
 
@@ -165,6 +166,9 @@ def test_credit_late_payment_idn_email_and_pre_go_live_refund(shop_schema: sa.UR
     r = one(docs, f"R{refund_old}")
     assert (r["operation"], r["total"], [i["vat"] for i in r["items"]]) == (2, "300.00", [VAT22])
     assert "another system" in run_cli(settings, "ledger", "show", str(old)).stdout
+    state, _, _, error = rows[f"S{frac}"]
+    assert state == "rejected" and error.startswith("payment_items[0].price: 33.297 has more than 2 decimal")
+    assert error.endswith(f"`kkt-worker resend --id {frac}`")
 
 
 def test_a_utc_shop_new_year_sale_is_a_2026_sale(shop_schema: sa.URL, tmp_path: Path) -> None:

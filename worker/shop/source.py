@@ -363,9 +363,15 @@ def assemble(rows: Sequence[Any], items: Sequence[Any], mapping: SourceMapping,
     return out
 
 
+#: decimals a receipt allows: a wider shop column (DECIMAL(18,6)) gives them back trimmed to these,
+#: and more only when the shop really wrote more (33.297 stays 33.297, for validation to reject)
+_RECEIPT_PLACES = {"quantity": Decimal("0.001")}
+_MONEY_PLACES = Decimal("0.01")
+
+
 def _normalize(logical: str, value: Any, table: str) -> Any:
     if logical in _MONEY:
-        return _to_decimal(value, f"{table}.{logical}")
+        return _trim(_to_decimal(value, f"{table}.{logical}"), _RECEIPT_PLACES.get(logical, _MONEY_PLACES))
     if logical in _TEXT:
         return _to_text(value)
     return value
@@ -403,6 +409,15 @@ def _to_decimal(value: Any, where: str) -> Any:
         except InvalidOperation:
             return text
     return text
+
+
+def _trim(value: Any, step: Decimal) -> Any:
+    """``0.750000`` → ``0.750``; ``33.297000`` → ``33.297`` (exact: only zeros are dropped)."""
+    if not isinstance(value, Decimal) or not value.is_finite() or value.as_tuple().exponent >= step.as_tuple().exponent:
+        return value
+    if value == value.quantize(step):
+        return value.quantize(step)
+    return value.normalize() if value.normalize().as_tuple().exponent < 0 else value
 
 
 def _to_datetime(value: Any, zone: dt.tzinfo | None = None) -> Any:
