@@ -157,6 +157,18 @@ def test_class3_a_refund_after_a_settings_change_mirrors_the_issued_receipt(ledg
     assert r.tax_system is TaxSystem.OSN
 
 
+def test_class3_a_receipt_stored_before_line_numbers_is_still_mirrored_as_issued(ledger):
+    """Given a sale receipt stored without line numbers (ledger rows from before migration 0003), when
+    the settings change and line 2 is refunded, then the lines are matched by rebuilding the row's line
+    order and the stored requisites (22 %) are used."""
+    row = sale(item(1, vat=None), item(2, name="Кофе", vat=None), id=1)
+    planned = [dataclasses.replace(r, lines=None) for r in Planner(ledger, CFG).plan(row)]
+    ledger.add_payments([IngestEntry(row, tuple(planned))])
+    changed = dataclasses.replace(CFG, tax_system=TaxSystem.USN_INCOME, default_vat=Vat.VAT5)
+    rows = ingest(ledger, Planner(ledger, changed), refund(ref_item(2), id=2, refund_of=1))
+    assert [(i.name, i.vat) for i in rows["R2"][2].items] == [("Кофе", Vat.VAT22)]
+
+
 # ---------------------------------------------------------------- 4. credit
 
 

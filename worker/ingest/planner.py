@@ -8,6 +8,7 @@ by another system.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -29,6 +30,7 @@ from worker.receipts.build import (
     build_settlement,
     make_tag,
 )
+from worker.receipts.config import FLOW_SINGLE
 from worker.receipts.rules import VAT22_FROM, parse_paid_at
 from worker.shop.rows import KIND_REFUND, ShopPayment
 from worker.shop.source import ShopDelivery
@@ -195,15 +197,32 @@ class Planner:
             found = [(r.receipt(), r.lines) for r in recs]
         if not found:
             return None
-        lines = _issued_lines(found)  # type: ignore[arg-type]
+        lines = _issued_lines(found) or self._legacy_lines(original, found)  # type: ignore[arg-type]
         if lines is None:
-            return None   # a receipt from before line numbers were stored: rebuilt from the snapshot
+            return None   # no way to tell the lines apart: rebuilt from the snapshot
         try:
             day = parse_paid_at(original.paid_at, "original.payments.paid_at", self.config.zone)
         except InvalidPayment:
             day = None
         first: Receipt = found[0][0]  # type: ignore[assignment]
         return IssuedSale(tuple(lines), first.customer_contact or "", day, first.tax_system)
+
+    def _legacy_lines(self, original: ShopPayment,
+                      found: Sequence[tuple[Receipt, Any]]) -> list[IssuedLine] | None:
+        """Line numbers for receipts stored before the ledger kept them: the sale row rebuilt gives the
+        order of its lines, the stored bodies give the requisites as issued. None unless every line
+        matches by name (a changed row or a gift swapped between parts)."""
+        try:
+            planned = build_receipts(original, dataclasses.replace(self.config, max_items_per_receipt=10**6,
+                                                                   flow=FLOW_SINGLE))
+        except InvalidPayment:
+            return None
+        nos = [n for p in planned for n in p.lines]
+        rebuilt = [it for p in planned for it in p.receipt.items]
+        items = [it for receipt, _ in found for it in receipt.items]
+        if len(nos) != len(items) or any(a.name != b.name for a, b in zip(rebuilt, items)):
+            return None
+        return [IssuedLine(n, it) for n, it in zip(nos, items)]
 
     def refunded(self, sale_id: int, mirrors: str, issued: IssuedSale | None, batch: Batch, *,
                  excluding: int | None = None) -> dict[int, Refunded]:
