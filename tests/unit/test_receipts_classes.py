@@ -185,8 +185,10 @@ def test_class4_partial_payment_and_credit_splits_the_payments():
     assert err.field == "payments.amount" and "1214 = 5" in err.message
 
 
-def test_class4_credit_payment_is_electronic_with_subject_payment():
-    [p] = build_receipts(sale(item(payment_method="credit_payment")), CFG)
+@pytest.mark.parametrize("method", ["credit_payment", 7, "Оплата кредита", "CREDIT PAYMENT"])
+def test_class4_credit_payment_is_electronic_with_subject_payment(method):
+    [p] = build_receipts(sale(item(payment_method=method)), CFG)
+    assert p.receipt.items[0].payment_method is PaymentMethod.CREDIT_PAYMENT
     assert payments(p.receipt) == [(PaymentType.ELECTRONIC, D("100.00"))]
     assert p.receipt.items[0].payment_subject is PaymentSubject.PAYMENT
 

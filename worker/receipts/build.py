@@ -531,7 +531,8 @@ def _build_refund(
     day = parse_paid_at(p.paid_at, "payments.paid_at", cfg.zone)
     if issued.day is not None and day < issued.day:
         raise InvalidPayment(
-            "payments.paid_at", f"refund dated {day} is before the sale it refunds ({issued.day})"
+            "payments.paid_at", f"refund dated {day} is before the sale it refunds ({issued.day}); "
+                                f"dates are local to {cfg.timezone}, shop times read in source.timezone"
         )
     amount = parse_money(p.amount, "payments.amount", positive=True, max_value=None)
     # 1008: the refund's own contact, else the one the sale receipt went to (§5.1 keeps 1008)
@@ -677,8 +678,9 @@ def _plan(
         # 54-FZ art. 4.3: a settlement fiscalized after its day is a self-made correction (1173 = 0)
         # dated with the settlement (1178); its lines already carry the rate of that date
         correction = Correction(self_made=True, corrected_date=late_day)
-        notes.append(f"late: settled on {late_day}, more than {cfg.late_after_days} days ago or across a VAT rate "
-                     "change; issued as a correction receipt (1173 = 0, 1178 = that date)")
+        notes.append(f"late: settled on {late_day} ({cfg.timezone}), more than {cfg.late_after_days} days before "
+                     "it was planned or across a VAT rate change; issued as a correction receipt "
+                     "(1173 = 0, 1178 = that date)")
     out: list[PlannedReceipt] = []
     for part, chunk in enumerate(chunks, start=1):
         try:

@@ -353,6 +353,16 @@ DEFAULT_METHOD_ALIASES: Mapping[str, PaymentMethod] = _enum_aliases(
         # ATOL Online v4 strings
         "prepayment": "PARTIAL_PREPAYMENT",
         "partial_payment": "PARTIAL_PAYMENT_AND_CREDIT",
+        # the names of the FFD table (1214 = 1..7)
+        "предоплата 100%": "FULL_PREPAYMENT",
+        "предоплата": "PARTIAL_PREPAYMENT",
+        "аванс": "ADVANCE",
+        "полный расчёт": "FULL_PAYMENT",
+        "полный расчет": "FULL_PAYMENT",
+        "частичный расчёт и кредит": "PARTIAL_PAYMENT_AND_CREDIT",
+        "частичный расчет и кредит": "PARTIAL_PAYMENT_AND_CREDIT",
+        "передача в кредит": "CREDIT",
+        "оплата кредита": "CREDIT_PAYMENT",
     },
 )
 DEFAULT_SUBJECT_ALIASES: Mapping[str, PaymentSubject] = _enum_aliases(
