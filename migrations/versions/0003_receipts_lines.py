@@ -1,6 +1,6 @@
 """receipts: the shop line number of each receipt line (refunds mirror the receipt as issued)
 
-Revision ID: 0003
+Revision ID: 0003_rcpt
 Revises: 0002
 Create Date: 2026-11-30 15:40:00
 """
@@ -8,7 +8,7 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0003'
+revision = '0003_rcpt'
 down_revision = '0002'
 branch_labels = None
 depends_on = None

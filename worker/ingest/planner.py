@@ -173,7 +173,9 @@ class Planner:
         if sale is None:
             return None
         try:
-            planned = build_receipts(sale, self.config)   # no "today": the other system issued it on time
+            # no "today": the other system issued it on time. GUESS: as one full payment (1214 = 4) — an
+            # order from before go-live has normally been delivered, so its refund mirrors the goods
+            planned = build_receipts(sale, dataclasses.replace(self.config, flow=FLOW_SINGLE))
         except InvalidPayment:
             return sale   # the refund's own build names the sale's bad field (original.…)
         note = EXTERNAL_NOTE.format(refund=refund_id)
