@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from kkt_drivers.receipt import PaymentMethod, PaymentSubject, PaymentType, TaxSystem, Vat
 from tests.unit.receipt_rows import CFG, DAY_2026, item, ref_item, refund, rejected, sale
-from worker.ingest.planner import Planner
+from worker.ingest.planner import DeliveryPlanner, Planner
 from worker.ledger import migrate
 from worker.ledger.store import IngestEntry, Ledger
 from worker.receipts.build import (
@@ -33,7 +33,7 @@ from worker.receipts.build import (
 )
 from worker.receipts.rules import SHOP_VAT_CODES, alias_key, parse_email, parse_paid_at
 from worker.shop.rows import ShopItem, ShopPayment
-from worker.shop.source import SourceMapping, assemble
+from worker.shop.source import ShopDelivery, SourceMapping, assemble
 
 REPO = Path(__file__).resolve().parents[2]
 USN = dataclasses.replace(CFG, tax_system=TaxSystem.USN_INCOME)
@@ -167,6 +167,23 @@ def test_class3_a_receipt_stored_before_line_numbers_is_still_mirrored_as_issued
     changed = dataclasses.replace(CFG, tax_system=TaxSystem.USN_INCOME, default_vat=Vat.VAT5)
     rows = ingest(ledger, Planner(ledger, changed), refund(ref_item(2), id=2, refund_of=1))
     assert [(i.name, i.vat) for i in rows["R2"][2].items] == [("Кофе", Vat.VAT22)]
+
+
+def test_class3_a_settlement_mirrors_the_prepayment_as_issued(ledger):
+    """Given a prepayment issued at 22/122 under ОСН and half of line 1 (10.01) refunded for 5.01, when the
+    settings change and the goods are delivered, then the settlement offsets 22 % lines under ОСН
+    for exactly what is left (5.00 of line 1)."""
+    planner = Planner(ledger, PRE)
+    ingest(ledger, planner, sale(item(1, price="10.01", vat=None), item(2), id=1),
+           refund(ref_item(1, "0.5", "5.01"), id=2, refund_of=1))
+    changed = dataclasses.replace(PRE, tax_system=TaxSystem.USN_INCOME, default_vat=Vat.VAT5)
+    delivery_planner = DeliveryPlanner(ledger, changed, None, Planner(ledger, changed))
+    [entry], rejected_rows = delivery_planner.plan_deliveries([ShopDelivery(1, 1, DAY_2026)])
+    [row] = entry.planned
+    assert not rejected_rows and row.receipt is not None, row.error
+    assert [(i.vat, i.amount) for i in row.receipt.items] == [(Vat.VAT22, D("5.00")), (Vat.VAT22, D("100.00"))]
+    assert row.receipt.tax_system is TaxSystem.OSN and row.lines == (1, 2)
+    assert payments(row.receipt) == [(PaymentType.PREPAID, D("105.00"))]
 
 
 # ---------------------------------------------------------------- 4. credit
