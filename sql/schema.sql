@@ -5,6 +5,10 @@
 -- (tests/conftest.py: shop_schema) and the schema of the SQLite demo shop (worker/demo.py).
 --
 -- Money is DECIMAL (never FLOAT/DOUBLE): amounts must be exact to the kopeck.
+-- Amounts and quantities have MORE decimals than a receipt allows (6 instead of 2 / 3): the column
+-- keeps what the shop wrote (33.297), so that the worker rejects it naming the field instead of the
+-- database rounding it silently to 33.30 before the worker sees it.
+-- Times (paid_at, delivered_at) are wall-clock times in source.timezone (default Europe/Moscow).
 -- A payment row is inserted only when it is paid (the worker treats every row as eligible).
 
 CREATE TABLE payments (
@@ -13,7 +17,8 @@ CREATE TABLE payments (
     order_ref       VARCHAR(64) NOT NULL,
     -- for kind = 'refund': payments.id of the refunded sale, else NULL
     refund_of       BIGINT UNSIGNED NULL,
-    amount          DECIMAL(14, 2) NOT NULL,
+    -- the money received now (for 1214 = 6 «передача в кредит» lines only: 0)
+    amount          DECIMAL(18, 6) NOT NULL,
     -- tag 1008 of the receipt: where the electronic receipt is sent (one of the two is enough)
     customer_email  VARCHAR(64) NULL,
     customer_phone  VARCHAR(20) NULL,
@@ -31,13 +36,15 @@ CREATE TABLE payment_items (
     payment_id       BIGINT UNSIGNED NOT NULL,
     line_no          INT NOT NULL,
     name             VARCHAR(128) NOT NULL,
-    price            DECIMAL(12, 2) NOT NULL,
-    -- 3 decimals: weight goods (0.750 kg)
-    quantity         DECIMAL(10, 3) NOT NULL,
-    amount           DECIMAL(14, 2) NOT NULL,
-    -- VAT rate code as the shop writes it: 'vat22', 'vat10', 'vat0', 'none', 'vat22_122', ...
+    price            DECIMAL(18, 6) NOT NULL,
+    -- up to 3 decimals on a receipt: weight goods (0.750 kg)
+    quantity         DECIMAL(16, 6) NOT NULL,
+    amount           DECIMAL(18, 6) NOT NULL,
+    -- VAT rate code (worker.receipts.rules.SHOP_VAT_CODES): vat22, vat22_122, vat10, vat10_110, vat5, vat5_105,
+    -- vat7, vat7_107, vat0, none, vat20, vat20_120 (20 % only for operations before 2026)
     vat              VARCHAR(16) NOT NULL,
-    -- tag 1214 (full_prepayment, prepayment, advance, full_payment, ...); NULL = full_payment
+    -- tag 1214 (full_prepayment, prepayment, advance, full_payment, partial_payment, credit,
+    -- credit_payment, or 1..7); NULL = full_payment
     payment_method   VARCHAR(24) NULL,
     -- tag 1212 (commodity, service, ...); NULL = commodity
     payment_subject  VARCHAR(24) NULL,

@@ -51,7 +51,9 @@ class Worker:
             signals.install(self.stop)
         source = open_shop_source(self.settings)
         config = receipt_config(self.settings)
-        planner = Planner(self.ledger, config)
+        # a refund of a sale before go-live reads that sale from the shop (worker.ingest.planner)
+        planner = Planner(self.ledger, config, start_after_id=self.settings.source.start_after_id,
+                          fetch_sale=lambda sid: next(iter(source.fetch_by_ids([sid])), None))
         ingestor = Ingestor(source, self.ledger, planner,
                             batch_size=self.settings.source.batch_size,
                             gap_timeout_s=self.settings.source.gap_timeout_s,

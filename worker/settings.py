@@ -53,6 +53,8 @@ class SourceSettings:
     write_timeout_s: int = d.SOURCE_WRITE_TIMEOUT_SECONDS
     mapping: dict[str, str] = field(default_factory=dict)
     tls: TlsSettings = field(default_factory=TlsSettings)
+    #: IANA zone of the shop's naive DATETIME values ("UTC" for a shop that stores UTC)
+    timezone: str = "Europe/Moscow"
 
 
 @dataclass(frozen=True)
@@ -309,6 +311,13 @@ def _validate(s: Settings) -> None:
             dt.time.fromisoformat(s.shifts.daily_close_at)
         except ValueError as exc:
             raise ConfigError(f"shifts.daily_close_at: expected HH:MM, got {s.shifts.daily_close_at!r}") from exc
+    try:
+        import zoneinfo
+
+        zoneinfo.ZoneInfo(s.source.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"source.timezone: {s.source.timezone!r} is not an IANA time zone "
+                          "(e.g. Europe/Moscow, UTC)") from exc
     if s.log.format not in ("text", "json"):
         raise ConfigError(f"log.format: expected text or json, got {s.log.format!r}")
     for key, url in (("source.url", s.source.url), ("ledger.url", s.ledger.url)):

@@ -85,8 +85,8 @@ def open_shop_source(settings: Settings) -> ShopSource:
         tls = tls_context(ca=s.tls.ca, cert=s.tls.cert, key=s.tls.key, verify_identity=s.tls.verify_identity) \
             if s.tls.required or s.tls.ca else None
         return open_source(url, mapping, connect_timeout=s.connect_timeout_s, read_timeout=s.read_timeout_s,
-                           write_timeout=s.write_timeout_s, tls=tls)
-    return open_source(url, mapping)
+                           write_timeout=s.write_timeout_s, tls=tls, timezone=s.timezone)
+    return open_source(url, mapping, timezone=settings.source.timezone)
 
 
 def current_shop_rows(settings: Settings, ledger: Ledger, source_ids: Sequence[int], *,

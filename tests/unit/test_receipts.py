@@ -127,7 +127,7 @@ def test_make_tag_fits_16_chars_for_large_ids():
     [
         ("amount", 100.0, "float"),
         ("amount", "abc", "not a decimal"),
-        ("amount", None, "missing"),
+        ("amount", None, "empty (NULL)"),
         ("amount", D("NaN"), "finite"),
         ("amount", D("100.005"), "2 decimal"),
         ("price", D("-1.00"), "negative"),
@@ -137,7 +137,7 @@ def test_make_tag_fits_16_chars_for_large_ids():
         ("quantity", D("100000"), "limit"),
         ("quantity", D("1.0005"), "3 decimal"),
         ("quantity", 1.5, "float"),
-        ("quantity", True, "not a number"),
+        ("quantity", True, "expected a decimal number"),
     ],
 )
 def test_item_numbers_are_validated_naming_the_field(field, value, fragment):
@@ -255,7 +255,7 @@ def test_broken_phone_is_rejected_and_masked(raw):
     ],
 )
 def test_broken_email_is_rejected_without_leaking_it(raw):
-    err = rejected(sale(email=raw, phone="+79123456789"))
+    err = rejected(sale(email=raw, phone=None))
     assert err.field == "payments.customer_email"
     if isinstance(raw, str) and len(raw.partition("@")[0]) > 1:  # masking keeps 1 char + the domain
         assert raw not in str(err)
@@ -279,7 +279,7 @@ def test_email_wins_over_phone_when_both_are_given():
         ("8 (912) 345-45-67", "8******4567"),
         (None, "None"),
         ("x", "x***"),
-        (42, "<int>"),
+        (42, "<a whole number>"),
     ],
 )
 def test_mask_contact(raw, masked):
@@ -316,7 +316,8 @@ def test_a_rejected_phone_is_masked_in_the_message():
     ],
 )
 def test_vat_aliases_for_a_2026_sale(raw, vat):
-    assert build_receipts(sale(item(vat=raw)), CFG)[0].receipt.items[0].vat is vat
+    usn = dataclasses.replace(CFG, tax_system=TaxSystem.USN_INCOME)   # every rate is possible under УСН
+    assert build_receipts(sale(item(vat=raw)), usn)[0].receipt.items[0].vat is vat
 
 
 @pytest.mark.parametrize("raw", ["vat18", "18%", "", "22.5", "11", 2.2, b"\xff"])
@@ -327,7 +328,7 @@ def test_unknown_vat_is_rejected_naming_rate_and_date(raw):
 
 def test_unknown_vat_message_is_exactly_the_documented_form():
     err = rejected(sale(item(), item(2), item(3), item(4, vat="vat18")))
-    assert str(err) == "payment_items[3].vat: 'vat18' is not a valid rate for a sale on 2026-11-21"
+    assert str(err) == "payment_items[3].vat: 'vat18' is an unknown VAT rate code"
 
 
 @pytest.mark.parametrize("raw", ["vat20", "20%", "20", "vat120"])

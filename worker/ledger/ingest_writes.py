@@ -12,13 +12,8 @@ from kkt_drivers import receipt_json
 from worker.errors import StateConflict
 from worker.ledger.base import LedgerBase
 from worker.ledger.records import (
-    ORPHAN_REFUND_MARK,
-    Gap,
-    IngestEntry,
-    PlannedRow,
-    SettlementEntry,
-    decimal_or_none,
-    utcnow,
+    ORPHAN_REFUND_MARK, Gap, IngestEntry, PlannedRow, ReceiptRecord, SettlementEntry, decimal_or_none,
+    naive_utc, record_from_row, utcnow,
 )
 from worker.ledger.schema import attempts, gap_log, ingest_cursor, ingest_gaps, payments, receipts
 from worker.ledger.states import State
@@ -99,7 +94,7 @@ class IngestWrites(LedgerBase):
             existing.add(e.payment.id)
             pid = conn.execute(insert(payments).values(
                 source_id=e.payment.id, kind=str(e.payment.kind)[:16], amount=decimal_or_none(e.payment.amount),
-                paid_at=e.payment.paid_at if isinstance(e.payment.paid_at, dt.datetime) else None,
+                paid_at=naive_utc(e.payment.paid_at),
                 refund_of=e.payment.refund_of if isinstance(e.payment.refund_of, int) else None,
                 snapshot=json.dumps(e.payment.to_json(), ensure_ascii=False), ingested_at=now,
             )).inserted_primary_key[0]
@@ -128,10 +123,12 @@ class IngestWrites(LedgerBase):
     @staticmethod
     def _insert_planned(conn: Connection, payment_id: int, planned: Sequence[PlannedRow], now: dt.datetime) -> None:
         for p in planned:
+            state = State.DONE if p.issued_elsewhere else State.QUEUED if p.receipt else State.REJECTED
             conn.execute(insert(receipts).values(
                 corrects_tag=p.corrects_tag, corrects_fiscal_sign=p.corrects_fiscal_sign,
+                lines=json.dumps(list(p.lines)) if p.lines is not None else None,
                 payment_id=payment_id, stage=p.stage, part=p.part, tag=p.tag,
-                state=(State.QUEUED if p.receipt else State.REJECTED).value,
+                state=state.value,
                 operation=int(p.receipt.operation) if p.receipt else None,
                 total=p.receipt.total if p.receipt else None,
                 body=receipt_json.dumps(p.receipt) if p.receipt else None,
@@ -164,6 +161,12 @@ class IngestWrites(LedgerBase):
                         continue
         return out
 
+    def refunds_of(self, original_source_id: int) -> list[ReceiptRecord]:
+        """Every receipt of the refund rows that name shop row *original_source_id* (cumulative refunds)."""
+        q = self._select_records().where(payments.c.refund_of == original_source_id, payments.c.kind == "refund")
+        with self.read() as conn:
+            return [record_from_row(r) for r in conn.execute(q.order_by(payments.c.source_id, receipts.c.part))]
+
     def replan(self, source_id: int, payment: ShopPayment, planned: Sequence[PlannedRow]) -> int:
         """Replace the not-done receipts of a payment with a fresh plan (admin resend). Returns queued count.
 
@@ -194,6 +197,7 @@ class IngestWrites(LedgerBase):
                     new = State.QUEUED if p.receipt else State.REJECTED
                     conn.execute(update(receipts).where(receipts.c.id == r.id, receipts.c.state == r.state).values(
                         state=new.value, tag=p.tag, body=receipt_json.dumps(p.receipt) if p.receipt else None,
+                        lines=json.dumps(list(p.lines)) if p.lines is not None else None,
                         operation=int(p.receipt.operation) if p.receipt else None,
                         total=p.receipt.total if p.receipt else None, attempts=0, next_attempt_at=now,
                         error_class=None if p.receipt else "rejected", last_error=p.error, register=None,

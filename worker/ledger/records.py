@@ -36,6 +36,10 @@ class PlannedRow:
     #: for a correction: the tag and fiscal sign of the receipt it reverses or replaces
     corrects_tag: str | None = None
     corrects_fiscal_sign: int | None = None
+    #: the shop's line_no of each receipt line (refunds of this receipt find their lines by it)
+    lines: tuple[int, ...] | None = None
+    #: the receipt was issued by another system (a sale before go-live): recorded done, never sent
+    issued_elsewhere: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,8 @@ class ReceiptRecord:
     #: the shop's payment time (naive, the shop's zone) and amount, for reports and exports
     paid_at: dt.datetime | None = None
     payment_amount: Decimal | None = None
+    #: JSON list of the shop's line_no per receipt line, as issued
+    lines: str | None = None
 
     def receipt(self) -> Receipt:
         """The built receipt (only for rows that have one)."""
@@ -115,7 +121,7 @@ RECORD_COLS = (
     receipts.c.fiscal_sign, receipts.c.shift_number, receipts.c.receipt_number, receipts.c.fiscal_at,
     receipts.c.qr, receipts.c.error_class, receipts.c.last_error, payments.c.kind, payments.c.refund_of,
     receipts.c.created_at, receipts.c.updated_at, payments.c.paid_at,
-    payments.c.amount.label("payment_amount"),
+    payments.c.amount.label("payment_amount"), receipts.c.lines,
 )
 
 
@@ -132,3 +138,12 @@ def decimal_or_none(value: Any) -> Decimal | None:
     if isinstance(value, Decimal) and value.is_finite() and abs(value) < Decimal("1e12"):
         return value
     return None
+
+
+def naive_utc(value: Any) -> dt.datetime | None:
+    """A shop time for the ledger's naive-UTC columns (aware values are converted; naive kept)."""
+    if not isinstance(value, dt.datetime):
+        return None
+    if value.tzinfo is not None and value.utcoffset() is not None:
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value

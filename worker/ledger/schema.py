@@ -72,6 +72,8 @@ receipts = Table(
     # a correction receipt: the tag and fiscal sign (ФПД) of the receipt it reverses or replaces
     Column("corrects_tag", String(16), nullable=True),
     Column("corrects_fiscal_sign", BigInteger, nullable=True),
+    # the shop's line_no of each line of the body, JSON [1, 1, 2]: refunds mirror the lines as issued
+    Column("lines", Text, nullable=True),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     UniqueConstraint("payment_id", "stage", "part", name="uq_receipts_payment_stage_part"),

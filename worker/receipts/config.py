@@ -7,8 +7,10 @@ no validation of payment rows.
 from __future__ import annotations
 
 from collections.abc import Mapping
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kkt_drivers.receipt import (
     TAG_MAX_LEN,
@@ -20,6 +22,7 @@ from kkt_drivers.receipt import (
     Vat,
 )
 from worker.receipts.rules import (
+    DEFAULT_LOCAL_TIMEZONE,
     DEFAULT_MEASURE_ALIASES,
     DEFAULT_METHOD_ALIASES,
     DEFAULT_SUBJECT_ALIASES,
@@ -34,7 +37,12 @@ DEFAULT_MAX_ITEMS_PER_RECEIPT = 100
 #: 1187 limit (Orange 243, ATOL 256: the stricter one)
 SETTLEMENT_PLACE_MAX_LEN = 243
 
-_STAGE_LETTER = {"sale": "S", "refund": "R", "prepayment": "P", "settlement": "F", "correction": "C"}
+#: a payment fiscalized more than this many days after its local date becomes a correction receipt
+#: (docs/receipts.md "Late payments": a compromise between "any later day" and routine outages)
+DEFAULT_LATE_AFTER_DAYS = 30
+
+_STAGE_LETTER = {"sale": "S", "refund": "R", "prepayment": "P", "settlement": "F", "correction": "C",
+                 "external": "X"}
 
 #: receipts.flow values: one full-payment receipt at payment, or prepayment then settlement at delivery
 FLOW_SINGLE = "single"
@@ -63,6 +71,10 @@ class ReceiptConfig:
     max_items_per_receipt: int = DEFAULT_MAX_ITEMS_PER_RECEIPT
     #: "single" (1214 = 4 at payment) or "prepayment" (1214 = 1 at payment, 1214 = 4 at delivery, §4.5 B)
     flow: str = FLOW_SINGLE
+    #: IANA zone of the place of settlement: the local date of every date rule (VAT of the day, lateness, 1178)
+    timezone: str = DEFAULT_LOCAL_TIMEZONE
+    #: days after its own local date from which a payment is fiscalized as a correction receipt (0 = next day)
+    late_after_days: int = DEFAULT_LATE_AFTER_DAYS
     vat_aliases: Mapping[Any, Any] = field(default_factory=lambda: dict(DEFAULT_VAT_ALIASES), hash=False)
     method_aliases: Mapping[Any, Any] = field(
         default_factory=lambda: dict(DEFAULT_METHOD_ALIASES), hash=False
@@ -105,6 +117,13 @@ class ReceiptConfig:
             raise ValueError("cashier_inn: must be 12 digits (1203)")
         if not isinstance(self.max_items_per_receipt, int) or self.max_items_per_receipt < 1:
             raise ValueError(f"max_items_per_receipt: must be >= 1, got {self.max_items_per_receipt!r}")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError, TypeError):
+            raise ValueError(f"timezone: {self.timezone!r} is not an IANA time zone such as Europe/Moscow") from None
+        if isinstance(self.late_after_days, bool) or not isinstance(self.late_after_days, int) \
+                or self.late_after_days < 0:
+            raise ValueError(f"late_after_days: must be a whole number of days >= 0, got {self.late_after_days!r}")
         if self.flow not in FLOWS:
             raise ValueError(f"flow: must be one of {', '.join(FLOWS)}, got {self.flow!r}")
         # normalise once so that lookups per line are plain dict hits
@@ -114,13 +133,26 @@ class ReceiptConfig:
         object.__setattr__(self, "measure_aliases", normalise_aliases(self.measure_aliases, MeasureUnit))
 
 
+    @property
+    def zone(self) -> dt.tzinfo:
+        """The local zone of the place of settlement."""
+        return ZoneInfo(self.timezone)
+
+
 @dataclass(frozen=True)
 class PlannedReceipt:
-    """One receipt the worker must fiscalize for a payment: stage, 1-based part, and the receipt."""
+    """One receipt the worker must fiscalize for a payment: stage, 1-based part, and the receipt.
+
+    ``lines`` is the shop's line number of each receipt line (a refund finds the lines it mirrors by
+    it, even when a discount split a line in two); ``warnings`` what the admin should know although
+    the receipt is correct (a broken e-mail replaced by the phone, a late payment made a correction).
+    """
 
     stage: str
     part: int
     receipt: Receipt
+    lines: tuple[int, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 def make_tag(source_id: int, stage: str, part: int) -> str:

@@ -41,14 +41,33 @@ def spread_discount(lines: Sequence[Item], discount: Decimal) -> list[Item]:
     if d == 0:
         return list(lines)
 
-    shares = [round_kop(d * ln.amount / total) for ln in lines[:-1]]
-    shares.append(d - sum(shares, Decimal(0)))
-    _clamp(shares, [ln.amount for ln in lines])
+    return [it for _, it in spread_discount_keyed([(0, ln) for ln in lines], d)]
 
-    out: list[Item] = []
-    for ln, share in zip(lines, shares):
-        out.extend(_reprice(ln, ln.amount - share))
+
+def spread_discount_keyed(lines: Sequence[tuple[int, Item]], discount: Decimal) -> list[tuple[int, Item]]:
+    """:func:`spread_discount` keeping each line's key (the shop's ``line_no``) on the lines it becomes,
+    so that a refund of a discounted order still finds the shop line in a split line."""
+    d = Decimal(discount)
+    items = [it for _, it in lines]
+    total = sum((it.amount for it in items), Decimal(0))
+    if not items or d == 0:
+        return list(lines)
+    if d < 0 or d != money(d) or d > total:
+        raise ValueError(f"discount must be whole kopecks in 0..{total}, got {discount}")
+    shares = [round_kop(d * it.amount / total) for it in items[:-1]]
+    shares.append(d - sum(shares, Decimal(0)))
+    _clamp(shares, [it.amount for it in items])
+    out: list[tuple[int, Item]] = []
+    for (key, it), share in zip(lines, shares):
+        out.extend((key, piece) for piece in _reprice(it, it.amount - share))
     return out
+
+
+def reprice(line: Item, quantity: Decimal, amount: Decimal) -> list[Item]:
+    """*quantity* of *line*'s goods for exactly *amount*: the same price when price × quantity rounds to
+    it, else the kopeck price that does, else split (quantity − 1 units + 1 unit) as for a discount."""
+    part = dataclasses.replace(line, quantity=quantity, amount=round_kop(line.price * quantity))
+    return _reprice(part, amount)
 
 
 def _clamp(shares: list[Decimal], caps: list[Decimal]) -> None:

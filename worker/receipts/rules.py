@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from enum import Enum
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from kkt_drivers.receipt import (
     CONTACT_MAX_LEN,
@@ -26,6 +27,7 @@ from kkt_drivers.receipt import (
     MeasureUnit,
     PaymentMethod,
     PaymentSubject,
+    TaxSystem,
     Vat,
 )
 from worker.errors import WorkerError
@@ -34,14 +36,17 @@ from worker.errors import WorkerError
 MAX_MONEY = Decimal("42949672.95")
 #: 1023 upper bound (ATOL Online: 5 integer digits, 3 decimals)
 MAX_QUANTITY = Decimal("99999.999")
-#: Moscow has had a fixed UTC+3 offset since 2014; aware timestamps are dated in shop-local time
-SHOP_TZ = dt.timezone(dt.timedelta(hours=3), "MSK")
+#: the local zone of the place of settlement when ``receipts.timezone`` says nothing: every date rule
+#: (VAT rate of the day, lateness, 1178) uses the local date there
+DEFAULT_LOCAL_TIMEZONE = "Europe/Moscow"
+SHOP_TZ = ZoneInfo(DEFAULT_LOCAL_TIMEZONE)
 #: the 22 % rate (1199 = 11/12) starts and 20 % (1/3) ends at this local date (ЕД-7-20/1050@)
 VAT22_FROM = dt.date(2026, 1, 1)
 
 _EMAIL_RE = re.compile(
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+    # labels are LDH; the top-level domain is letters or an IDN A-label (xn--p1ai = .рф)
+    r"@([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)+([A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})$"
 )
 # what people type around phone digits; anything else (letters, '#', ext.) is refused
 _PHONE_NOISE_RE = re.compile(r"[\s()\-.\u00a0]")
@@ -50,20 +55,50 @@ _REPR_MAX = 40
 _MAX_DIGITS = 18
 
 
-class InvalidPayment(WorkerError):
-    """The shop's row cannot become a correct receipt; ``field`` says where, ``message`` why.
+#: what the admin does about most rejections (the planner puts the shop id in)
+NEXT_FIX_ROW = "fix the row in the shop, then run `kkt-worker resend --id {id}`"
 
-    The worker records the payment as rejected with ``str(exc)`` and never retries it by itself.
+
+class InvalidPayment(WorkerError):
+    """The shop's row cannot become a correct receipt; ``field`` says where, ``message`` why (the value,
+    masked when personal, and the rule), ``next_step`` what the admin does (default: fix the row and
+    resend; ``{id}`` is filled in with the shop id).
+
+    The worker records the payment as rejected with :meth:`describe` and never retries it by itself.
     """
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, next_step: str = NEXT_FIX_ROW) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.next_step = next_step
+
+    def describe(self, source_id: Any) -> str:
+        """The full message for the ledger: field, value, rule and the next step."""
+        step = self.next_step.replace("{id}", str(source_id))
+        return f"{self.field}: {self.message}. Next: {step}"
+
+
+def kind_of(value: Any) -> str:
+    """A value's type in an admin's words (never Python's: no "NoneType")."""
+    if value is None:
+        return "empty (NULL)"
+    for cls, words in ((bool, "a yes/no value"), (int, "a whole number"), (Decimal, "a decimal number"),
+                       (float, "a binary float"), (str, "text"), (bytes, "raw bytes"),
+                       (dt.datetime, "a date and time"), (dt.date, "a date without time")):
+        if isinstance(value, cls):
+            return words
+    return "a value of an unsupported type"
 
 
 def short_repr(value: Any) -> str:
-    """repr() of a raw value, cut so that a 10 kB garbage name does not flood the ledger."""
+    """A raw value for a message, cut so that a 10 kB garbage name does not flood the ledger."""
+    if value is None:
+        return "empty (NULL)"
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
     try:
         r = repr(value)
     except ValueError:  # an int of more than 4300 digits refuses repr()
@@ -78,13 +113,13 @@ def _decimal(value: Any, field: str, what: str) -> Decimal:
     if isinstance(value, float):
         raise InvalidPayment(field, f"{what} is a float ({value!r}); floats lose kopecks, expected a Decimal")
     if isinstance(value, bool) or value is None:
-        raise InvalidPayment(field, f"{what} is missing or not a number: {short_repr(value)}")
+        raise InvalidPayment(field, f"{what} is {kind_of(value)}, expected a decimal number")
     if isinstance(value, bytes):
         value = text(value, field, max_len=64)
     if isinstance(value, str):
         value = value.strip()
     if not isinstance(value, (Decimal, int, str)):
-        raise InvalidPayment(field, f"{what} must be a decimal number, got {type(value).__name__}")
+        raise InvalidPayment(field, f"{what} must be a decimal number, got {kind_of(value)}")
     try:
         d = Decimal(value)
     except (InvalidOperation, ValueError):
@@ -173,7 +208,7 @@ def text(value: Any, field: str, *, max_len: int = ITEM_NAME_MAX_LEN, required: 
     if value is None and not required:
         return ""
     if not isinstance(value, str):
-        raise InvalidPayment(field, f"must be text, got {type(value).__name__}")
+        raise InvalidPayment(field, f"must be text, got {kind_of(value)}")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -201,7 +236,7 @@ def mask_contact(s: Any) -> str:
     if isinstance(s, bytes):
         s = s.decode("utf-8", errors="replace")
     if not isinstance(s, str):
-        return f"<{type(s).__name__}>"
+        return f"<{kind_of(s)}>"
     s = s.strip()
     if "@" in s:
         local, _, domain = s.rpartition("@")
@@ -214,8 +249,24 @@ def mask_contact(s: Any) -> str:
 
 
 def parse_email(value: Any, field: str) -> str:
-    """A customer e-mail (simple strict ASCII form, ≤ 64 characters) for requisite 1008."""
+    """A customer e-mail for requisite 1008 (≤ 64 characters, ASCII as registers and OFDs take it).
+
+    An internationalised domain (``пример.рф``) is converted to its A-labels (``xn--e1afmkfd.xn--p1ai``),
+    the form mail servers use; a domain already in A-labels is kept. The local part must be ASCII
+    (SMTPUTF8 mailboxes are not deliverable through the OFDs we know of).
+    """
     s = text(value, field, max_len=10_000)
+    local, at, domain = s.rpartition("@")
+    if at and domain and not domain.isascii():
+        try:
+            domain = domain.rstrip(".").encode("idna").decode("ascii")
+        except UnicodeError:
+            raise InvalidPayment(field, f"{mask_contact(s)}: the domain is not a valid internationalised "
+                                        "domain name") from None
+        s = f"{local}@{domain}"
+    if not local.isascii():
+        raise InvalidPayment(field, f"{mask_contact(s)}: the part before '@' must be ASCII "
+                                    "(registers and OFDs refuse other mailboxes)")
     if len(s) > CONTACT_MAX_LEN:
         raise InvalidPayment(field, f"{mask_contact(s)} is longer than {CONTACT_MAX_LEN} characters")
     if not _EMAIL_RE.match(s) or ".." in s:
@@ -279,6 +330,8 @@ def _vat_defaults() -> dict[str, Vat]:
         out[str(pct)] = out[f"{pct}%"] = out[f"nds{pct}"] = ordinary
         base = 100 + pct
         out[f"{pct}/{base}"] = out[str(base)] = out[f"{pct}/{base}%"] = calculated
+        # the shop codes documented in sql/schema.sql and docs/receipts.md (SHOP_VAT_CODES)
+        out[f"vat{pct}_{base}"] = out[f"vat{pct}/{base}"] = calculated
     for k in ("0", "0%", "vat0", "nds0"):
         out[k] = Vat.VAT0
     for k in ("none", "no", "novat", "withoutvat", "без ндс", "безндс", "null"):
@@ -287,12 +340,29 @@ def _vat_defaults() -> dict[str, Vat]:
 
 
 DEFAULT_VAT_ALIASES: Mapping[str, Vat] = _vat_defaults()
+#: the VAT codes a shop writes in ``payment_items.vat``, as documented (sql/schema.sql, docs/receipts.md);
+#: a test checks that both documents list exactly these and that each is in DEFAULT_VAT_ALIASES
+SHOP_VAT_CODES: Mapping[str, Vat] = {
+    "vat22": Vat.VAT22, "vat22_122": Vat.VAT122, "vat10": Vat.VAT10, "vat10_110": Vat.VAT110,
+    "vat5": Vat.VAT5, "vat5_105": Vat.VAT105, "vat7": Vat.VAT7, "vat7_107": Vat.VAT107,
+    "vat0": Vat.VAT0, "none": Vat.NONE, "vat20": Vat.VAT20, "vat20_120": Vat.VAT120,
+}
 DEFAULT_METHOD_ALIASES: Mapping[str, PaymentMethod] = _enum_aliases(
     PaymentMethod,
     {
         # ATOL Online v4 strings
         "prepayment": "PARTIAL_PREPAYMENT",
         "partial_payment": "PARTIAL_PAYMENT_AND_CREDIT",
+        # the names of the FFD table (1214 = 1..7)
+        "предоплата 100%": "FULL_PREPAYMENT",
+        "предоплата": "PARTIAL_PREPAYMENT",
+        "аванс": "ADVANCE",
+        "полный расчёт": "FULL_PAYMENT",
+        "полный расчет": "FULL_PAYMENT",
+        "частичный расчёт и кредит": "PARTIAL_PAYMENT_AND_CREDIT",
+        "частичный расчет и кредит": "PARTIAL_PAYMENT_AND_CREDIT",
+        "передача в кредит": "CREDIT",
+        "оплата кредита": "CREDIT_PAYMENT",
     },
 )
 DEFAULT_SUBJECT_ALIASES: Mapping[str, PaymentSubject] = _enum_aliases(
@@ -368,20 +438,61 @@ def parse_alias(
     if not isinstance(value, bool) and isinstance(value, (str, int, Decimal)):
         found = aliases.get(alias_key(value))
     if found is None:
-        raise InvalidPayment(field, f"{short_repr(raw)} {unknown or f'is not a known {what}'}")
+        raise InvalidPayment(field, f"{short_repr(raw)} {unknown or f'is an unknown {what} code'}")
     return found
 
 
 # ---------------------------------------------------------------- dates and VAT rules
 
 
-def parse_paid_at(value: Any, field: str) -> dt.date:
-    """The shop-local settlement date of a datetime (aware values are converted to Moscow time)."""
+def local_time(value: Any, field: str, zone: dt.tzinfo | None = None) -> dt.datetime:
+    """*value* as an aware time in the local *zone* of the place of settlement.
+
+    Rows read by :mod:`worker.shop` are aware (``source.timezone``); a naive value (an old snapshot,
+    a hand-built row) is taken as local time in *zone*.
+    """
+    zone = zone or SHOP_TZ
     if not isinstance(value, dt.datetime):
-        raise InvalidPayment(field, f"must be a date and time, got {short_repr(value)}")
-    if value.tzinfo is not None and value.utcoffset() is not None:
-        value = value.astimezone(SHOP_TZ)
-    return value.date()
+        raise InvalidPayment(field, f"must be a date and time, got {kind_of(value)} {short_repr(value)}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        return value.replace(tzinfo=zone)
+    return value.astimezone(zone)
+
+
+def parse_paid_at(value: Any, field: str, zone: dt.tzinfo | None = None) -> dt.date:
+    """The local settlement date of a datetime in *zone* (default Europe/Moscow)."""
+    return local_time(value, field, zone).date()
+
+
+#: rates each tax system (1055) may put in 1199. ОСН/ЕСХН pay VAT at the general rates (5 %/7 % are
+#: УСН-only, ЕД-7-20/1038@); УСН may use 5/7 % or the general rates or none; ПСН pays no VAT.
+_TAX_SYSTEM_RATES: Mapping[TaxSystem, frozenset[Vat]] = {
+    TaxSystem.OSN: frozenset({Vat.VAT22, Vat.VAT122, Vat.VAT20, Vat.VAT120, Vat.VAT10, Vat.VAT110, Vat.VAT0,
+                              Vat.NONE}),
+    # GUESS: ЕСХН payers are VAT payers since 2019 unless exempt; treated like ОСН
+    TaxSystem.ESHN: frozenset({Vat.VAT22, Vat.VAT122, Vat.VAT20, Vat.VAT120, Vat.VAT10, Vat.VAT110, Vat.VAT0,
+                               Vat.NONE}),
+    TaxSystem.USN_INCOME: frozenset(Vat),
+    TaxSystem.USN_INCOME_OUTCOME: frozenset(Vat),
+    # GUESS: patent activities are outside VAT (fz54-receipts.md §3.2: "ПСН sends без НДС")
+    TaxSystem.PATENT: frozenset({Vat.NONE}),
+}
+_TAX_SYSTEM_NAME = {TaxSystem.OSN: "ОСН (osn)", TaxSystem.ESHN: "ЕСХН (eshn)", TaxSystem.USN_INCOME: "УСН доход",
+                    TaxSystem.USN_INCOME_OUTCOME: "УСН доход−расход", TaxSystem.PATENT: "ПСН (patent)"}
+
+
+def check_vat_for_tax_system(vat: Vat, raw: Any, tax_system: TaxSystem, field: str) -> None:
+    """A rate impossible under the configured tax system (1055) is refused, naming both."""
+    allowed = _TAX_SYSTEM_RATES[tax_system]
+    if vat not in allowed:
+        names = ", ".join(sorted(v.value for v in allowed))
+        why = (" (5 % and 7 % exist only for УСН payers, ЕД-7-20/1038@)"
+               if vat in (Vat.VAT5, Vat.VAT7, Vat.VAT105, Vat.VAT107) else "")
+        raise InvalidPayment(
+            field,
+            f"{short_repr(raw)} ({vat.value}) is not allowed under the tax system {_TAX_SYSTEM_NAME[tax_system]} "
+            f"set in receipts.tax_system{why}; allowed: {names}",
+            NEXT_FIX_ROW + " (or correct receipts.tax_system if the shop changed its tax system)")
 
 
 _VAT20_FAMILY = {Vat.VAT20: Vat.VAT22, Vat.VAT120: Vat.VAT122}

@@ -151,7 +151,7 @@ class MySQLSource(SqlShopSource):
     def __init__(self, url: str | sa.URL, mapping: SourceMapping | None = None, *,
                  connect_timeout: float = CONNECT_TIMEOUT_S, read_timeout: float = READ_TIMEOUT_S,
                  write_timeout: float = WRITE_TIMEOUT_S, pool_recycle: int = POOL_RECYCLE_S,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, timezone: str | None = None) -> None:
         """Build the engine (no connection is made until the first call; use :meth:`ping`)."""
         parsed = sa.make_url(url)
         if parsed.drivername != "mysql+pymysql":
@@ -181,7 +181,7 @@ class MySQLSource(SqlShopSource):
         def _connect(_dialect: Any, _record: Any, cargs: tuple, cparams: dict) -> Any:
             return _BoundedHandshakeConnection(*cargs, **cparams)
 
-        super().__init__(engine, mapping or SourceMapping())
+        super().__init__(engine, mapping or SourceMapping(), timezone)
         self._sql_raw: _Statements | None = None
 
     def _translate(self, exc: Exception) -> SourceError:

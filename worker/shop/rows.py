@@ -2,7 +2,9 @@
 
 Values keep the types the database returned (``Decimal`` for DECIMAL columns, ``str`` for text,
 ``datetime`` for times, or ``None``) — nothing is coerced here, so that validation in
-:mod:`worker.receipts.build` can name the field that is wrong. ``to_json``/``from_json`` give the exact
+:mod:`worker.receipts.build` can name the field that is wrong. Two values are normalised here, once,
+because everything downstream compares them: ``kind`` (lower case, no spaces) and ``line_no`` (an int
+whatever the column type). ``paid_at`` is made time-zone aware by the source (``source.timezone``). ``to_json``/``from_json`` give the exact
 snapshot the ledger stores (Decimals as strings, never float).
 """
 from __future__ import annotations
@@ -14,6 +16,46 @@ from typing import Any
 
 KIND_SALE = "sale"
 KIND_REFUND = "refund"
+#: the zone of the shop's naive DATETIME values when ``source.timezone`` says nothing (most Russian shops)
+DEFAULT_SOURCE_TIMEZONE = "Europe/Moscow"
+
+
+def normalise_kind(value: Any) -> Any:
+    """``payments.kind`` compared once, everywhere: 'REFUND', ' Refund ' → 'refund'. Non-text stays as is
+    (validation names it)."""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return value
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def normalise_line_no(value: Any) -> Any:
+    """The shop's line number as one type whatever the column type: INT, DECIMAL, '1', ' 01 ' → 1.
+
+    Refunded quantities are kept per line number; a text column ('1') and an INT (1) must be the
+    same line, or a line could be refunded twice. A value that is not a whole number is left as is
+    so that validation names the field.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Decimal):
+        if value.is_finite() and value == value.to_integral_value() and value.adjusted() < 19:
+            return int(value)
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            value = bytes(value).decode("ascii")
+        except UnicodeDecodeError:
+            return value
+    if isinstance(value, str):
+        s = value.strip()
+        if s.isascii() and s.isdigit() and len(s) <= 18:
+            return int(s)
+    return value
 
 
 @dataclass(frozen=True)
@@ -29,6 +71,9 @@ class ShopItem:
     payment_method: Any = None
     payment_subject: Any = None
     measure_unit: Any = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "line_no", normalise_line_no(self.line_no))
 
 
 @dataclass(frozen=True)
@@ -46,6 +91,10 @@ class ShopPayment:
     refund_of: Any = None
     discount: Any = None
     items: tuple[ShopItem, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        # normalised where rows are read, so every comparison (build, planner, ledger) sees one value
+        object.__setattr__(self, "kind", normalise_kind(self.kind))
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe snapshot: Decimal → str, datetime → ISO string."""
@@ -67,7 +116,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Decimal):
         return {_DEC: str(value)}
     if isinstance(value, dt.datetime):
-        return {_DT: value.isoformat()}
+        return {_DT: value.isoformat()}   # an aware time keeps its offset: stored with its zone
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -30,15 +30,25 @@ from types import TracebackType
 from typing import Any
 
 import sqlalchemy as sa
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from worker.errors import SourceConfigError, SourceError, SourceUnavailable
-from worker.shop.rows import KIND_SALE, ShopItem, ShopPayment
+from worker.shop.rows import DEFAULT_SOURCE_TIMEZONE, KIND_SALE, ShopItem, ShopPayment
 
 # The error classes live in worker.errors (one exception root); re-exported here for callers.
 __all__ = [
     "FETCH_BY_IDS_CHUNK", "ShopDelivery", "ShopSource", "SourceConfigError", "SourceError", "SourceMapping",
-    "SourceUnavailable", "SqlShopSource", "assemble",
+    "SourceUnavailable", "SqlShopSource", "assemble", "shop_zone",
 ]
+
+
+def shop_zone(name: str | None) -> ZoneInfo:
+    """The IANA zone the shop's naive DATETIME values are in (``source.timezone``)."""
+    try:
+        return ZoneInfo(name or DEFAULT_SOURCE_TIMEZONE)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise SourceConfigError(f"source.timezone: {name!r} is not an IANA time zone such as Europe/Moscow or UTC") \
+            from exc
 
 FETCH_BY_IDS_CHUNK = 1000  # ids per IN (...) list: bounded statement size, still one round trip per 1000
 
@@ -169,9 +179,11 @@ class SqlShopSource(ShopSource):
     quote_char = '"'
     ids_chunk = FETCH_BY_IDS_CHUNK
 
-    def __init__(self, engine: sa.Engine, mapping: SourceMapping) -> None:
+    def __init__(self, engine: sa.Engine, mapping: SourceMapping, timezone: str | None = None) -> None:
         self._engine = engine
         self._mapping = mapping
+        #: naive DATETIMEs read from the shop are in this zone (a shop storing UTC says "UTC")
+        self.zone = shop_zone(timezone)
         self._sql = self._statements(raw_text=False)
 
     # -- subclass hooks ------------------------------------------------------------------------
@@ -229,8 +241,8 @@ class SqlShopSource(ShopSource):
                 rows = conn.execute(stmt, params).mappings().all()
         except sa.exc.SQLAlchemyError as exc:
             raise self._translate(exc) from exc
-        return [ShopDelivery(id=int(r["id"]), payment_id=r["payment_id"], delivered_at=_to_datetime(r["delivered_at"]))
-                for r in rows]
+        return [ShopDelivery(id=int(r["id"]), payment_id=r["payment_id"],
+                             delivered_at=_to_datetime(r["delivered_at"], self.zone)) for r in rows]
 
     def max_id(self) -> int:
         try:
@@ -305,7 +317,7 @@ class SqlShopSource(ShopSource):
                     raise
         except sa.exc.SQLAlchemyError as exc:
             raise self._translate(exc) from exc
-        return assemble(rows, items, self._mapping)
+        return assemble(rows, items, self._mapping, self.zone)
 
 
 @dataclass(frozen=True)
@@ -316,8 +328,14 @@ class _Statements:
     max_id: sa.TextClause
 
 
-def assemble(rows: Sequence[Any], items: Sequence[Any], mapping: SourceMapping) -> list[ShopPayment]:
-    """Build ShopPayments from payment rows and item rows (mappings keyed by logical names)."""
+def assemble(rows: Sequence[Any], items: Sequence[Any], mapping: SourceMapping,
+             zone: dt.tzinfo | None = None) -> list[ShopPayment]:
+    """Build ShopPayments from payment rows and item rows (mappings keyed by logical names).
+
+    Naive times get *zone* (default ``Europe/Moscow``); ``kind`` and ``line_no`` are normalised by
+    :class:`ShopPayment` / :class:`ShopItem` themselves.
+    """
+    zone = zone or shop_zone(None)
     by_payment: dict[int, list[ShopItem]] = {}
     for it in items:
         by_payment.setdefault(int(it["payment_id"]), []).append(ShopItem(
@@ -334,7 +352,7 @@ def assemble(rows: Sequence[Any], items: Sequence[Any], mapping: SourceMapping) 
             id=pid,
             kind=_normalize("kind", kind, mapping.payments_table),
             amount=_normalize("amount", r["amount"], mapping.payments_table),
-            paid_at=_to_datetime(r["paid_at"]),
+            paid_at=_to_datetime(r["paid_at"], zone),
             customer_email=_normalize("customer_email", r["customer_email"], mapping.payments_table),
             customer_phone=_normalize("customer_phone", r["customer_phone"], mapping.payments_table),
             order_ref=_normalize("order_ref", r["order_ref"], mapping.payments_table),
@@ -345,9 +363,15 @@ def assemble(rows: Sequence[Any], items: Sequence[Any], mapping: SourceMapping) 
     return out
 
 
+#: decimals a receipt allows: a wider shop column (DECIMAL(18,6)) gives them back trimmed to these,
+#: and more only when the shop really wrote more (33.297 stays 33.297, for validation to reject)
+_RECEIPT_PLACES = {"quantity": Decimal("0.001")}
+_MONEY_PLACES = Decimal("0.01")
+
+
 def _normalize(logical: str, value: Any, table: str) -> Any:
     if logical in _MONEY:
-        return _to_decimal(value, f"{table}.{logical}")
+        return _trim(_to_decimal(value, f"{table}.{logical}"), _RECEIPT_PLACES.get(logical, _MONEY_PLACES))
     if logical in _TEXT:
         return _to_text(value)
     return value
@@ -387,12 +411,27 @@ def _to_decimal(value: Any, where: str) -> Any:
     return text
 
 
-def _to_datetime(value: Any) -> Any:
-    """DATETIME from MySQL is already a datetime; SQLite stores ISO 8601 text."""
+def _trim(value: Any, step: Decimal) -> Any:
+    """``0.750000`` → ``0.750``; ``33.297000`` → ``33.297`` (exact: only zeros are dropped)."""
+    if not isinstance(value, Decimal) or not value.is_finite() or value.as_tuple().exponent >= step.as_tuple().exponent:
+        return value
+    if value == value.quantize(step):
+        return value.quantize(step)
+    return value.normalize() if value.normalize().as_tuple().exponent < 0 else value
+
+
+def _to_datetime(value: Any, zone: dt.tzinfo | None = None) -> Any:
+    """DATETIME from MySQL is already a datetime; SQLite stores ISO 8601 text.
+
+    A naive value is a wall-clock time in the shop's *zone*: it is returned aware, so that every
+    date rule and every stored snapshot carries the zone instead of guessing it.
+    """
     text = _to_text(value)
     if isinstance(text, str):
         try:
-            return dt.datetime.fromisoformat(text.strip())
+            text = dt.datetime.fromisoformat(text.strip())
         except ValueError:
             return text
+    if isinstance(text, dt.datetime) and text.tzinfo is None and zone is not None:
+        return text.replace(tzinfo=zone)
     return text

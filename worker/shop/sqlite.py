@@ -33,7 +33,7 @@ class SQLiteSource(SqlShopSource):
     ids_chunk = 500  # below SQLITE_MAX_VARIABLE_NUMBER (999) of SQLite builds older than 3.32
 
     def __init__(self, path: str | Path, mapping: SourceMapping | None = None, *,
-                 busy_timeout: float = BUSY_TIMEOUT_S) -> None:
+                 busy_timeout: float = BUSY_TIMEOUT_S, timezone: str | None = None) -> None:
         """Open ``path`` read-only (lazily: a missing file is reported by the first call)."""
         self._path = Path(path)
         uri = f"file:{quote(str(self._path.resolve()))}?mode=ro"
@@ -48,7 +48,7 @@ class SQLiteSource(SqlShopSource):
         def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
             dbapi_conn.text_factory = _text_factory
 
-        super().__init__(engine, mapping or SourceMapping())
+        super().__init__(engine, mapping or SourceMapping(), timezone)
 
     def _translate(self, exc: Exception) -> SourceError:
         orig = getattr(exc, "orig", None) or exc
