@@ -102,7 +102,7 @@ def test_csv_is_for_a_russian_spreadsheet_and_xlsx_has_typed_cells(tmp_path) -> 
     buf = io.StringIO()
     assert write_csv(records, buf, zone="Europe/Moscow") == len(records)
     lines = buf.getvalue().split("\r\n")
-    assert lines[0].split(";")[6] == "Оплачен (Europe/Moscow)"
+    assert lines[0].split(";")[6] == "Оплачен (UTC)" and lines[0].split(";")[15] == "Дата чека (Europe/Moscow)"
     first = lines[1].split(";")
     assert first[8] == "1220,00" and first[6] == "30.11.2026 10:00:00" and first[11] == "5"
     path = tmp_path / "ledger.xlsx"

@@ -19,7 +19,7 @@ from worker.ledger.records import ReceiptRecord
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("shop_id", "ID платежа", "int"), ("kind", "Вид", "text"), ("stage", "Этап", "text"),
     ("part", "Часть", "int"), ("tag", "Метка 1192", "text"), ("state", "Состояние", "text"),
-    ("paid_at", "Оплачен", "time"), ("payment_amount", "Сумма платежа", "money"), ("total", "Сумма чека", "money"),
+    ("paid_at", "Оплачен", "utc"), ("payment_amount", "Сумма платежа", "money"), ("total", "Сумма чека", "money"),
     ("register", "ККТ", "text"), ("fn_serial", "ФН", "text"), ("fd_number", "ФД", "int"),
     ("fiscal_sign", "ФП", "int"), ("shift_number", "Смена", "int"), ("receipt_number", "Чек в смене", "int"),
     ("fiscal_at", "Дата чека", "time"), ("qr", "QR", "text"), ("attempts", "Попыток", "int"),
@@ -39,8 +39,10 @@ def row(r: ReceiptRecord) -> dict[str, Any]:
 
 
 def titles(zone: str) -> list[str]:
-    """Column titles; the time columns say their zone."""
-    return [f"{title} ({zone})" if kind == "time" else title for _, title, kind in COLUMNS]
+    """Column titles; the time columns say their zone (the ledger keeps the shop's payment time in
+    UTC; the fiscal time is the register's clock, kept in the shop's local zone)."""
+    return [f"{title} ({zone})" if kind == "time" else f"{title} (UTC)" if kind == "utc" else title
+            for _, title, kind in COLUMNS]
 
 
 def _ru(value: Any, kind: str) -> str:
@@ -48,7 +50,7 @@ def _ru(value: Any, kind: str) -> str:
         return ""
     if kind == "money":
         return f"{Decimal(value):.2f}".replace(".", ",")
-    if kind == "time":
+    if kind in ("time", "utc"):
         return value.strftime("%d.%m.%Y %H:%M:%S")
     return str(value)
 
@@ -86,7 +88,7 @@ def write_xlsx(records: Iterable[ReceiptRecord], path: str, *, zone: str, sheet:
             cell = ws.cell(row=n + 1, column=col)
             if kind == "money" and cell.value is not None:
                 cell.number_format = "#,##0.00"
-            elif kind == "time" and cell.value is not None:
+            elif kind in ("time", "utc") and cell.value is not None:
                 cell.number_format = "DD.MM.YYYY HH:MM:SS"
     ws.freeze_panes = "A2"
     wb.save(path)
