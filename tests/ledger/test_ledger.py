@@ -107,14 +107,21 @@ def test_intent_then_done_is_compare_and_set(ledger: Ledger) -> None:
 
 
 def test_retry_burns_attempts_until_failed(ledger: Ledger) -> None:
-    """Transient failures count; the last one makes the receipt failed. Device errors don't count."""
+    """Transient failures count; the last one makes the receipt failed. Device errors don't count.
+    The ledger records what decide() decided."""
+    from kkt_drivers.errors import DeviceStateError, TransientError
+    from worker.fiscal.retry import decide
+    from worker.settings import RetrySettings
+
+    policy = RetrySettings(max_attempts=2)
     ingest(ledger, [entry(1)], cursor=1)
     rec = ledger.due(utcnow())[0]
-    later = utcnow() + dt.timedelta(hours=1)
-    for burn, expect in ((False, State.QUEUED), (True, State.QUEUED), (True, State.FAILED)):
+    for error, expect in ((DeviceStateError("paper"), State.QUEUED), (TransientError("link"), State.QUEUED),
+                          (TransientError("link"), State.FAILED)):
         a = ledger.record_intent(rec.id, register="kkt1", fn_serial="FN1", fd_before=1)
-        new = ledger.record_retry(rec.id, attempt_id=a, error="x", error_class="transient", next_attempt_at=later,
-                                  burn_attempt=burn, max_attempts=2)
+        d = decide(error, ledger.get(rec.id).attempts, policy, now=utcnow() + dt.timedelta(hours=1))
+        new = ledger.record_retry(rec.id, attempt_id=a, new=d.state, attempts=d.attempts, next_attempt_at=d.when,
+                                  error="x", error_class=d.reaction.value)
         assert new is expect
         if new is State.QUEUED:
             assert ledger.due(utcnow()) == []          # not before next_attempt_at
@@ -122,6 +129,7 @@ def test_retry_burns_attempts_until_failed(ledger: Ledger) -> None:
             with ledger.write() as conn:               # make it due again for the next round
                 conn.exec_driver_sql("UPDATE receipts SET next_attempt_at = '2000-01-01 00:00:00'")
     assert ledger.get(rec.id).attempts == 2
+    assert len(ledger.attempts_of(rec.id)) == 3
 
 
 def test_replan_requeues_rejected_and_never_touches_done(ledger: Ledger) -> None:

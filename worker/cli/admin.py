@@ -193,7 +193,7 @@ def register_admin_commands(cli: click.Group, pass_ctx: Any, opt: Callable[..., 
                 if register and r.name != register:
                     continue
                 with open_driver(r.url) as drv:
-                    rec = Reconciler(r.name, drv, c.ledger, c.settings.retry.max_attempts)
+                    rec = Reconciler(r.name, drv, c.ledger, c.settings.retry)
                     for row in c.ledger.sending(r.name):
                         try:
                             click.echo(f"{row.tag}: {rec.reconcile(row).value}")

@@ -1,8 +1,10 @@
 """One lane per register: recovery first, then one due receipt at a time, strictly serial.
 
 A lane never sends a receipt while any receipt of its register is left "sending": it reconciles
-those first, and if the register cannot answer, it waits. Device-state errors pause the lane
-without burning the payments' attempts; the shift is opened (or the expired one closed) here.
+those first, and if the register cannot answer, it waits. After an error the lane executes the
+:class:`~worker.fiscal.retry.Decision` it is given: device-state errors pause it (the payments keep
+their attempts), a wrong register configuration stops it. The shift is opened (or the expired one
+closed) here. Which receipts may go now is the ledger's ``due`` query (prerequisites included).
 """
 from __future__ import annotations
 
@@ -16,11 +18,11 @@ from sqlalchemy.exc import DBAPIError
 from kkt_drivers.base import Driver
 from kkt_drivers.errors import DeviceStateError, KktError
 from kkt_drivers.receipt import DeviceStatus
-from worker.defaults import LANE_IDLE_SECONDS, WAITING_RECHECK_SECONDS
+from worker.defaults import LANE_IDLE_SECONDS
 from worker.fiscal.crashpoints import driver_step
-from worker.fiscal.processor import Processor, RetryPolicy
+from worker.fiscal.processor import Processor
 from worker.fiscal.recovery import Reconciler, RegisterUnreachable
-from worker.fiscal.retry import Reaction, describe
+from worker.fiscal.retry import decide, describe
 from worker.ledger.states import State
 from worker.ledger.store import Ledger, ReceiptRecord, utcnow
 from worker.settings import RetrySettings, ShiftSettings
@@ -42,10 +44,10 @@ class Lane:
         self.stop = stop
         self.local_now = local_now
         self.driver.step_hook = driver_step
-        policy = RetryPolicy(retry.max_attempts, retry.base_delay_s, retry.max_delay_s)
-        self.processor = Processor(name, driver, ledger, policy)
-        self.reconciler = Reconciler(name, driver, ledger, retry.max_attempts)
+        self.processor = Processor(name, driver, ledger, retry)
+        self.reconciler = Reconciler(name, driver, ledger, retry)
         self.idle = False          # True when the last step found nothing due
+        self.stopped = False       # True once a decision stopped the lane (the register's settings are wrong)
         self.processed = 0
 
     # -- the loop ----------------------------------------------------------------------------
@@ -53,13 +55,14 @@ class Lane:
         """Work until stopped; a receipt in progress is always finished first."""
         log.info("lane started", extra={"register": self.name})
         try:
-            while not self.stop.is_set():
+            while not self.stop.is_set() and not self.stopped:
                 wait = self.step()
                 if wait:
                     self.stop.wait(wait)
         finally:
             self.driver.disconnect()
-            self._heartbeat("stopped")
+            if not self.stopped:   # a lane stopped by a decision keeps its reason in the heartbeat
+                self._heartbeat("stopped")
             log.info("lane stopped", extra={"register": self.name})
 
     def step(self) -> float:
@@ -78,25 +81,30 @@ class Lane:
             status = self.prepare_register()
             outcome = self.processor.process(rec, status)
             self.processed += outcome.state is State.DONE
-            if outcome.reaction in (Reaction.UNKNOWN, Reaction.BUG):
-                return 0.0  # the next step reconciles before anything else
-            if outcome.reaction is Reaction.DEVICE:
-                return self._pause(outcome.error)
-            if outcome.reaction is Reaction.CONFIG:
-                return self._pause(outcome.error, state="paused")
-            return 0.0
-        except DeviceStateError as exc:
-            return self._pause(exc)
-        except KktError as exc:
-            log.warning("register unavailable: %s", describe(exc), extra={"register": self.name})
-            self.driver.disconnect()
-            return self._pause(exc)
+            if outcome.decision is None or outcome.decision.reconcile:
+                return 0.0  # done, or the next step reconciles before anything else
+            return self._execute(outcome.decision.pause_lane, outcome.decision.stop_lane, outcome.error)
+        except KktError as exc:   # the register (not a receipt) failed: device state, link down, settings
+            decision = decide(exc, 0, self.retry, now=utcnow())
+            if not isinstance(exc, DeviceStateError):
+                log.warning("register unavailable: %s", describe(exc), extra={"register": self.name})
+                self.driver.disconnect()
+            return self._execute(True, decision.stop_lane, exc)
         except DBAPIError as exc:  # the ledger is away: a "sending" row stays for recovery
             log.warning("ledger unavailable (%s); lane waits", type(exc.orig).__name__, extra={"register": self.name})
             return self._pause(exc)
         except Exception as exc:   # a bug: never spin, never lose the "sending" row
             log.exception("lane step failed", extra={"register": self.name})
             return self._pause(exc)
+
+    def _execute(self, pause: bool, stop: bool, exc: BaseException | None) -> float:
+        """Carry out a decision's lane part: stop (the register's settings are wrong), pause, or go on."""
+        if stop:
+            log.critical("register settings are wrong; lane stopped: %s", describe(exc) if exc else "",
+                         extra={"register": self.name})
+            self.stopped = True
+            return self._pause(exc, state="stopped")
+        return self._pause(exc) if pause else 0.0
 
     # -- pieces ---------------------------------------------------------------------------
     def recover(self) -> bool:
@@ -111,28 +119,9 @@ class Lane:
         return True
 
     def _next_due(self) -> ReceiptRecord | None:
-        for rec in self.ledger.due(utcnow(), limit=20):
-            if self._must_wait(rec):
-                # out of the head of the queue, so that waiting receipts never starve the others
-                self.ledger.postpone(rec.id, utcnow() + dt.timedelta(seconds=WAITING_RECHECK_SECONDS))
-                continue
-            return rec
-        return None
-
-    def _must_wait(self, rec: ReceiptRecord) -> bool:
-        """Whether *rec* waits for another receipt of the shop to be fiscalized first."""
-        if rec.stage == "refund" and rec.refund_of is not None and not self.ledger.sale_done(rec.refund_of):
-            # a refund waits until what it refunds has been fiscalized: every receipt of the sale, or,
-            # for a refund mirroring a prepayment (1214 = 1..3), that prepayment receipt
-            prepaid = any(int(it.payment_method) <= 3 for it in rec.receipt().items)
-            return not (prepaid and self.ledger.stage_done(rec.refund_of, "prepayment"))
-        # the offset of a prepayment waits for the prepayment receipt of the same payment
-        if rec.stage == "settlement":
-            return not self.ledger.stage_done(rec.source_id, "prepayment")
-        # a correction pair is issued in order: the reverse correction before the correct one
-        if rec.stage == "correction" and rec.part > 1:
-            return not self.ledger.stage_done(rec.source_id, "correction", below_part=rec.part)
-        return False
+        # the ledger returns only receipts whose prerequisites (sale, prepayment, earlier correction) are done
+        due = self.ledger.due(utcnow(), limit=1)
+        return due[0] if due else None
 
     def prepare_register(self) -> DeviceStatus:
         """Make the register ready for a receipt: no open receipt, paper, an open shift under 24 h."""

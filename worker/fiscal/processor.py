@@ -6,47 +6,43 @@ the register's documents after ``fd_before`` and find ours by its tag (requisite
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 from kkt_drivers.base import Driver
 from kkt_drivers.errors import KktError
 from kkt_drivers.receipt import DeviceStatus
 from worker.errors import StateConflict
 from worker.fiscal.crashpoints import crashpoint
-from worker.fiscal.retry import Reaction, classify, describe, next_attempt_at
+from worker.fiscal.retry import Decision, Reaction, decide, describe
 from worker.ledger.states import State
 from worker.ledger.store import Ledger, ReceiptRecord, utcnow
+from worker.settings import RetrySettings
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """The persistent retry schedule."""
-
-    max_attempts: int
-    base_s: float
-    cap_s: float
-
-
-@dataclass(frozen=True)
 class Outcome:
-    """What happened to one receipt; ``reaction`` tells the lane whether to pause."""
+    """What happened to one receipt; ``decision`` (after an error) tells the lane whether to pause or stop."""
 
     state: State | None
-    reaction: Reaction | None = None
+    decision: Decision | None = None
     error: BaseException | None = None
 
 
 class Processor:
     """Fiscalizes single receipts on one register for one lane."""
 
-    def __init__(self, lane: str, driver: Driver, ledger: Ledger, policy: RetryPolicy) -> None:
+    def __init__(self, lane: str, driver: Driver, ledger: Ledger, policy: RetrySettings, *,
+                 clock: Callable[[], dt.datetime] = utcnow) -> None:
         self.lane = lane
         self.driver = driver
         self.ledger = ledger
         self.policy = policy
+        self.clock = clock
 
     def process(self, rec: ReceiptRecord, status: DeviceStatus) -> Outcome:
         """Fiscalize *rec* on a register whose *status* was just checked (shift open, no receipt open)."""
@@ -80,32 +76,29 @@ class Processor:
         return Outcome(State.DONE)
 
     def _failed(self, rec: ReceiptRecord, attempt_id: int, exc: BaseException, ctx: dict) -> Outcome:
-        reaction = classify(exc)
+        """Execute :func:`~worker.fiscal.retry.decide`'s decision; nothing is decided here."""
+        decision = decide(exc, rec.attempts, self.policy, now=self.clock())
         message = describe(exc)
-        if reaction in (Reaction.UNKNOWN, Reaction.BUG):
+        if decision.reconcile:
             # the close may have reached the register: leave it "sending" for reconciliation
-            if reaction is Reaction.BUG:
+            if decision.reaction is Reaction.BUG:
                 log.exception("unexpected error from the register driver; reconciling", extra=ctx)
             else:
                 log.warning("outcome unknown (%s); reconciling before anything else", message, extra=ctx)
-            return Outcome(State.SENDING, reaction, exc)
+            return Outcome(State.SENDING, decision, exc)
 
         # the contract: these errors mean the document was certainly not fiscalized
         self._cancel_open_receipt(ctx)
-        now = utcnow()
-        if reaction is Reaction.REJECTED:
+        if decision.state is State.REJECTED:
             log.error("register rejected the receipt: %s", message, extra=ctx)
             self.ledger.record_final(rec.id, State.REJECTED, attempt_id=attempt_id, error=message,
-                                     error_class=reaction.value)
-            return Outcome(State.REJECTED, reaction, exc)
-        burn = reaction is Reaction.TRANSIENT
-        when = next_attempt_at(now, rec.attempts + 1, base_s=self.policy.base_s, cap_s=self.policy.cap_s) \
-            if burn else now
-        new = self.ledger.record_retry(rec.id, attempt_id=attempt_id, error=message, error_class=reaction.value,
-                                       next_attempt_at=when, burn_attempt=burn,
-                                       max_attempts=self.policy.max_attempts)
-        log.warning("not fiscalized (%s): %s; now %s", reaction.value, message, new.value, extra=ctx)
-        return Outcome(new, reaction, exc)
+                                     error_class=decision.reaction.value)
+            return Outcome(State.REJECTED, decision, exc)
+        new = self.ledger.record_retry(rec.id, attempt_id=attempt_id, new=decision.state,
+                                       attempts=decision.attempts, next_attempt_at=decision.when,
+                                       error=message, error_class=decision.reaction.value)
+        log.warning("not fiscalized (%s): %s; now %s", decision.reaction.value, message, new.value, extra=ctx)
+        return Outcome(new, decision, exc)
 
     def _cancel_open_receipt(self, ctx: dict) -> None:
         try:

@@ -26,9 +26,10 @@ from kkt_drivers.base import Driver
 from kkt_drivers.errors import KktError
 from kkt_drivers.receipt import FiscalDocument
 from worker.defaults import RECONCILE_MAX_DOCUMENTS
-from worker.fiscal.retry import describe
+from worker.fiscal.retry import Reaction, decide, describe
 from worker.ledger.states import State
 from worker.ledger.store import Ledger, ReceiptRecord, utcnow
+from worker.settings import RetrySettings
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,12 @@ class RegisterUnreachable(Exception):
 class Reconciler:
     """Resolves "sending" receipts of one lane against its register."""
 
-    def __init__(self, lane: str, driver: Driver, ledger: Ledger, max_attempts: int,
+    def __init__(self, lane: str, driver: Driver, ledger: Ledger, policy: RetrySettings,
                  max_documents: int = RECONCILE_MAX_DOCUMENTS) -> None:
         self.lane = lane
         self.driver = driver
         self.ledger = ledger
-        self.max_attempts = max_attempts
+        self.policy = policy
         self.max_documents = max_documents
 
     def reconcile(self, rec: ReceiptRecord) -> State:
@@ -152,8 +153,10 @@ class Reconciler:
             self.ledger.record_done(rec.id, doc, attempt_id=attempt_id, outcome="reconciled_done")
             log.info("reconciled: the register has it as FD %d", doc.fd_number, extra=ctx)
             return State.DONE
-        new = self.ledger.record_retry(rec.id, attempt_id=attempt_id, error="reconciled: not fiscalized",
-                                       error_class="unknown", next_attempt_at=utcnow(), burn_attempt=True,
-                                       max_attempts=self.max_attempts, outcome="reconciled_retry")
+        decision = decide(Reaction.NOT_FISCALIZED, rec.attempts, self.policy, now=utcnow())
+        new = self.ledger.record_retry(rec.id, attempt_id=attempt_id, new=decision.state,
+                                       attempts=decision.attempts, next_attempt_at=decision.when,
+                                       error="reconciled: not fiscalized", error_class="unknown",
+                                       outcome="reconciled_retry")
         log.info("reconciled: no document carries our tag; %s", new.value, extra=ctx)
         return new

@@ -1,9 +1,17 @@
-"""The one place that decides how the worker reacts to an error, and the retry schedule."""
+"""The one place that decides what happens after an error: :func:`decide` → :class:`Decision`.
+
+``classify`` maps an exception to a :class:`Reaction`; ``decide`` turns the reaction, the attempts
+already used and the retry policy (:class:`~worker.settings.RetrySettings`, the only copy of it) into
+everything the callers need: the receipt's next state, when it is due again, whether the attempt
+counts, whether the lane pauses or stops. The processor, the reconciler and the lane only execute
+a decision; the ledger only records it (procrastinate's ``get_retry_decision`` is the model).
+"""
 from __future__ import annotations
 
 import datetime as dt
 import enum
 import random
+from dataclasses import dataclass
 
 from kkt_drivers.errors import (
     DeviceStateError,
@@ -12,7 +20,12 @@ from kkt_drivers.errors import (
     RejectedError,
     TransientError,
 )
-from worker.defaults import RETRY_BASE_SECONDS, RETRY_CAP_SECONDS
+from worker.ledger.states import State
+from worker.settings import RetrySettings
+
+#: the jitter range of the persistent backoff ("equal jitter": keeps a floor, avoids synchronised retries)
+JITTER_MIN = 0.5
+JITTER_MAX = 1.0
 
 
 class Reaction(str, enum.Enum):
@@ -24,6 +37,7 @@ class Reaction(str, enum.Enum):
     UNKNOWN = "unknown"          # the document may exist: reconcile before anything else
     CONFIG = "config"            # the register's settings are wrong: stop the lane, alert
     BUG = "bug"                  # anything else: record with traceback; treated as UNKNOWN after an intent
+    NOT_FISCALIZED = "not_fiscalized"  # reconciliation proved nothing was printed: send again now
 
 
 def classify(exc: BaseException) -> Reaction:
@@ -41,16 +55,62 @@ def classify(exc: BaseException) -> Reaction:
     return Reaction.BUG
 
 
+@dataclass(frozen=True)
+class Decision:
+    """Everything a caller executes after an error; nobody decides again.
+
+    ``state`` is the receipt's next state: SENDING means "leave it for reconciliation" (the document
+    may exist), QUEUED a retry at ``when``, FAILED / REJECTED final until an admin resends.
+    """
+
+    reaction: Reaction
+    state: State
+    when: dt.datetime
+    burn_attempt: bool
+    attempts: int          # attempts used after this one is counted (or not)
+    pause_lane: bool = False
+    stop_lane: bool = False
+
+    @property
+    def reconcile(self) -> bool:
+        """The document may exist: the lane reconciles before it sends anything else."""
+        return self.state is State.SENDING
+
+
+def backoff(attempts: int, policy: RetrySettings, rng: random.Random | None = None) -> dt.timedelta:
+    """Capped exponential backoff with equal jitter: min(cap, base·2^(n-1)) · U(0.5, 1)."""
+    rng = rng or random
+    raw = min(policy.max_delay_s, policy.base_delay_s * (2 ** max(0, attempts - 1)))
+    return dt.timedelta(seconds=raw * rng.uniform(JITTER_MIN, JITTER_MAX))
+
+
+def decide(error: BaseException | Reaction, attempts: int, policy: RetrySettings, *, now: dt.datetime,
+           rng: random.Random | None = None) -> Decision:
+    """The decision after *error* on a receipt that had used *attempts* attempts before this one.
+
+    *error* is the exception (classified here) or an already known reaction (reconciliation's
+    ``NOT_FISCALIZED``).
+    """
+    reaction = error if isinstance(error, Reaction) else classify(error)
+    if reaction in (Reaction.UNKNOWN, Reaction.BUG):
+        # the close may have reached the register: never retry blindly
+        return Decision(reaction, State.SENDING, now, burn_attempt=False, attempts=attempts)
+    if reaction is Reaction.REJECTED:
+        return Decision(reaction, State.REJECTED, now, burn_attempt=False, attempts=attempts)
+    if reaction in (Reaction.DEVICE, Reaction.CONFIG):
+        # not the payment's fault: its attempts are kept, it is due as soon as the lane works again
+        return Decision(reaction, State.QUEUED, now, burn_attempt=False, attempts=attempts,
+                        pause_lane=reaction is Reaction.DEVICE, stop_lane=reaction is Reaction.CONFIG)
+    used = attempts + 1
+    if used >= policy.max_attempts:
+        return Decision(reaction, State.FAILED, now, burn_attempt=True, attempts=used)
+    # reconciliation proved nothing was printed: the register works, send again at once
+    when = now if reaction is Reaction.NOT_FISCALIZED else now + backoff(used, policy, rng)
+    return Decision(reaction, State.QUEUED, when, burn_attempt=True, attempts=used)
+
+
 def describe(exc: BaseException) -> str:
     """A one-line message for the ledger, with the vendor's code where the driver kept it."""
     vendor = getattr(exc, "vendor_code", None)
     text = f"{type(exc).__name__}: {exc}"
     return f"{text} [{vendor}]" if vendor else text
-
-
-def next_attempt_at(now: dt.datetime, attempts: int, *, base_s: float = RETRY_BASE_SECONDS,
-                    cap_s: float = RETRY_CAP_SECONDS, rng: random.Random | None = None) -> dt.datetime:
-    """Capped exponential backoff with equal jitter: delay = min(cap, base·2^n) · U(0.5, 1)."""
-    rng = rng or random
-    delay = min(cap_s, base_s * (2 ** max(0, attempts - 1))) * rng.uniform(0.5, 1.0)
-    return now + dt.timedelta(seconds=delay)

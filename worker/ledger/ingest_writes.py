@@ -12,11 +12,12 @@ from kkt_drivers import receipt_json
 from worker.errors import StateConflict
 from worker.ledger.base import LedgerBase
 from worker.ledger.records import (
-    ORPHAN_REFUND_MARK, Gap, IngestEntry, PlannedRow, ReceiptRecord, SettlementEntry, decimal_or_none,
-    naive_utc, record_from_row, utcnow,
+    Gap, IngestEntry, PlannedRow, ReceiptRecord, SettlementEntry, decimal_or_none, naive_utc, record_from_row,
+    utcnow,
 )
-from worker.ledger.schema import attempts, gap_log, ingest_cursor, ingest_gaps, payments, receipts
-from worker.ledger.states import State
+from worker.ledger.schema import gap_log, ingest_cursor, ingest_gaps, payments, receipts
+from worker.ledger.states import REPLANNABLE, State
+from worker.receipts.stages import Stage, prerequisite
 from worker.shop.rows import ShopPayment
 
 
@@ -98,7 +99,7 @@ class IngestWrites(LedgerBase):
                 refund_of=e.payment.refund_of if isinstance(e.payment.refund_of, int) else None,
                 snapshot=json.dumps(e.payment.to_json(), ensure_ascii=False), ingested_at=now,
             )).inserted_primary_key[0]
-            self._insert_planned(conn, pid, e.planned, now)
+            self._insert_planned(conn, pid, e.planned, now, source_id=e.payment.id, refund_of=e.payment.refund_of)
             added += 1
         return added
 
@@ -116,24 +117,21 @@ class IngestWrites(LedgerBase):
             fresh = [p for p in s.planned if (p.stage, p.part) not in stages]
             if len(fresh) < len(s.planned):
                 continue  # a second delivery row (or a re-read one) for a settled payment changes nothing
-            self._insert_planned(conn, pid, fresh, now)
+            self._insert_planned(conn, pid, fresh, now, source_id=s.source_id)
             added += 1
         return added
 
     @staticmethod
-    def _insert_planned(conn: Connection, payment_id: int, planned: Sequence[PlannedRow], now: dt.datetime) -> None:
+    def _insert_planned(conn: Connection, payment_id: int, planned: Sequence[PlannedRow], now: dt.datetime, *,
+                        source_id: int, refund_of: Any = None) -> None:
         for p in planned:
             state = State.DONE if p.issued_elsewhere else State.QUEUED if p.receipt else State.REJECTED
             conn.execute(insert(receipts).values(
                 corrects_tag=p.corrects_tag, corrects_fiscal_sign=p.corrects_fiscal_sign,
-                lines=json.dumps(list(p.lines)) if p.lines is not None else None,
-                payment_id=payment_id, stage=p.stage, part=p.part, tag=p.tag,
+                payment_id=payment_id, stage=str(p.stage), part=p.part, tag=p.tag,
                 state=state.value,
-                operation=int(p.receipt.operation) if p.receipt else None,
-                total=p.receipt.total if p.receipt else None,
-                body=receipt_json.dumps(p.receipt) if p.receipt else None,
-                attempts=0, next_attempt_at=now, error_class=None if p.receipt else "rejected",
-                last_error=p.error, created_at=now, updated_at=now,
+                attempts=0, next_attempt_at=now, created_at=now, updated_at=now,
+                **_plan_values(p, source_id, refund_of),
             ))
 
     def payment_snapshot(self, source_id: int) -> ShopPayment | None:
@@ -168,9 +166,12 @@ class IngestWrites(LedgerBase):
             return [record_from_row(r) for r in conn.execute(q.order_by(payments.c.source_id, receipts.c.part))]
 
     def replan(self, source_id: int, payment: ShopPayment, planned: Sequence[PlannedRow]) -> int:
-        """Replace the not-done receipts of a payment with a fresh plan (admin resend). Returns queued count.
+        """Rebuild the not-done receipts of a payment from a fresh plan (admin resend, a late sale).
+        Returns the count queued.
 
-        Done receipts are never touched; a planned receipt whose (stage, part) is done is skipped.
+        Every change is a guarded transition (:data:`~worker.ledger.states.REPLANNABLE` → queued,
+        rejected or superseded); done, queued and sending receipts are never touched, and no row or
+        attempt is ever deleted.
         """
         now = utcnow()
         queued = 0
@@ -182,26 +183,22 @@ class IngestWrites(LedgerBase):
             current = {(r.stage, r.part): r for r in conn.execute(
                 select(receipts.c.id, receipts.c.stage, receipts.c.part, receipts.c.state)
                 .where(receipts.c.payment_id == pid))}
-            wanted = {(p.stage, p.part) for p in planned}
+            wanted = {(str(p.stage), p.part) for p in planned}
+            replannable = {s.value for s in REPLANNABLE}
             for key, r in current.items():
-                if r.state in (State.REJECTED.value, State.FAILED.value, State.NEEDS_REVIEW.value) and key not in wanted:
-                    # a part that the new plan no longer has: its row is dropped (it was never fiscalized)
-                    conn.execute(attempts.delete().where(attempts.c.receipt_id == r.id))
-                    conn.execute(receipts.delete().where(receipts.c.id == r.id))
+                if r.state in replannable and r.state != State.SUPERSEDED.value and key not in wanted:
+                    # a part the new plan no longer has (it was never fiscalized): kept, with its history
+                    self._cas(conn, r.id, State(r.state), State.SUPERSEDED,
+                              last_error="superseded: the new plan of the payment has no such receipt")
             for p in planned:
-                r = current.get((p.stage, p.part))
+                r = current.get((str(p.stage), p.part))
                 if r is None:
-                    self._insert_planned(conn, pid, [p], now)
+                    self._insert_planned(conn, pid, [p], now, source_id=source_id, refund_of=payment.refund_of)
                     queued += p.receipt is not None
-                elif r.state in (State.REJECTED.value, State.FAILED.value, State.NEEDS_REVIEW.value):
+                elif r.state in replannable:
                     new = State.QUEUED if p.receipt else State.REJECTED
-                    conn.execute(update(receipts).where(receipts.c.id == r.id, receipts.c.state == r.state).values(
-                        state=new.value, tag=p.tag, body=receipt_json.dumps(p.receipt) if p.receipt else None,
-                        lines=json.dumps(list(p.lines)) if p.lines is not None else None,
-                        operation=int(p.receipt.operation) if p.receipt else None,
-                        total=p.receipt.total if p.receipt else None, attempts=0, next_attempt_at=now,
-                        error_class=None if p.receipt else "rejected", last_error=p.error, register=None,
-                        updated_at=now))
+                    self._cas(conn, r.id, State(r.state), new, tag=p.tag, attempts=0, next_attempt_at=now,
+                              register=None, **_plan_values(p, source_id, payment.refund_of))
                     queued += p.receipt is not None
         return queued
 
@@ -217,19 +214,34 @@ class IngestWrites(LedgerBase):
                     raise ValueError(f"payment {source_id} is not in the ledger")
                 self._insert_entries(conn, [IngestEntry(payment, tuple(planned))], now)
             else:
-                self._insert_planned(conn, pid, planned, now)
+                self._insert_planned(conn, pid, planned, now, source_id=source_id)
         return len(planned)
 
     def orphan_refunds(self, sale_ids: Sequence[int]) -> list[int]:
-        """Shop ids of refunds of *sale_ids* rejected because the sale was unknown when they arrived."""
+        """Shop ids of refunds that were rejected while waiting for one of *sale_ids* (the sale was not in
+        the ledger when they were planned); a replan builds them now."""
         with self.read() as conn:
             return sorted(set(conn.execute(
                 select(payments.c.source_id).select_from(receipts.join(payments, receipts.c.payment_id == payments.c.id))
-                .where(payments.c.refund_of.in_(list(sale_ids)), receipts.c.state == State.REJECTED.value,
-                       receipts.c.last_error.like(f"%{ORPHAN_REFUND_MARK}%"))).scalars()))
+                .where(receipts.c.waits_for_source.in_(list(sale_ids)), receipts.c.state == State.REJECTED.value,
+                       receipts.c.stage == Stage.REFUND.value)).scalars()))
 
     def known_source_ids(self, lo: int, hi: int) -> set[int]:
         """Shop ids in [lo, hi] already in the ledger (backfill skips them)."""
         with self.read() as conn:
             return set(conn.execute(select(payments.c.source_id).where(
                 payments.c.source_id >= lo, payments.c.source_id <= hi)).scalars())
+
+
+def _plan_values(p: PlannedRow, source_id: int, refund_of: Any) -> dict[str, Any]:
+    """The columns a planned receipt sets: its body (or the rejection) and what it waits for."""
+    waits = prerequisite(p.stage, p.part, source_id, refund_of=refund_of, receipt=p.receipt)
+    return dict(
+        body=receipt_json.dumps(p.receipt) if p.receipt else None,
+        lines=json.dumps(list(p.lines)) if p.lines is not None else None,
+        operation=int(p.receipt.operation) if p.receipt else None,
+        total=p.receipt.total if p.receipt else None,
+        error_class=None if p.receipt else "rejected", last_error=p.error,
+        waits_for_source=waits.source_id if waits else None,
+        waits_for_stage=str(waits.stage) if waits and waits.stage else None,
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
 
 from kkt_drivers.receipt import FiscalDocument
 from worker.ledger.base import LedgerBase
@@ -17,18 +17,12 @@ class LaneWrites(LedgerBase):
     """Claiming, the write-ahead intent, outcomes and heartbeats."""
 
     def due(self, now: dt.datetime, limit: int = 10) -> list[ReceiptRecord]:
-        """Queued receipts whose time has come, oldest first."""
+        """Queued receipts whose time has come and whose prerequisites are done, oldest first."""
         with self.read() as conn:
             rows = conn.execute(self._select_records().where(
-                receipts.c.state == State.QUEUED.value, receipts.c.next_attempt_at <= now)
+                receipts.c.state == State.QUEUED.value, receipts.c.next_attempt_at <= now, _prerequisites_done())
                 .order_by(receipts.c.next_attempt_at, receipts.c.id).limit(limit))
             return [record_from_row(r) for r in rows]
-
-    def postpone(self, receipt_id: int, until: dt.datetime) -> None:
-        """Move a queued receipt's next attempt to *until* (it waits for another receipt first)."""
-        with self.write() as conn:
-            conn.execute(update(receipts).where(receipts.c.id == receipt_id, receipts.c.state == State.QUEUED.value)
-                         .values(next_attempt_at=until))
 
     def sending(self, register: str | None = None) -> list[ReceiptRecord]:
         """Receipts whose outcome is not known (left "sending"), optionally for one register."""
@@ -94,16 +88,16 @@ class LaneWrites(LedgerBase):
                       fiscal_at=doc.issued_at, qr=doc.qr, error_class=None)
             self._finish_attempt(conn, attempt_id, now, outcome, fd_number=doc.fd_number)
 
-    def record_retry(self, receipt_id: int, *, attempt_id: int | None, error: str, error_class: str,
-                     next_attempt_at: dt.datetime, burn_attempt: bool, max_attempts: int,
+    def record_retry(self, receipt_id: int, *, attempt_id: int | None, new: State, attempts: int,
+                     next_attempt_at: dt.datetime, error: str, error_class: str,
                      outcome: str | None = None) -> State:
-        """sending → queued (or failed when the attempts are exhausted). Returns the new state."""
+        """sending → queued (due at *next_attempt_at*) or failed, with the attempts used, as decided by
+        :func:`worker.fiscal.retry.decide`; the ledger records the decision, it does not make it."""
+        if new not in (State.QUEUED, State.FAILED):
+            raise ValueError(f"record_retry records a retry or a failure, not {new.value}")
         now = utcnow()
         with self.write() as conn:
-            used = conn.execute(select(receipts.c.attempts).where(receipts.c.id == receipt_id)).scalar_one()
-            used += 1 if burn_attempt else 0
-            new = State.FAILED if used >= max_attempts else State.QUEUED
-            self._cas(conn, receipt_id, State.SENDING, new, attempts=used, next_attempt_at=next_attempt_at,
+            self._cas(conn, receipt_id, State.SENDING, new, attempts=attempts, next_attempt_at=next_attempt_at,
                       error_class=error_class, last_error=error[:2000])
             self._finish_attempt(conn, attempt_id, now, outcome or error_class, error=error)
         return new
@@ -146,3 +140,22 @@ class LaneWrites(LedgerBase):
             conn.execute(update(lanes).where(lanes.c.name == name).values(
                 fn_expires_on=fn_expires_on, ofd_unsent=ofd_unsent, ofd_oldest_at=ofd_oldest_at,
                 clock_skew_s=clock_skew_s))
+
+
+def _prerequisites_done() -> ColumnElement[bool]:
+    """SQL: the receipt waits for nothing, or every receipt it waits for exists and is done.
+
+    See :mod:`worker.receipts.stages`: the prerequisite is every receipt of shop row
+    ``waits_for_source`` (of ``waits_for_stage`` if set), never the receipt itself nor the later parts
+    of its own row and stage. None of them in the ledger yet means: wait.
+    """
+    first = receipts.alias("first")
+    first_payment = payments.alias("first_payment")
+    prerequisites = (
+        select(first.c.id).select_from(first.join(first_payment, first.c.payment_id == first_payment.c.id))
+        .where(first_payment.c.source_id == receipts.c.waits_for_source,
+               or_(receipts.c.waits_for_stage.is_(None), first.c.stage == receipts.c.waits_for_stage),
+               ~and_(first.c.payment_id == receipts.c.payment_id, first.c.stage == receipts.c.stage,
+                     first.c.part >= receipts.c.part)))
+    return or_(receipts.c.waits_for_source.is_(None),
+               and_(prerequisites.exists(), ~prerequisites.where(first.c.state != State.DONE.value).exists()))

@@ -15,10 +15,6 @@ from worker.ledger.schema import payments, receipts
 from worker.ledger.states import State
 from worker.shop.rows import ShopPayment
 
-#: the end of the rejection message of a refund whose sale is not in the ledger yet (worker.receipts.build)
-ORPHAN_REFUND_MARK = "is not in the ledger yet"
-
-
 def utcnow() -> dt.datetime:
     """Naive UTC now, the ledger's time."""
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)

@@ -46,10 +46,10 @@ receipts = Table(
     "receipts", metadata,
     Column("id", Integer, primary_key=True),
     Column("payment_id", Integer, ForeignKey("payments.id"), nullable=False),
-    Column("stage", String(16), nullable=False),      # sale, refund, prepayment, settlement, correction
+    Column("stage", String(16), nullable=False),      # worker.receipts.stages.Stage
     Column("part", Integer, nullable=False),
     Column("tag", String(16), nullable=False, unique=True),   # requisite 1192 on the document
-    Column("state", String(16), nullable=False),
+    Column("state", String(16), nullable=False),       # worker.ledger.states.State
     Column("operation", Integer, nullable=True),
     Column("total", MONEY, nullable=True),
     Column("body", Text, nullable=True),              # the built Receipt as JSON
@@ -74,6 +74,10 @@ receipts = Table(
     Column("corrects_fiscal_sign", BigInteger, nullable=True),
     # the shop's line_no of each line of the body, JSON [1, 1, 2]: refunds mirror the lines as issued
     Column("lines", Text, nullable=True),
+    # what must be done first (worker.receipts.stages.Prerequisite): every receipt of shop row
+    # waits_for_source (only of stage waits_for_stage, if set); the lanes' due query checks it
+    Column("waits_for_source", BigInteger, nullable=True),
+    Column("waits_for_stage", String(16), nullable=True),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     UniqueConstraint("payment_id", "stage", "part", name="uq_receipts_payment_stage_part"),

@@ -5,7 +5,13 @@
       │                  │ ├──▶ rejected      (the data is wrong)
       │                  │ ├──▶ failed        (transient errors exhausted the attempts)
       │                  │ └──▶ needs_review  (reconciliation could not be sure)
-      └──── resend ──────┴── rejected / failed / needs_review (an admin's decision)
+      └──── replan ──────┴── rejected / failed / needs_review / superseded
+
+A *replan* (an admin's ``resend``, or a refund whose sale arrived late) rebuilds a receipt that
+was never fiscalized from the (fixed) shop row: it is queued again, or stays/becomes rejected with
+the new reason; a part the new plan no longer has becomes *superseded* (kept, never deleted: its
+attempt history stays readable). Every state change, a replan's included, goes through
+:func:`check_transition`.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ class State(str, enum.Enum):
     REJECTED = "rejected"
     FAILED = "failed"
     NEEDS_REVIEW = "needs_review"
+    SUPERSEDED = "superseded"     # dropped by a replan; never fiscalized, kept for its history
 
     def __str__(self) -> str:
         return self.value
@@ -29,14 +36,19 @@ class State(str, enum.Enum):
 TRANSITIONS: dict[State, frozenset[State]] = {
     State.QUEUED: frozenset({State.SENDING, State.REJECTED}),
     State.SENDING: frozenset({State.DONE, State.QUEUED, State.REJECTED, State.FAILED, State.NEEDS_REVIEW}),
-    State.REJECTED: frozenset({State.QUEUED}),
-    State.FAILED: frozenset({State.QUEUED}),
-    State.NEEDS_REVIEW: frozenset({State.QUEUED, State.DONE}),
+    # replan: requeued, rebuilt but still rejected (with the new reason), or no longer in the plan
+    State.REJECTED: frozenset({State.QUEUED, State.REJECTED, State.SUPERSEDED}),
+    State.FAILED: frozenset({State.QUEUED, State.REJECTED, State.SUPERSEDED}),
+    State.NEEDS_REVIEW: frozenset({State.QUEUED, State.DONE, State.REJECTED, State.SUPERSEDED}),
+    State.SUPERSEDED: frozenset({State.QUEUED, State.REJECTED}),
     State.DONE: frozenset(),
 }
 
 #: states an admin may put back in the queue with ``resend``
 RESENDABLE = (State.REJECTED, State.FAILED)
+
+#: states a replan may rebuild (never fiscalized, or checked by an admin on the register)
+REPLANNABLE = (State.REJECTED, State.FAILED, State.NEEDS_REVIEW, State.SUPERSEDED)
 
 
 def check_transition(old: State, new: State) -> None:

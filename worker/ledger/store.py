@@ -14,7 +14,6 @@ from worker.ledger.lane_writes import LaneWrites
 from worker.ledger.ops_writes import OpsWrites
 from worker.ledger.reads import AdminReads
 from worker.ledger.records import (
-    ORPHAN_REFUND_MARK,
     Gap,
     IngestEntry,
     PlannedRow,
@@ -23,7 +22,7 @@ from worker.ledger.records import (
     utcnow,
 )
 
-__all__ = ["Ledger", "ORPHAN_REFUND_MARK", "Gap", "IngestEntry", "PlannedRow", "ReceiptRecord",
+__all__ = ["Ledger", "Gap", "IngestEntry", "PlannedRow", "ReceiptRecord",
            "SettlementEntry", "utcnow"]
 
 
