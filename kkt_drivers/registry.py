@@ -36,6 +36,7 @@ BUILTIN_DRIVERS: dict[str, str] = {
     "atol-online+http": "kkt_drivers.atol_online.driver:AtolOnlineDriver",
     "jsontcp": "kkt_drivers.jsontcp.driver:JsonTcpDriver",
     "atol+http": "kkt_drivers.atol.driver:AtolDriver", "atol+https": "kkt_drivers.atol.driver:AtolDriver", "atol+libfptr": "kkt_drivers.atol.driver:AtolDriver",
+    "memory": "kkt_drivers.memory:MemoryDriver",
 }
 
 ENTRY_POINT_GROUP = "kkt_drivers"

@@ -57,7 +57,7 @@ class Lane:
         try:
             while not self.stop.is_set() and not self.stopped:
                 wait = self.step()
-                if wait:
+                if wait and not self.stopped:
                     self.stop.wait(wait)
         finally:
             self.driver.disconnect()
