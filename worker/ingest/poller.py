@@ -1,25 +1,28 @@
 """Stage one: copy new shop rows into the ledger, nothing skipped, nothing twice.
 
 Each poll reads rows past the cursor and rechecks every open gap by primary key, then commits
-rows + planned receipts + cursor + gaps in ONE ledger transaction. An id missing below the
-cursor is a gap: a transaction that has not committed yet (it will appear later, out of id
-order) or one that rolled back (it never will). A gap is given up only after its own grace
-period, measured from when *that* gap was first seen (reliability-patterns.md §1.5).
+rows + planned receipts + cursor + gaps in ONE ledger transaction. The cursor and gap arithmetic
+is :mod:`worker.ingest.gaps`; reading a table through it is :class:`TablePoll`, which both pollers
+*use* (payments: :class:`Ingestor`, deliveries: :class:`DeliveryIngestor`); they differ only in
+what a row becomes.
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Generic, Sequence, TypeVar
 
 from worker.defaults import GAP_MAX_SPAN, GAP_TIMEOUT_SECONDS, POLL_BATCH_SIZE
+from worker.ingest.gaps import Advance, advance
 from worker.ingest.planner import DeliveryPlanner, Planner
 from worker.ledger.store import Gap, IngestEntry, Ledger, utcnow
 from worker.shop.rows import KIND_SALE, ShopPayment
 from worker.shop.source import ShopDelivery
 
 log = logging.getLogger(__name__)
+
+Row = TypeVar("Row", ShopPayment, ShopDelivery)
 
 
 @dataclass(frozen=True)
@@ -35,10 +38,59 @@ class PollResult:
     open_gaps: int
 
 
-class Ingestor:
-    """Polls one shop table into the ledger."""
+class TablePoll(Generic[Row]):
+    """One shop table read past its cursor, its open gaps rechecked: the part both pollers share."""
 
-    def __init__(self, source: object, ledger: Ledger, planner: Planner, *, name: str = "payments",
+    def __init__(self, name: str, ledger: Ledger, fetch_after: Callable[[int, int], Sequence[Row]],
+                 fetch_by_ids: Callable[[Sequence[int]], Sequence[Row]], *, batch_size: int,
+                 gap_timeout_s: float, max_gap_span: int, start_after_id: int,
+                 clock: Callable[[], dt.datetime]) -> None:
+        self.name = name
+        self.ledger = ledger
+        self.fetch_after = fetch_after
+        self.fetch_by_ids = fetch_by_ids
+        self.batch_size = batch_size
+        self.gap_timeout = dt.timedelta(seconds=gap_timeout_s)
+        self.max_gap_span = max_gap_span
+        self.start_after_id = start_after_id
+        self.clock = clock
+
+    def read(self) -> tuple[list[Row], list[Row], Advance, dt.datetime]:
+        """(new rows, rows that appeared in gaps, the cursor/gap advance, the poll's time)."""
+        cursor, gaps = self.ledger.ingest_position(self.name)
+        start = max(cursor, self.start_after_id)
+        rows = sorted(self.fetch_after(start, self.batch_size), key=lambda r: r.id)
+        gap_rows = list(self.fetch_by_ids([g.id for g in gaps])) if gaps else []
+        now = self.clock()
+        step = advance(cursor=cursor, start=start, row_ids=[r.id for r in rows], gaps=gaps,
+                       found=[r.id for r in gap_rows], now=now, gap_timeout=self.gap_timeout,
+                       max_gap_span=self.max_gap_span)
+        self._log(step, now, gaps)
+        return rows, gap_rows, step, now
+
+    def _log(self, step: Advance, now: dt.datetime, gaps: Sequence[Gap]) -> None:
+        extra = {"source": self.name}
+        for lo, hi in step.untracked:
+            # an AUTO_INCREMENT jump: tracking millions of ids is not useful; alert instead
+            log.error("ids %d..%d were skipped by the shop's AUTO_INCREMENT and are not tracked "
+                      "as gaps; run `kkt-worker backfill` if any of them may still appear", lo, hi, extra=extra)
+        for g in step.expired:
+            log.warning("gap id %d expired after %s without appearing (rolled back?)",
+                        g.id, now - g.first_seen_at, extra={**extra, "source_id": g.id})
+        if step.filled:
+            log.info("late rows appeared in gaps: %s", step.filled, extra=extra)
+
+    @staticmethod
+    def result(added: int, rows: Sequence[Any], step: Advance) -> PollResult:
+        """The poll's summary."""
+        return PollResult(added=added, fetched=len(rows), cursor=step.cursor, new_gaps=len(step.new_gaps),
+                          filled_gaps=len(step.filled), expired_gaps=len(step.expired), open_gaps=step.open_gaps)
+
+
+class Ingestor:
+    """Polls the shop's payments into the ledger (and backfills, and sweeps behind the cursor)."""
+
+    def __init__(self, source: Any, ledger: Ledger, planner: Planner, *, name: str = "payments",
                  batch_size: int = POLL_BATCH_SIZE, gap_timeout_s: float = GAP_TIMEOUT_SECONDS,
                  max_gap_span: int = GAP_MAX_SPAN, start_after_id: int = 0,
                  clock: Callable[[], dt.datetime] = utcnow) -> None:
@@ -47,51 +99,21 @@ class Ingestor:
         self.planner = planner
         self.name = name
         self.batch_size = batch_size
-        self.gap_timeout = dt.timedelta(seconds=gap_timeout_s)
-        self.max_gap_span = max_gap_span
         self.start_after_id = start_after_id
-        self.clock = clock
+        self.table: TablePoll[ShopPayment] = TablePoll(
+            name, ledger, source.fetch_after, source.fetch_by_ids, batch_size=batch_size,
+            gap_timeout_s=gap_timeout_s, max_gap_span=max_gap_span, start_after_id=start_after_id, clock=clock)
 
     def poll_once(self) -> PollResult:
         """Read past the cursor, recheck gaps, commit everything in one ledger transaction."""
-        cursor, gaps = self.ledger.ingest_position(self.name)
-        start = max(cursor, self.start_after_id)
-        rows: list[ShopPayment] = sorted(self.source.fetch_after(start, self.batch_size), key=lambda r: r.id)
-        gap_rows = self.source.fetch_by_ids([g.id for g in gaps]) if gaps else []
-        now = self.clock()
-
-        new_gaps: list[int] = []
-        untracked: list[tuple[int, int]] = []
-        prev = start
-        for row in rows:
-            if row.id > prev + 1:
-                if row.id - prev - 1 <= self.max_gap_span:
-                    new_gaps.extend(range(prev + 1, row.id))
-                else:
-                    # an AUTO_INCREMENT jump: tracking millions of ids is not useful; alert instead
-                    untracked.append((prev + 1, row.id - 1))
-                    log.error("ids %d..%d were skipped by the shop's AUTO_INCREMENT and are not tracked "
-                              "as gaps; run `kkt-worker backfill` if any of them may still appear",
-                              prev + 1, row.id - 1, extra={"source": self.name})
-            prev = row.id
-        found = {r.id for r in gap_rows}
-        expired = [g for g in gaps if g.id not in found and now - g.first_seen_at > self.gap_timeout]
-        for g in expired:
-            log.warning("gap id %d expired after %s without appearing (rolled back?)",
-                        g.id, now - g.first_seen_at, extra={"source": self.name, "source_id": g.id})
-
-        added = self._apply(
-            [*gap_rows, *rows], cursor=max(prev, cursor), new_gaps=new_gaps, filled=sorted(found), expired=expired,
-            now=now, expected_cursor=cursor, untracked=untracked)
-        if found:
-            log.info("late rows appeared in gaps: %s", sorted(found), extra={"source": self.name})
-        self.replan_orphan_refunds([*gap_rows, *rows])
-        return PollResult(added=added, fetched=len(rows), cursor=max(prev, cursor), new_gaps=len(new_gaps),
-                          filled_gaps=len(found), expired_gaps=len(expired),
-                          open_gaps=len(gaps) - len(found) - len(expired) + len(new_gaps))
+        rows, gap_rows, step, now = self.table.read()
+        fresh = [*gap_rows, *rows]
+        added = self.ledger.apply_ingest(self.name, entries=self.plan_all(fresh), **step.position(now))
+        self.replan_orphan_refunds(fresh)
+        return self.table.result(added, rows, step)
 
     def replan_orphan_refunds(self, rows: Sequence[ShopPayment]) -> int:
-        """Refunds rejected only because their sale was not in the ledger yet (it committed late) are
+        """Refunds rejected while waiting for a sale that was not in the ledger yet (it committed late) are
         built again once that sale arrives. Returns how many were requeued."""
         sale_ids = [r.id for r in rows if getattr(r, "kind", None) == KIND_SALE]
         requeued = 0
@@ -102,10 +124,6 @@ class Ingestor:
                 log.info("refund rebuilt now that its sale %s is here", payment.refund_of,
                          extra={"source": self.name, "source_id": source_id})
         return requeued
-
-    def _apply(self, rows: Sequence[ShopPayment], **position: Any) -> int:
-        """Plan *rows* and commit them with the new cursor and gaps (one ledger transaction)."""
-        return self.ledger.apply_ingest(self.name, entries=self.plan_all(rows), **position)
 
     def plan_all(self, rows: Sequence[ShopPayment]) -> list[IngestEntry]:
         """Plan receipts for *rows*, letting refunds see sales and refunds of the same batch."""
@@ -159,42 +177,35 @@ class Ingestor:
         return added
 
 
-class _DeliveryFeed:
-    """The deliveries table seen through the payments interface the :class:`Ingestor` polls."""
-
-    def __init__(self, source: Any) -> None:
-        self.source = source
-
-    def fetch_after(self, cursor: int, limit: int) -> list[ShopDelivery]:
-        return self.source.fetch_deliveries_after(cursor, limit)
-
-    def fetch_by_ids(self, ids: Sequence[int]) -> list[ShopDelivery]:
-        return self.source.fetch_deliveries_by_ids(ids)
-
-
-class DeliveryIngestor(Ingestor):
+class DeliveryIngestor:
     """Polls the shop's ``deliveries`` (prepayment flow) with the same cursor + gap machinery.
 
     Its cursor and gaps are kept under the source name ``deliveries``. Each delivery becomes the
-    settlement receipts of its payment (the lane holds them until the prepayment is done); a
+    settlement receipts of its payment (the due query holds them until the prepayment is done); a
     delivery whose payment is unknown is recorded in the gap log with the reason and logged.
+    Deliveries are neither backfilled nor swept: a late delivery after its gap expired needs an
+    admin to lower the deliveries cursor (see README).
     """
 
     def __init__(self, source: Any, ledger: Ledger, planner: DeliveryPlanner, *, name: str = "deliveries",
-                 **options: Any) -> None:
-        super().__init__(_DeliveryFeed(source), ledger, planner, name=name, **options)  # type: ignore[arg-type]
+                 batch_size: int = POLL_BATCH_SIZE, gap_timeout_s: float = GAP_TIMEOUT_SECONDS,
+                 max_gap_span: int = GAP_MAX_SPAN, start_after_id: int = 0,
+                 clock: Callable[[], dt.datetime] = utcnow) -> None:
+        self.ledger = ledger
+        self.planner = planner
+        self.name = name
+        self.batch_size = batch_size
+        self.table: TablePoll[ShopDelivery] = TablePoll(
+            name, ledger, source.fetch_deliveries_after, source.fetch_deliveries_by_ids, batch_size=batch_size,
+            gap_timeout_s=gap_timeout_s, max_gap_span=max_gap_span, start_after_id=start_after_id, clock=clock)
 
-    def _apply(self, rows: Sequence[ShopDelivery], **position: Any) -> int:  # type: ignore[override]
-        settlements, rejected = self.planner.plan_deliveries(rows)  # type: ignore[attr-defined]
-        return self.ledger.apply_ingest(self.name, entries=(), settlements=settlements, rejected=rejected,
-                                        **position)
-
-    def backfill(self, from_id: int, to_id: int, **_: Any) -> int:
-        raise NotImplementedError("deliveries are not backfilled; lower the deliveries cursor instead")
-
-    def sweep(self, window: int) -> int:
-        """Deliveries have no sweep: a late delivery after its gap expired needs an admin (see README)."""
-        return 0
+    def poll_once(self) -> PollResult:
+        """Read deliveries past the cursor, recheck gaps, commit settlements + position in one transaction."""
+        rows, gap_rows, step, now = self.table.read()
+        settlements, rejected = self.planner.plan_deliveries([*gap_rows, *rows])
+        added = self.ledger.apply_ingest(self.name, entries=(), settlements=settlements, rejected=rejected,
+                                         **step.position(now))
+        return self.table.result(added, rows, step)
 
 
-__all__ = ["DeliveryIngestor", "Gap", "Ingestor", "PollResult"]
+__all__ = ["DeliveryIngestor", "Gap", "Ingestor", "PollResult", "TablePoll"]
