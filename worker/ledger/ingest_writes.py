@@ -17,7 +17,7 @@ from worker.ledger.records import (
 )
 from worker.ledger.schema import gap_log, ingest_cursor, ingest_gaps, payments, receipts
 from worker.ledger.states import REPLANNABLE, State
-from worker.receipts.stages import Stage, prerequisite
+from worker.receipts.plan import Stage, prerequisite
 from worker.shop.rows import ShopPayment
 
 

@@ -12,30 +12,13 @@ from typing import Any
 from kkt_drivers import receipt_json
 from kkt_drivers.receipt import Receipt
 from worker.ledger.schema import payments, receipts
-from worker.ledger.states import State
+from worker.ledger.states import NOT_ISSUED, State
+from worker.receipts.plan import PlannedRow
 from worker.shop.rows import ShopPayment
 
 def utcnow() -> dt.datetime:
     """Naive UTC now, the ledger's time."""
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-
-
-@dataclass(frozen=True)
-class PlannedRow:
-    """A receipt to create for a payment: built (``receipt``) or rejected (``error``)."""
-
-    stage: str
-    part: int
-    tag: str
-    receipt: Receipt | None = None
-    error: str | None = None
-    #: for a correction: the tag and fiscal sign of the receipt it reverses or replaces
-    corrects_tag: str | None = None
-    corrects_fiscal_sign: int | None = None
-    #: the shop's line_no of each receipt line (refunds of this receipt find their lines by it)
-    lines: tuple[int, ...] | None = None
-    #: the receipt was issued by another system (a sale before go-live): recorded done, never sent
-    issued_elsewhere: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +86,21 @@ class ReceiptRecord:
     payment_amount: Decimal | None = None
     #: JSON list of the shop's line_no per receipt line, as issued
     lines: str | None = None
+
+    @property
+    def issued(self) -> bool:
+        """A document exists or may exist: not rejected, failed or superseded."""
+        return self.state not in NOT_ISSUED
+
+    @property
+    def done(self) -> bool:
+        """Fiscalized: the document's requisites are recorded."""
+        return self.state is State.DONE
+
+    @property
+    def rejected(self) -> bool:
+        """Refused (our validation or the register); waits for a fixed row and a resend."""
+        return self.state is State.REJECTED
 
     def receipt(self) -> Receipt:
         """The built receipt (only for rows that have one)."""

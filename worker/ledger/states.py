@@ -47,6 +47,9 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 #: states an admin may put back in the queue with ``resend``
 RESENDABLE = (State.REJECTED, State.FAILED)
 
+#: states of a receipt that mean "no document was issued" (a correction may replace it)
+NOT_ISSUED = (State.REJECTED, State.FAILED, State.SUPERSEDED)
+
 #: states a replan may rebuild (never fiscalized, or checked by an admin on the register)
 REPLANNABLE = (State.REJECTED, State.FAILED, State.NEEDS_REVIEW, State.SUPERSEDED)
 

@@ -1,4 +1,4 @@
-"""Stages of a payment's receipts, and which receipt must be issued before which.
+"""What a payment's receipts are planned as: their stages, what each waits for, the planned rows.
 
 A payment becomes receipts in stages (fz54-receipts.md §4.5): one full payment (``sale``), or a
 ``prepayment`` at payment and a ``settlement`` at delivery; a ``refund`` row mirrors what it refunds;
@@ -13,12 +13,14 @@ an admin adds ``correction`` receipts. Some receipts may only be issued after ot
 
 The rule is stored with the receipt when it is planned (:class:`Prerequisite`, columns
 ``waits_for_source`` / ``waits_for_stage``), so the ledger's ``due`` query returns only receipts
-that can go now. Pure data: no database, no I/O.
+that can go now. :class:`PlannedRow` is a planned receipt as the ledger stores it (built, or
+rejected with the reason). Pure data: no database, no I/O.
 """
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Sequence
 
 from kkt_drivers.receipt import PaymentMethod, Receipt
 
@@ -66,3 +68,32 @@ def prerequisite(stage: str, part: int, source_id: int, *, refund_of: int | None
     if stage is Stage.CORRECTION and part > 1:
         return Prerequisite(source_id, Stage.CORRECTION)
     return None
+
+
+@dataclass(frozen=True)
+class PlannedRow:
+    """A receipt to create for a payment: built (``receipt``) or rejected (``error``)."""
+
+    stage: str
+    part: int
+    tag: str
+    receipt: Receipt | None = None
+    error: str | None = None
+    #: for a correction: the tag and fiscal sign of the receipt it reverses or replaces
+    corrects_tag: str | None = None
+    corrects_fiscal_sign: int | None = None
+    #: the shop's line_no of each receipt line (refunds of this receipt find their lines by it)
+    lines: tuple[int, ...] | None = None
+    #: the receipt was issued by another system (a sale before go-live): recorded done, never sent
+    issued_elsewhere: bool = False
+
+
+class _Built:  # the shape of worker.receipts.config.PlannedReceipt, without importing the builders
+    stage: str
+    part: int
+    receipt: Receipt
+
+
+def rows_of(planned: Sequence[_Built]) -> tuple[PlannedRow, ...]:
+    """Built receipts (:class:`~worker.receipts.config.PlannedReceipt`) as the rows the ledger stores."""
+    return tuple(PlannedRow(p.stage, p.part, p.receipt.tag, receipt=p.receipt) for p in planned)
