@@ -27,7 +27,7 @@ from worker.ingest.poller import Ingestor
 from worker.ledger.store import Ledger
 from worker.ingest.planner import Planner
 from worker.settings import load_settings
-from worker.wiring import open_shop_source, receipt_config
+from worker.app import open_shop_source, receipt_config
 
 TARGETS = {"ingest_rows_per_s": 500, "fiscalize_receipts_per_s": 50, "worker_peak_rss_mb": 200}
 

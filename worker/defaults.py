@@ -1,7 +1,12 @@
-"""Every default in one place, each a named constant with its unit."""
+"""Every default in one place, each a named constant with its unit.
+
+settings.py's dataclasses and the CLI's options take their defaults from here and nowhere else.
+"""
 from __future__ import annotations
 
 # -- polling the shop ----------------------------------------------------------------------
+SOURCE_URL = "sqlite:///var/demo-shop.db"   # the demo shop (``kkt-worker demo init``)
+SOURCE_PASSWORD_ENV = "KKT_SOURCE_PASSWORD"  # environment variable holding the shop password
 POLL_INTERVAL_SECONDS = 1.0          # idle wait between polls (Marten uses 1 s)
 POLL_BATCH_SIZE = 500                # rows per poll; bounded memory
 GAP_TIMEOUT_SECONDS = 3600.0         # a missing id is given up after 1 h (GitLab Geo: 1 h)
@@ -18,15 +23,20 @@ RETRY_BASE_SECONDS = 30.0            # first retry after 15..30 s (equal jitter)
 RETRY_CAP_SECONDS = 3600.0           # never wait longer than 1 h between attempts
 DEVICE_PAUSE_SECONDS = 30.0          # a lane waits this long after paper out / cover open / FN error
 SOURCE_BACKOFF_CAP_SECONDS = 30.0    # the poller's longest wait while the shop DB is down
+SOURCE_BACKOFF_MIN_SECONDS = 0.5     # ... and its first wait (doubled on every failure)
+BURST_POLL_SECONDS = 0.2             # with --burst: the wait between polls while draining
 LEDGER_RETRY_SECONDS = 60.0          # how long a ledger write is retried in-process (tenacity)
 
 # -- reconciliation ------------------------------------------------------------------------
 RECONCILE_MAX_DOCUMENTS = 50         # more documents after the intent than this → needs review
 LANE_IDLE_SECONDS = 0.5              # a lane's sleep when nothing is due
-WAITING_RECHECK_SECONDS = 1.0        # a receipt waiting for its sale/prepayment is looked at again after this
 
-# -- shifts --------------------------------------------------------------------------------
+# -- registers and shifts ------------------------------------------------------------------
+REGISTER_NAME = "kkt1"                             # the one register of the embedded defaults
+REGISTER_URL = "emulator:var/emulator/kkt1"        # ... an emulated one, for a first run
 SHIFT_MAX_HOURS = 24                 # 54-FZ: a shift may not last longer
+SHIFT_AUTO_OPEN = True               # open a shift before the first receipt
+SHIFT_CLOSE_EXPIRED = True           # close a shift over 24 h (Z report) instead of pausing the lane
 
 # -- operations ----------------------------------------------------------------------------
 HTTP_BIND = "127.0.0.1:9464"         # /metrics, /healthz, /readyz (9464: Prometheus exporters' range)
@@ -37,3 +47,15 @@ ALERT_INTERVAL_SECONDS = 30.0        # how often the worker evaluates and delive
 # -- ledger --------------------------------------------------------------------------------
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 LEDGER_URL = "sqlite:///var/ledger.db"
+LEDGER_PASSWORD_ENV = "KKT_LEDGER_PASSWORD"
+
+# -- logging and the command line ----------------------------------------------------------
+LOG_LEVEL = "INFO"
+LOG_FORMAT = "text"                  # text | json
+SETTINGS_FILE = "settings.yaml"      # read from the working directory when -c is not given
+LEDGER_LIST_LIMIT = 200              # rows ``ledger list`` shows unless --limit says otherwise
+ERROR_PREVIEW_CHARS = 80             # ... and the characters of each error it shows
+STATUS_GAPS_SHOWN = 20               # gap ids ``status`` lists before "…"
+EMULATOR_HOST = "127.0.0.1"          # emulators listen on loopback only unless told otherwise
+DEMO_SALES = 12                      # sales ``demo init`` writes
+DEMO_FEED_SECONDS = 3.0              # ``demo feed``: seconds between new payments

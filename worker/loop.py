@@ -1,6 +1,11 @@
-"""The worker: the poller in the main thread, one lane thread per register, warm shutdown."""
+"""The worker: the pollers in the main thread, one lane thread per register, warm shutdown.
+
+The parts come from the composition root (:func:`worker.app.build_worker`); this module only runs
+them: start the lanes, poll until stopped (or drained, with burst), stop and join the lanes.
+"""
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -8,19 +13,20 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from kkt_drivers import open_driver
-from worker import signals
+from worker.app import WorkerGraph, build_worker
+from worker.defaults import BURST_POLL_SECONDS, SOURCE_BACKOFF_MIN_SECONDS
 from worker.errors import ConfigError, SourceConfigError, SourceUnavailable
-from worker.fiscal.lane import Lane
-from worker.ingest.planner import DeliveryPlanner, Planner
-from worker.ingest.poller import DeliveryIngestor, Ingestor
 from worker.ledger.states import State
 from worker.ledger.store import Ledger
-from worker.receipts.config import FLOW_PREPAYMENT
 from worker.settings import Settings
-from worker.wiring import open_shop_source, receipt_config
+from worker.signals import on_stop
 
 log = logging.getLogger(__name__)
+
+#: exit statuses of ``run``
+EXIT_OK = 0
+EXIT_CONFIG = 2          # the shop refuses us, or every lane stopped on a register configuration error
+EXIT_BURST_TIMEOUT = 3   # --burst gave up with work left
 
 
 @dataclass
@@ -43,61 +49,45 @@ class Worker:
         self.burst_timeout_s = burst_timeout_s
         self.stop = threading.Event()
         self.summary = RunSummary()
-        self.deliveries: DeliveryIngestor | None = None   # the prepayment flow's second poller
 
     def run(self, *, install_signals: bool = True) -> int:
         """Run until stopped (or drained, with burst). Returns the process exit code."""
-        if install_signals:
-            signals.install(self.stop)
-        source = open_shop_source(self.settings)
-        config = receipt_config(self.settings)
-        # a refund of a sale before go-live reads that sale from the shop (worker.ingest.planner)
-        planner = Planner(self.ledger, config, start_after_id=self.settings.source.start_after_id,
-                          fetch_sale=lambda sid: next(iter(source.fetch_by_ids([sid])), None))
-        ingestor = Ingestor(source, self.ledger, planner,
-                            batch_size=self.settings.source.batch_size,
-                            gap_timeout_s=self.settings.source.gap_timeout_s,
-                            max_gap_span=self.settings.source.max_gap_span,
-                            start_after_id=self.settings.source.start_after_id)
-        # the prepayment flow also polls the shop's deliveries, with its own cursor and gaps
-        self.deliveries = None if config.flow != FLOW_PREPAYMENT else DeliveryIngestor(
-            source, self.ledger,
-            DeliveryPlanner(self.ledger, config, source, planner, start_after_id=self.settings.source.start_after_id),
-            batch_size=self.settings.source.batch_size, gap_timeout_s=self.settings.source.gap_timeout_s,
-            max_gap_span=self.settings.source.max_gap_span)
-        lanes = [Lane(r.name, open_driver(r.url), self.ledger, self.settings.retry, self.settings.shifts, self.stop)
-                 for r in self.settings.enabled_registers()]
-        threads = [threading.Thread(target=lane.run, name=f"lane-{lane.name}", daemon=True) for lane in lanes]
-        for t in threads:
-            t.start()
-        code = 0
-        try:
-            code = self._poll_loop(ingestor)
-        finally:
-            self.stop.set()
+        with on_stop(self.stop) if install_signals else contextlib.nullcontext():
+            graph = build_worker(self.settings, self.ledger, self.stop)
+            threads = [threading.Thread(target=lane.run, name=f"lane-{lane.name}", daemon=True)
+                       for lane in graph.lanes]
             for t in threads:
-                t.join()
-            source.close()
-            self.summary.done = sum(lane.processed for lane in lanes)
-        return code
+                t.start()
+            try:
+                return self._poll_loop(graph)
+            finally:
+                self.stop.set()
+                for t in threads:
+                    t.join()
+                graph.close()
+                self.summary.done = sum(lane.processed for lane in graph.lanes)
 
-    def _poll_loop(self, ingestor: Ingestor) -> int:
+    def _poll_loop(self, graph: WorkerGraph) -> int:
+        ingestor, deliveries = graph.payments, graph.deliveries
         backoff = 0.0
         started = time.monotonic()
         cap = self.settings.retry.source_backoff_max_s
         next_sweep = time.monotonic() + self.settings.source.sweep_interval_s
         while not self.stop.is_set():
+            if graph.lanes and all(lane.stopped for lane in graph.lanes):
+                log.critical("every lane stopped on a register configuration error; see `kkt-worker status`")
+                return EXIT_CONFIG
             try:
                 result = ingestor.poll_once()
-                delivered = self.deliveries.poll_once() if self.deliveries is not None else None
+                delivered = deliveries.poll_once() if deliveries is not None else None
                 if time.monotonic() >= next_sweep:
                     self.summary.ingested += ingestor.sweep(self.settings.source.sweep_window)
                     next_sweep = time.monotonic() + self.settings.source.sweep_interval_s
             except SourceConfigError as exc:
                 log.critical("the shop database refuses us: %s", exc)
-                return 2
+                return EXIT_CONFIG
             except (SourceUnavailable, OperationalError, DBAPIError) as exc:
-                backoff = min(cap, max(0.5, backoff * 2))
+                backoff = min(cap, max(SOURCE_BACKOFF_MIN_SECONDS, backoff * 2))
                 log.warning("poll failed (%s); next try in %.1f s", exc.__class__.__name__, backoff,
                             extra={"source": ingestor.name})
                 self.stop.wait(backoff)
@@ -108,13 +98,13 @@ class Worker:
             fetched = result.fetched + (delivered.fetched if delivered else 0)
             if self.burst and fetched == 0 and self._drained():
                 log.info("burst: nothing left to do")
-                return 0
+                return EXIT_OK
             if self.burst and self.burst_timeout_s and time.monotonic() - started > self.burst_timeout_s:
                 log.warning("burst: timed out with work left")
-                return 3
+                return EXIT_BURST_TIMEOUT
             full = result.fetched >= ingestor.batch_size or (delivered and delivered.fetched >= ingestor.batch_size)
-            self.stop.wait(0 if full else (0.2 if self.burst else self.settings.source.poll_interval_s))
-        return 0
+            self.stop.wait(0 if full else (BURST_POLL_SECONDS if self.burst else self.settings.source.poll_interval_s))
+        return EXIT_OK
 
     def _drained(self) -> bool:
         counts = self.ledger.counts()

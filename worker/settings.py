@@ -39,8 +39,8 @@ class TlsSettings:
 class SourceSettings:
     """Where the shop's paid orders are read from."""
 
-    url: str = "sqlite:///var/demo-shop.db"
-    password_env: str = "KKT_SOURCE_PASSWORD"
+    url: str = d.SOURCE_URL
+    password_env: str = d.SOURCE_PASSWORD_ENV
     batch_size: int = d.POLL_BATCH_SIZE
     poll_interval_s: float = d.POLL_INTERVAL_SECONDS
     gap_timeout_s: float = d.GAP_TIMEOUT_SECONDS
@@ -62,7 +62,7 @@ class LedgerSettings:
     """Where receipts and their state are kept."""
 
     url: str = d.LEDGER_URL
-    password_env: str = "KKT_LEDGER_PASSWORD"
+    password_env: str = d.LEDGER_PASSWORD_ENV
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,10 @@ class RegisterSettings:
 
 @dataclass(frozen=True)
 class RetrySettings:
-    """Persistent retry schedule and lane pauses."""
+    """The retry policy, the only copy of it: the persistent schedule and lane pauses.
+
+    :func:`worker.fiscal.retry.decide` reads it; the keys are ``retry.*`` in settings.yaml.
+    """
 
     max_attempts: int = d.MAX_ATTEMPTS
     base_delay_s: float = d.RETRY_BASE_SECONDS
@@ -89,8 +92,8 @@ class RetrySettings:
 class ShiftSettings:
     """Shift handling before receipts."""
 
-    auto_open: bool = True
-    close_expired: bool = True
+    auto_open: bool = d.SHIFT_AUTO_OPEN
+    close_expired: bool = d.SHIFT_CLOSE_EXPIRED
     daily_close_at: str | None = None   # "HH:MM" local time, or None
     cashier: str | None = None
 
@@ -99,8 +102,8 @@ class ShiftSettings:
 class LogSettings:
     """Logging."""
 
-    level: str = "INFO"
-    format: str = "text"   # text | json
+    level: str = d.LOG_LEVEL
+    format: str = d.LOG_FORMAT   # text | json
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,7 @@ class Settings:
 
     source: SourceSettings = field(default_factory=SourceSettings)
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
-    registers: tuple[RegisterSettings, ...] = (RegisterSettings("kkt1", "emulator:var/emulator/kkt1"),)
+    registers: tuple[RegisterSettings, ...] = (RegisterSettings(d.REGISTER_NAME, d.REGISTER_URL),)
     receipts: dict[str, Any] = field(default_factory=dict)
     retry: RetrySettings = field(default_factory=RetrySettings)
     shifts: ShiftSettings = field(default_factory=ShiftSettings)

@@ -1,28 +1,50 @@
-"""Warm then cold shutdown: the first SIGTERM/SIGINT finishes the receipt in progress and exits;
-a second one exits at once (whatever was "sending" is reconciled on the next start)."""
+"""Warm then cold shutdown, as a context manager that leaves the process's handlers as it found them.
+
+Inside ``with on_stop(stop):`` the first SIGTERM/SIGINT sets *stop* (the worker finishes the receipt in
+progress and exits); a second one exits at once with :data:`COLD_EXIT_CODE` (whatever was "sending"
+is reconciled on the next start). On leaving the block the previous handlers are restored, even
+after an exception (procrastinate's ``signals.on_stop`` is the model).
+"""
 from __future__ import annotations
 
 import logging
 import os
 import signal
 import threading
+from contextlib import contextmanager
 from types import FrameType
+from typing import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
+#: exit status of a cold stop (128 + SIGINT, what a shell reports for an interrupted program)
 COLD_EXIT_CODE = 130
+#: the signals that stop the worker
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def install(stop: threading.Event) -> None:
-    """Route SIGTERM and SIGINT to *stop* (warm), and the second one to an immediate exit (cold)."""
+@contextmanager
+def on_stop(stop: threading.Event, *, exit_now: Callable[[int], object] = os._exit) -> Iterator[None]:
+    """Route SIGTERM and SIGINT to *stop* (warm) and the second one to ``exit_now(130)`` (cold).
+
+    ``exit_now`` is ``os._exit`` (no ``finally``, no atexit: nothing may block a cold stop); tests
+    pass their own.
+    """
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if stop.is_set():
             log.warning("%s again: exiting now; recovery will reconcile on the next start", name)
-            os._exit(COLD_EXIT_CODE)
+            exit_now(COLD_EXIT_CODE)
+            return
         log.info("%s: finishing the receipt in progress, then stopping (send again to stop at once)", name)
         stop.set()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    try:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, handler)
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

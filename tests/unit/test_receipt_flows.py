@@ -20,7 +20,7 @@ from worker.receipts.build import (
 )
 from worker.settings import Settings
 from worker.shop.rows import ShopItem, ShopPayment
-from worker.wiring import receipt_config
+from worker.app import receipt_config
 
 PRE = ReceiptConfig(tax_system=TaxSystem.OSN, default_vat=Vat.VAT22, settlement_place="https://shop.example",
                     flow="prepayment")

@@ -1,61 +1,115 @@
-"""``kkt-worker emulator …``: run an emulated register a person (or a real client) can talk to."""
+"""``kkt-worker emulator …``: run an emulated register a person (or a real client) can talk to.
+
+``emulator serve NAME STATE_DIR`` starts the emulator the drivers package registers under NAME
+(:data:`kkt_drivers.emulators.EMULATORS`: a new register model is one line there, no CLI change);
+``emulator shtrih STATE_DIR`` is the older spelling of ``serve shtrih`` with Shtrih-M's options.
+"""
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+import threading
+from typing import Any
 
 import click
 
+from kkt_drivers.emulators import emulator_names, start_emulator
+from worker.cli.options import opt
+from worker.defaults import EMULATOR_HOST
 
-def register_emulator_commands(cli: click.Group, opt: Callable[..., Any]) -> None:
-    """Attach the ``emulator`` group to *cli*."""
+#: Shtrih-M's usual TCP port (the alias's default)
+SHTRIH_PORT = 7778
+#: the alias's default serial number
+SHTRIH_SERIAL = "0000000000000001"
 
-    @cli.group()
-    def emulator() -> None:
-        """Emulated registers: the Shtrih-M wire protocol on TCP, operator actions, the fiscal journal."""
+_FAULT_HELP = "inject a fault: probability or first:N, e.g. lose_reply_after_close=0.05 (repeatable)"
 
-    @emulator.command("shtrih")
-    @click.argument("state_dir", type=click.Path(file_okay=False))
-    @opt("--host", default="127.0.0.1", help="address to listen on")
-    @opt("--port", type=int, default=7778, help="TCP port (Shtrih-M's usual one is 7778)")
-    @opt("--serial", default="0000000000000001", help="the register's serial number")
-    @opt("--fault", "faults", multiple=True, metavar="NAME=VALUE",
-         help="inject a fault: probability or first:N, e.g. lose_reply_after_close=0.05 (repeatable)")
-    @opt("--seed", type=int, default=None, help="seed for random faults")
-    @opt("--answer-delay-s", type=float, default=0.0, help="delay every answer (a slow register)")
-    @opt("--z-report-delay-s", type=float, default=0.0, help="a slow Z report")
-    def shtrih(state_dir: str, host: str, port: int, serial: str, faults: tuple[str, ...], seed: int | None,
-               answer_delay_s: float, z_report_delay_s: float) -> None:
-        """Serve an emulated Shtrih-M register on TCP until interrupted (SIGINT/SIGTERM)."""
-        import signal
 
-        from kkt_drivers.shtrih.server import serve
+def _pairs(values: tuple[str, ...], hint: str) -> dict[str, str]:
+    try:
+        return dict(v.split("=", 1) for v in values)
+    except ValueError as exc:
+        raise click.BadParameter("use NAME=VALUE", param_hint=hint) from exc
 
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+def _typed(value: str) -> Any:
+    """An option value as the emulator expects it: a number where it is one (seconds, counts)."""
+    for cast in (int, float):
         try:
-            options = dict(f.split("=", 1) for f in faults)
-        except ValueError as exc:
-            raise click.BadParameter("use NAME=VALUE", param_hint="--fault") from exc
-        click.echo(f"Shtrih-M emulator on {host}:{port}, state in {state_dir}", err=True)
-        serve(state_dir, host, port, serial=serial, faults_options=options, seed=seed,
-              answer_delay_s=answer_delay_s, z_report_delay_s=z_report_delay_s)
+            return cast(value)
+        except ValueError:
+            pass
+    return value
 
-    @emulator.command("journal")
-    @click.argument("state_dir", type=click.Path(file_okay=False, exists=True))
-    def journal(state_dir: str) -> None:
-        """Print the emulated register's fiscal documents, one JSON object per line."""
-        from kkt_drivers.emulator.model import RegisterModel
 
-        for doc in RegisterModel(state_dir).documents():
-            click.echo(json.dumps(doc, ensure_ascii=False))
+def _serve(name: str, state_dir: str, host: str, port: int, faults: dict[str, str], seed: int | None,
+           options: dict[str, Any]) -> None:
+    """Start emulator *name*, serve until SIGINT/SIGTERM (a second one exits at once), then stop it."""
+    from worker.signals import on_stop
 
-    @emulator.command("paper")
-    @click.argument("state_dir", type=click.Path(file_okay=False, exists=True))
-    @click.argument("action", type=click.Choice(["load", "out"]))
-    def paper(state_dir: str, action: str) -> None:
-        """The operator loads paper, or paper runs out (until loaded)."""
-        from kkt_drivers.emulator.model import RegisterModel
+    stop = threading.Event()
+    with on_stop(stop):
+        running = start_emulator(name, state_dir, host=host, port=port, faults=faults, seed=seed, **options)
+        try:
+            click.echo(f"{name} emulator at {running.url}, state in {state_dir}", err=True)
+            stop.wait()
+        finally:
+            running.stop()
 
-        model = RegisterModel(state_dir)
-        model.load_paper() if action == "load" else model.take_paper()
-        click.echo(f"paper {action}")
+
+@click.group()
+def emulator() -> None:
+    """Emulated registers: the Shtrih-M wire protocol on TCP, operator actions, the fiscal journal."""
+
+
+@emulator.command("serve")
+@click.argument("name", type=click.Choice(emulator_names()))
+@click.argument("state_dir", type=click.Path(file_okay=False))
+@opt("--host", default=EMULATOR_HOST, help="address to listen on")
+@opt("--port", type=int, default=0, help="TCP port (0: any free port, printed at start)")
+@opt("--fault", "faults", multiple=True, metavar="NAME=VALUE", help=_FAULT_HELP)
+@opt("--seed", type=int, default=None, help="seed for random faults")
+@opt("--option", "options", multiple=True, metavar="KEY=VALUE",
+     help="an emulator-specific option, e.g. serial=0000000000000002 or answer_delay_s=0.5 (repeatable)")
+def serve(name: str, state_dir: str, host: str, port: int, faults: tuple[str, ...], seed: int | None,
+          options: tuple[str, ...]) -> None:
+    """Serve emulator NAME (one of the drivers' emulators) until interrupted (SIGINT/SIGTERM)."""
+    extra = {k: _typed(v) for k, v in _pairs(options, "--option").items()}
+    _serve(name, state_dir, host, port, _pairs(faults, "--fault"), seed, extra)
+
+
+@emulator.command("shtrih")
+@click.argument("state_dir", type=click.Path(file_okay=False))
+@opt("--host", default=EMULATOR_HOST, help="address to listen on")
+@opt("--port", type=int, default=SHTRIH_PORT, help="TCP port (Shtrih-M's usual one is 7778)")
+@opt("--serial", default=SHTRIH_SERIAL, help="the register's serial number")
+@opt("--fault", "faults", multiple=True, metavar="NAME=VALUE", help=_FAULT_HELP)
+@opt("--seed", type=int, default=None, help="seed for random faults")
+@opt("--answer-delay-s", type=float, default=0.0, help="delay every answer (a slow register)")
+@opt("--z-report-delay-s", type=float, default=0.0, help="a slow Z report")
+def shtrih(state_dir: str, host: str, port: int, serial: str, faults: tuple[str, ...], seed: int | None,
+           answer_delay_s: float, z_report_delay_s: float) -> None:
+    """Serve an emulated Shtrih-M register on TCP until interrupted (same as ``serve shtrih``)."""
+    _serve("shtrih", state_dir, host, port, _pairs(faults, "--fault"), seed,
+           dict(serial=serial, answer_delay_s=answer_delay_s, z_report_delay_s=z_report_delay_s))
+
+
+@emulator.command("journal")
+@click.argument("state_dir", type=click.Path(file_okay=False, exists=True))
+def journal(state_dir: str) -> None:
+    """Print the emulated register's fiscal documents, one JSON object per line."""
+    from kkt_drivers.emulator.model import RegisterModel
+
+    for doc in RegisterModel(state_dir).documents():
+        click.echo(json.dumps(doc, ensure_ascii=False))
+
+
+@emulator.command("paper")
+@click.argument("state_dir", type=click.Path(file_okay=False, exists=True))
+@click.argument("action", type=click.Choice(["load", "out"]))
+def paper(state_dir: str, action: str) -> None:
+    """The operator loads paper, or paper runs out (until loaded)."""
+    from kkt_drivers.emulator.model import RegisterModel
+
+    model = RegisterModel(state_dir)
+    model.load_paper() if action == "load" else model.take_paper()
+    click.echo(f"paper {action}")

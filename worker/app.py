@@ -1,16 +1,31 @@
-"""Build the runtime parts (shop source, receipt config) from settings, naming bad keys."""
+"""The composition root: every runtime part is built here from the settings, and only here.
+
+The worker process (:func:`build_worker`) is one shop source, one planner, the payments poller (and
+the deliveries poller in the prepayment flow), and one lane per enabled register, all sharing one
+ledger. The CLI's admin commands take the same parts from here (:func:`open_ledger`,
+:func:`open_register`, :func:`open_shop_source`, :func:`receipt_config`), so a setting is read in
+one place and a register URL is opened in one place. Bad keys are named by their settings path.
+"""
 from __future__ import annotations
 
 import dataclasses
 import enum
+import threading
+from dataclasses import dataclass
 from typing import Any, Sequence
 
+from kkt_drivers import open_driver
 from kkt_drivers import receipt as model
+from kkt_drivers.base import Driver
 from worker.errors import ConfigError
+from worker.fiscal.lane import Lane
+from worker.ingest.planner import DeliveryPlanner, Planner
+from worker.ingest.poller import DeliveryIngestor, Ingestor
 from worker.ledger.store import Ledger
 from worker.receipts import rules
 from worker.receipts.build import ReceiptConfig
-from worker.settings import Settings
+from worker.receipts.config import FLOW_PREPAYMENT
+from worker.settings import RegisterSettings, Settings
 from worker.shop import open_source
 from worker.shop.rows import ShopPayment
 from worker.shop.source import ShopSource, SourceMapping
@@ -100,3 +115,63 @@ def current_shop_rows(settings: Settings, ledger: Ledger, source_ids: Sequence[i
         finally:
             src.close()
     return {sid: found.get(sid) or ledger.payment_snapshot(sid) for sid in source_ids}
+
+
+def open_ledger(settings: Settings) -> Ledger:
+    """The ledger at the configured URL (password from the environment)."""
+    return Ledger(settings.ledger_url)
+
+
+def open_register(register: RegisterSettings) -> Driver:
+    """The driver (built, not connected) for one configured register."""
+    return open_driver(register.url)
+
+
+def registers_named(settings: Settings, name: str | None) -> list[RegisterSettings]:
+    """The enabled registers called *name* (every enabled one for None)."""
+    return [r for r in settings.enabled_registers() if name in (None, r.name)]
+
+
+def build_planner(settings: Settings, ledger: Ledger, source: ShopSource,
+                  config: ReceiptConfig | None = None) -> Planner:
+    """The planner; a refund of a sale from before go-live reads that sale from the shop."""
+    return Planner(ledger, config or receipt_config(settings), start_after_id=settings.source.start_after_id,
+                   fetch_sale=lambda sid: next(iter(source.fetch_by_ids([sid])), None))
+
+
+def build_ingestor(settings: Settings, ledger: Ledger, source: ShopSource, planner: Planner | None = None) -> Ingestor:
+    """The payments poller with the configured batch, gap and start settings."""
+    s = settings.source
+    return Ingestor(source, ledger, planner or build_planner(settings, ledger, source), batch_size=s.batch_size,
+                    gap_timeout_s=s.gap_timeout_s, max_gap_span=s.max_gap_span, start_after_id=s.start_after_id)
+
+
+@dataclass
+class WorkerGraph:
+    """The parts of a running worker; :meth:`close` releases the shop connection."""
+
+    source: ShopSource
+    payments: Ingestor
+    deliveries: DeliveryIngestor | None   # the prepayment flow's second poller
+    lanes: list[Lane]
+
+    def close(self) -> None:
+        """Release what the graph opened (the lanes close their drivers themselves)."""
+        self.source.close()
+
+
+def build_worker(settings: Settings, ledger: Ledger, stop: threading.Event) -> WorkerGraph:
+    """Everything the worker runs: source, planners, pollers, lanes. Nothing is started."""
+    source = open_shop_source(settings)
+    config = receipt_config(settings)
+    planner = build_planner(settings, ledger, source, config)
+    s = settings.source
+    deliveries = None
+    if config.flow == FLOW_PREPAYMENT:
+        # the prepayment flow also polls the shop's deliveries, with its own cursor and gaps
+        deliveries = DeliveryIngestor(
+            source, ledger, DeliveryPlanner(ledger, config, source, planner, start_after_id=s.start_after_id),
+            batch_size=s.batch_size, gap_timeout_s=s.gap_timeout_s, max_gap_span=s.max_gap_span)
+    lanes = [Lane(r.name, open_register(r), ledger, settings.retry, settings.shifts, stop)
+             for r in settings.enabled_registers()]
+    return WorkerGraph(source, build_ingestor(settings, ledger, source, planner), deliveries, lanes)

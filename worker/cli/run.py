@@ -1,0 +1,90 @@
+"""``run``, ``migrate``, ``check``: the service and what it needs before it starts."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from worker import app
+from worker.cli.options import Ctx, opt, pass_ctx, print_counts
+from worker.defaults import SETTINGS_FILE
+from worker.errors import ConfigError
+from worker.settings import mask_url
+
+
+@click.command()
+@opt("--burst", is_flag=True, help="drain what there is, then exit")
+@opt("--burst-timeout", type=float, default=None, help="with --burst: give up after this many seconds (exit 3)")
+@pass_ctx
+def run(c: Ctx, burst: bool, burst_timeout: float | None) -> None:
+    """Poll the shop and fiscalize, until SIGTERM (or drained, with --burst)."""
+    from worker.ledger.runlock import RunLock
+    from worker.loop import Worker, check_ledger_ready
+
+    check_ledger_ready(c.ledger)
+    with RunLock(c.ledger):
+        worker = Worker(c.settings, c.ledger, burst=burst, burst_timeout_s=burst_timeout)
+        code = worker.run()
+    if burst:
+        s = worker.summary
+        click.echo(f"ingested {s.ingested} payments, fiscalized {s.done} receipts")
+        print_counts(c.ledger)
+    sys.exit(code)
+
+
+@click.command()
+@pass_ctx
+def migrate(c: Ctx) -> None:
+    """Create or upgrade the ledger to the latest schema."""
+    from worker.ledger import migrate as m
+    m.upgrade(c.ledger.engine)
+    click.echo(f"ledger {mask_url(c.settings.ledger_url)} at revision {m.current_revision(c.ledger.engine)}")
+
+
+@click.command()
+@pass_ctx
+def check(c: Ctx) -> None:
+    """Check settings, the shop source, the ledger revision and every register. Exit 1 on a problem."""
+    from worker.ledger import migrate as m
+    from worker.ledger.db import sqlite_durability
+
+    ok = True
+
+    def report(name: str, good: bool, detail: str) -> None:
+        nonlocal ok
+        ok &= good
+        click.echo(f"[{'ok' if good else 'FAIL'}] {name}: {detail}")
+
+    s = c.settings
+    try:
+        app.receipt_config(s)
+        report("settings", True, c.config_path or SETTINGS_FILE)
+    except ConfigError as exc:
+        report("settings", False, str(exc))
+    try:
+        src = app.open_shop_source(s)
+        src.ping()
+        report("source", True, f"{mask_url(s.source_url)} reachable, max id {src.max_id()}")
+        src.close()
+    except Exception as exc:
+        report("source", False, f"{mask_url(s.source_url)}: {exc}")
+    try:
+        cur, head = m.current_revision(c.ledger.engine), m.head_revision()
+        extra = ""
+        if c.ledger.engine.dialect.name == "sqlite":
+            extra = " " + json.dumps(sqlite_durability(c.ledger.engine))
+        report("ledger", cur == head, f"{mask_url(s.ledger_url)} revision {cur} (head {head}){extra}")
+    except Exception as exc:
+        report("ledger", False, str(exc))
+    for r in s.enabled_registers():
+        try:
+            with app.open_register(r) as drv:
+                st = drv.status()
+            report(f"register {r.name}", st.paper_ok and not st.shift_expired,
+                   f"{st.model} serial {st.register_serial} FN {st.fn_serial} last FD {st.last_fd_number} "
+                   f"shift {'open' if st.shift_open else 'closed'} #{st.shift_number}"
+                   f"{' EXPIRED' if st.shift_expired else ''}{'' if st.paper_ok else ' PAPER OUT'}")
+        except Exception as exc:
+            report(f"register {r.name}", False, str(exc))
+    sys.exit(0 if ok else 1)
