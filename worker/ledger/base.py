@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Engine, select, update
 from worker.errors import StateConflict
 from worker.ledger.db import READ_ONLY, create_ledger_engine
 from worker.ledger.records import RECORD_COLS, utcnow
-from worker.ledger.schema import attempts, payments, receipts
+from worker.ledger.schema import ERROR_MAX_CHARS, OUTCOME_CHARS, attempts, payments, receipts
 from worker.ledger.states import State, check_transition
 
 
@@ -59,4 +59,4 @@ class LedgerBase:
         if attempt_id is None:
             return
         conn.execute(update(attempts).where(attempts.c.id == attempt_id).values(
-            finished_at=now, outcome=outcome[:24], error=error[:2000] if error else None, fd_number=fd_number))
+            finished_at=now, outcome=outcome[:OUTCOME_CHARS], error=error[:ERROR_MAX_CHARS] if error else None, fd_number=fd_number))

@@ -15,7 +15,7 @@ from worker.ledger.records import (
     Gap, IngestEntry, PlannedRow, ReceiptRecord, SettlementEntry, decimal_or_none, naive_utc, record_from_row,
     utcnow,
 )
-from worker.ledger.schema import gap_log, ingest_cursor, ingest_gaps, payments, receipts
+from worker.ledger.schema import KIND_CHARS, REASON_CHARS, gap_log, ingest_cursor, ingest_gaps, payments, receipts
 from worker.ledger.states import REPLANNABLE, State
 from worker.receipts.plan import Stage, prerequisite
 from worker.shop.rows import ShopPayment
@@ -53,7 +53,7 @@ class IngestWrites(LedgerBase):
             for row_id, reason in rejected:
                 if row_id not in logged:  # rows that cannot become receipts at all, with the reason
                     conn.execute(insert(gap_log).values(source=source, id=row_id, first_seen_at=now, expired_at=now,
-                                                        reason=reason[:64]))
+                                                        reason=reason[:REASON_CHARS]))
             if current is None:
                 conn.execute(insert(ingest_cursor).values(source=source, last_id=cursor, updated_at=now))
             else:
@@ -94,7 +94,7 @@ class IngestWrites(LedgerBase):
                 continue  # idempotent by source id: a re-read row changes nothing
             existing.add(e.payment.id)
             pid = conn.execute(insert(payments).values(
-                source_id=e.payment.id, kind=str(e.payment.kind)[:16], amount=decimal_or_none(e.payment.amount),
+                source_id=e.payment.id, kind=str(e.payment.kind)[:KIND_CHARS], amount=decimal_or_none(e.payment.amount),
                 paid_at=naive_utc(e.payment.paid_at),
                 refund_of=e.payment.refund_of if isinstance(e.payment.refund_of, int) else None,
                 snapshot=json.dumps(e.payment.to_json(), ensure_ascii=False), ingested_at=now,

@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
 from kkt_drivers.receipt import FiscalDocument
 from worker.ledger.base import LedgerBase
 from worker.ledger.records import ReceiptRecord, record_from_row, utcnow
-from worker.ledger.schema import attempts, lanes, payments, receipts
+from worker.ledger.schema import ERROR_MAX_CHARS, attempts, lanes, payments, receipts
 from worker.ledger.states import State
 
 
@@ -98,7 +98,7 @@ class LaneWrites(LedgerBase):
         now = utcnow()
         with self.write() as conn:
             self._cas(conn, receipt_id, State.SENDING, new, attempts=attempts, next_attempt_at=next_attempt_at,
-                      error_class=error_class, last_error=error[:2000])
+                      error_class=error_class, last_error=error[:ERROR_MAX_CHARS])
             self._finish_attempt(conn, attempt_id, now, outcome or error_class, error=error)
         return new
 
@@ -107,7 +107,7 @@ class LaneWrites(LedgerBase):
         """sending → rejected / needs_review / failed with the reason."""
         now = utcnow()
         with self.write() as conn:
-            self._cas(conn, receipt_id, expected, new, error_class=error_class, last_error=error[:2000])
+            self._cas(conn, receipt_id, expected, new, error_class=error_class, last_error=error[:ERROR_MAX_CHARS])
             self._finish_attempt(conn, attempt_id, now, new.value, error=error)
 
     def open_attempt(self, receipt_id: int, *, register: str, action: str, fd_before: int | None) -> int:

@@ -27,12 +27,19 @@ metadata = MetaData(naming_convention={
 
 MONEY = Numeric(14, 2, asdecimal=True)
 
+#: characters of an error message the ledger keeps (receipts.last_error, attempts.error)
+ERROR_MAX_CHARS = 2000
+#: widths of the short text columns, so writers cut to them by name
+OUTCOME_CHARS = 24        # attempts.outcome
+REASON_CHARS = 64         # gap_log.reason
+KIND_CHARS = 16           # payments.kind
+
 #: one row per shop row (sale or refund), the exact snapshot it was built from
 payments = Table(
     "payments", metadata,
     Column("id", Integer, primary_key=True),
     Column("source_id", BigInteger, nullable=False, unique=True),
-    Column("kind", String(16), nullable=False),
+    Column("kind", String(KIND_CHARS), nullable=False),
     Column("amount", MONEY, nullable=True),          # None when the shop's value was not a number
     Column("paid_at", DateTime, nullable=True),
     Column("refund_of", BigInteger, nullable=True),
@@ -93,7 +100,7 @@ attempts = Table(
     Column("action", String(16), nullable=False),     # send, reconcile
     Column("started_at", DateTime, nullable=False),
     Column("finished_at", DateTime, nullable=True),
-    Column("outcome", String(24), nullable=True),
+    Column("outcome", String(OUTCOME_CHARS), nullable=True),
     Column("fd_before", Integer, nullable=True),
     Column("fd_number", Integer, nullable=True),
     Column("error", Text, nullable=True),
@@ -124,7 +131,7 @@ gap_log = Table(
     Column("id", BigInteger, primary_key=True),
     Column("first_seen_at", DateTime, nullable=False),
     Column("expired_at", DateTime, nullable=False),
-    Column("reason", String(64), nullable=False),
+    Column("reason", String(REASON_CHARS), nullable=False),
 )
 
 #: what each lane last saw of its register (for ``status``)
