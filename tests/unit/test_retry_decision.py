@@ -59,3 +59,13 @@ def test_reconciled_not_fiscalized_is_sent_again_at_once_burning_an_attempt() ->
     d = decide(Reaction.NOT_FISCALIZED, 0, POLICY, now=NOW)
     assert (d.state, d.when, d.attempts) == (State.QUEUED, NOW, 1)
     assert decide(Reaction.NOT_FISCALIZED, 2, POLICY, now=NOW).state is State.FAILED
+
+
+@pytest.mark.parametrize("error, pause, stop", [
+    (TransientError("link"), True, False), (DeviceStateError("paper"), True, False),
+    (OutcomeUnknownError("?"), True, False), (DriverConfigError("password"), False, True),
+])
+def test_outside_a_receipt_the_lane_pauses_or_stops(error, pause, stop) -> None:
+    """An error from connect/status/shift touches no receipt: the lane pauses, or stops on a config error."""
+    d = decide(error, 4, POLICY, now=NOW, in_receipt=False)
+    assert (d.pause_lane, d.stop_lane, d.burn_attempt, d.attempts) == (pause, stop, False, 4)

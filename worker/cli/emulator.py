@@ -32,13 +32,17 @@ def _pairs(values: tuple[str, ...], hint: str) -> dict[str, str]:
 
 
 def _typed(value: str) -> Any:
-    """An option value as the emulator expects it: a number where it is one (seconds, counts)."""
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
+    """An option value as the emulator expects it: a number where it is written as one (seconds,
+    counts); anything else, a serial number with leading zeros included, stays text."""
+    try:
+        if str(int(value)) == value:
+            return int(value)
+    except ValueError:
+        pass
+    try:
+        return float(value) if any(ch in value for ch in ".eE") else value
+    except ValueError:
+        return value
 
 
 def _serve(name: str, state_dir: str, host: str, port: int, faults: dict[str, str], seed: int | None,

@@ -85,11 +85,11 @@ class Lane:
                 return 0.0  # done, or the next step reconciles before anything else
             return self._execute(outcome.decision.pause_lane, outcome.decision.stop_lane, outcome.error)
         except KktError as exc:   # the register (not a receipt) failed: device state, link down, settings
-            decision = decide(exc, 0, self.retry, now=utcnow())
+            decision = decide(exc, 0, self.retry, now=utcnow(), in_receipt=False)
             if not isinstance(exc, DeviceStateError):
                 log.warning("register unavailable: %s", describe(exc), extra={"register": self.name})
                 self.driver.disconnect()
-            return self._execute(True, decision.stop_lane, exc)
+            return self._execute(decision.pause_lane, decision.stop_lane, exc)
         except DBAPIError as exc:  # the ledger is away: a "sending" row stays for recovery
             log.warning("ledger unavailable (%s); lane waits", type(exc.orig).__name__, extra={"register": self.name})
             return self._pause(exc)

@@ -85,13 +85,19 @@ def backoff(attempts: int, policy: RetrySettings, rng: random.Random | None = No
 
 
 def decide(error: BaseException | Reaction, attempts: int, policy: RetrySettings, *, now: dt.datetime,
-           rng: random.Random | None = None) -> Decision:
+           in_receipt: bool = True, rng: random.Random | None = None) -> Decision:
     """The decision after *error* on a receipt that had used *attempts* attempts before this one.
 
     *error* is the exception (classified here) or an already known reaction (reconciliation's
-    ``NOT_FISCALIZED``).
+    ``NOT_FISCALIZED``). With ``in_receipt=False`` the error came from the register outside any
+    receipt (connect, status, shift): no receipt changes, the lane pauses, or stops on a
+    configuration error.
     """
     reaction = error if isinstance(error, Reaction) else classify(error)
+    if not in_receipt:
+        stop = reaction is Reaction.CONFIG
+        return Decision(reaction, State.QUEUED, now + dt.timedelta(seconds=policy.device_pause_s),
+                        burn_attempt=False, attempts=attempts, pause_lane=not stop, stop_lane=stop)
     if reaction in (Reaction.UNKNOWN, Reaction.BUG):
         # the close may have reached the register: never retry blindly
         return Decision(reaction, State.SENDING, now, burn_attempt=False, attempts=attempts)
