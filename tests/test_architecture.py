@@ -23,10 +23,14 @@ ALLOWED: dict[str, set[str]] = {
     "ledger": {"receipts", "shop", "base", "kkt_drivers"},
     "ingest": {"ledger", "receipts", "shop", "base", "kkt_drivers"},
     "fiscal": {"ledger", "base", "kkt_drivers"},
-    "app": {"fiscal", "ingest", "ledger", "receipts", "shop", "base", "kkt_drivers"},
-    "loop": {"app", "ledger", "base"},
+    "reports": {"ledger", "receipts", "base", "kkt_drivers"},     # totals and reconciliation, read-only
+    "ops": {"ledger", "base", "kkt_drivers"},                     # health, metrics, alerts, callbacks, systemd
+    "web": {"ops", "reports", "ledger", "base"},                  # the accountant's page
+    "app": {"fiscal", "ingest", "ledger", "receipts", "shop", "ops", "reports", "web", "base", "kkt_drivers"},
+    "loop": {"app", "ledger", "ops", "base"},
     "demo": set(),
-    "cli": {"app", "loop", "fiscal", "ingest", "ledger", "receipts", "shop", "base", "demo", "kkt_drivers"},
+    "cli": {"app", "loop", "fiscal", "ingest", "ledger", "receipts", "shop", "ops", "reports", "web", "base",
+            "demo", "kkt_drivers"},
 }
 BASE = {"worker", "worker.errors", "worker.defaults", "worker.settings", "worker.log", "worker.signals"}
 

@@ -84,6 +84,8 @@ def summarize(records: Iterable[ReceiptRecord]) -> Totals:
         amount = rec.total
         by_state[rec.state.value][0] += 1
         by_state[rec.state.value][1] += amount or ZERO
+        if rec.state is State.SUPERSEDED:
+            continue  # a part a replan dropped: the payment's money is in the receipts of its new plan
         if rec.state is not State.DONE:
             t.unreceipted.append(Unreceipted(rec.source_id, rec.tag, rec.state.value, amount, rec.last_error))
             continue
