@@ -102,6 +102,9 @@ def test_replan_supersedes_a_dropped_part_and_keeps_every_attempt(ledger: Ledger
     assert states == {"S1": State.QUEUED, "S1.2": State.SUPERSEDED}
     assert all(len(ledger.attempts_of(i)) == 1 for i in ids.values())
     assert "S1.2" not in due_tags(ledger)
+    # the accountant's "money without a receipt" lists the payment once, not the dropped part too
+    from worker.reports.totals import summarize
+    assert [u.tag for u in summarize(ledger.list_receipts()).unreceipted] == ["S1"]
 
 
 def test_replan_of_a_failed_receipt_that_still_cannot_be_built_is_rejected(ledger: Ledger) -> None:
