@@ -31,6 +31,7 @@ from worker.receipts.build import (
     make_tag,
 )
 from worker.receipts.config import FLOW_SINGLE
+from worker.receipts.plan import Stage, rows_of
 from worker.receipts.rules import VAT22_FROM, parse_paid_at
 from worker.shop.rows import KIND_REFUND, ShopPayment
 from worker.shop.source import ShopDelivery
@@ -44,9 +45,7 @@ EXTERNAL_NOTE = ("receipt issued by another system before go-live (id <= source.
 
 def as_rows(planned: Sequence[PlannedReceipt]) -> tuple[PlannedRow, ...]:
     """Built receipts as the rows the ledger stores; warnings are kept in the row's last_error."""
-    return tuple(PlannedRow(p.stage, p.part, p.receipt.tag, receipt=p.receipt, lines=p.lines,
-                            error=("warning: " + " | ".join(p.warnings)) if p.warnings else None)
-                 for p in planned)
+    return rows_of(planned)
 
 
 def build_or_reject(build: Callable[[], Sequence[PlannedReceipt]], *, stage: str, tag: str, what: str,
@@ -132,7 +131,7 @@ class Planner:
         """The receipts for *payment*; a row that cannot become a correct receipt is one rejected row."""
         batch = batch if batch is not None else Batch()
         is_refund = payment.kind == KIND_REFUND
-        stage = "refund" if is_refund else "sale"
+        stage = Stage.REFUND if is_refund else Stage.SALE
         today = self.today()
 
         def build() -> Sequence[PlannedReceipt]:
@@ -157,10 +156,10 @@ class Planner:
         original = batch.payments.get(sale_id) or self.ledger.payment_snapshot(sale_id)
         issued = None
         if original is not None:
-            issued = self.issued(sale_id, refund_stage or "sale", batch, original)
+            issued = self.issued(sale_id, refund_stage or Stage.SALE, batch, original)
         elif sale_id <= self.start_after_id and self.fetch_sale is not None:
             original = self._external_sale(sale_id, payment.id)
-        already = self.refunded(sale_id, "prepayment" if refund_stage == "prepayment" else "goods",
+        already = self.refunded(sale_id, "prepayment" if refund_stage == Stage.PREPAYMENT else "goods",
                                 issued, batch, excluding=payment.id)
         return build_receipts(payment, self.config, original=original, already_refunded=already,
                               refund_stage=None if issued else refund_stage, settled_on=settled_on,
@@ -179,7 +178,7 @@ class Planner:
         except InvalidPayment:
             return sale   # the refund's own build names the sale's bad field (original.…)
         note = EXTERNAL_NOTE.format(refund=refund_id)
-        rows = [PlannedRow("external", p.part, make_tag(sale_id, "external", p.part), receipt=p.receipt,
+        rows = [PlannedRow(Stage.EXTERNAL.value, p.part, make_tag(sale_id, Stage.EXTERNAL, p.part), receipt=p.receipt,
                            lines=p.lines, error=note, issued_elsewhere=True) for p in planned]
         self.ledger.add_planned(sale_id, rows, payment=sale)
         log.info("sale %d before go-live read from the shop for refund %d; %s", sale_id, refund_id, note,
@@ -189,7 +188,7 @@ class Planner:
     def issued(self, sale_id: int, stage: str, batch: Batch, original: ShopPayment) -> IssuedSale | None:
         """What the sale's receipts of *stage* carried (from this poll or the ledger), or None when the
         ledger has no usable body (the lines are then rebuilt from the snapshot)."""
-        stages = ("sale", "external") if stage == "sale" else (stage,)
+        stages = (Stage.SALE, Stage.EXTERNAL) if stage == Stage.SALE else (stage,)
         if sale_id in batch.planned:
             found = [(r.receipt, r.lines) for r in batch.planned[sale_id] if r.stage in stages and r.receipt]
         else:
@@ -268,13 +267,13 @@ class Planner:
         """
         if sale_id in batch.payments:
             stages = {r.stage for r in batch.planned.get(sale_id, ())}
-            return ("prepayment", None) if "prepayment" in stages else (None, None)
+            return (Stage.PREPAYMENT, None) if Stage.PREPAYMENT in stages else (None, None)
         recs = self.ledger.receipts_of(sale_id)
-        settled = [r for r in recs if r.stage == "settlement" and r.state is not State.REJECTED and r.body]
+        settled = [r for r in recs if r.stage == Stage.SETTLEMENT and r.state is not State.REJECTED and r.body]
         if settled:
-            return "settlement", _rate_family_day([it.vat for r in settled for it in r.receipt().items])
-        if any(r.stage == "prepayment" for r in recs):
-            return "prepayment", None
+            return Stage.SETTLEMENT, _rate_family_day([it.vat for r in settled for it in r.receipt().items])
+        if any(r.stage == Stage.PREPAYMENT for r in recs):
+            return Stage.PREPAYMENT, None
         return None, None
 
 
@@ -332,18 +331,18 @@ class DeliveryPlanner:
         return out, rejected
 
     def _plan_one(self, d: ShopDelivery, sale: ShopPayment, entry: IngestEntry | None) -> tuple[PlannedRow, ...]:
-        tag = make_tag(sale.id, "settlement", 1)
+        tag = make_tag(sale.id, Stage.SETTLEMENT, 1)
         stages = {p.stage for p in entry.planned} if entry else {r.stage for r in self.ledger.receipts_of(sale.id)}
-        if "sale" in stages:
-            return (PlannedRow("settlement", 1, tag, error=(
+        if Stage.SALE in stages:
+            return (PlannedRow(Stage.SETTLEMENT.value, 1, tag, error=(
                 f"deliveries.payment_id: payment {sale.id} was fiscalized as a full payment (stage sale, "
                 "receipts.flow was single); there is no prepayment to settle")),)
         batch = self.payments.new_batch()
         if entry is not None:
             batch.payments[sale.id], batch.planned[sale.id] = sale, entry.planned
-        issued = self.payments.issued(sale.id, "prepayment", batch, sale)
+        issued = self.payments.issued(sale.id, Stage.PREPAYMENT, batch, sale)
         return build_or_reject(
             lambda: build_settlement(sale, self.config, delivered_at=d.delivered_at, issued=issued,
                                      already_refunded=self.payments.refunded(sale.id, "prepayment", issued, batch),
                                      today=self.payments.today()),
-            stage="settlement", tag=tag, what="settlement", source_id=sale.id)
+            stage=Stage.SETTLEMENT.value, tag=tag, what="settlement", source_id=sale.id)

@@ -54,6 +54,7 @@ from worker.receipts.config import (
     make_tag,
 )
 from worker.receipts.discounts import reprice, spread_discount, spread_discount_keyed
+from worker.receipts.plan import Stage
 from worker.receipts.rules import (
     VAT22_FROM,
     InvalidPayment,
@@ -178,9 +179,9 @@ def build_receipts(
         if cfg.flow == FLOW_PREPAYMENT:
             _check_full_payment_lines(sale)
             lines = [dataclasses.replace(ln, item=_as_prepayment(ln.item)) for ln in sale.lines]
-            return _plan("prepayment", payment.id, Operation.SALE, lines, sale.contact, cfg,
+            return _plan(Stage.PREPAYMENT, payment.id, Operation.SALE, lines, sale.contact, cfg,
                          warnings=sale.warnings, late_day=late)
-        return _plan("sale", payment.id, Operation.SALE, list(sale.lines), sale.contact, cfg,
+        return _plan(Stage.SALE, payment.id, Operation.SALE, list(sale.lines), sale.contact, cfg,
                      warnings=sale.warnings, late_day=late)
     return _build_refund(payment, cfg, original, already_refunded or {}, refund_stage, settled_on, issued, today)
 
@@ -272,7 +273,7 @@ def build_settlement(
             "deliveries.payment_id", f"payment {sale_row.id} was refunded in full before the delivery; nothing to settle",
             "nothing",
         )
-    return _plan("settlement", sale_row.id, Operation.SALE, lines, issued.contact, cfg, PaymentType.PREPAID,
+    return _plan(Stage.SETTLEMENT, sale_row.id, Operation.SALE, lines, issued.contact, cfg, PaymentType.PREPAID,
                  late_day=_late_day(day, today, cfg), tax_system=issued.tax_system)
 
 
@@ -339,7 +340,8 @@ def _paid_now(p: ShopPayment, prefix: str) -> Decimal:
     try:
         return parse_money(p.amount, f"{prefix}payments.amount", positive=True, max_value=None)
     except InvalidPayment:
-        credit_only = bool(p.items) and all(
+        # a malformed row's items may be anything: only a real list of lines can be "all on credit"
+        credit_only = isinstance(p.items, (list, tuple)) and bool(p.items) and all(
             isinstance(it, ShopItem) and it.payment_method is not None
             and alias_key(it.payment_method) in ("6", "credit") for it in p.items)
         if credit_only and isinstance(p.amount, (Decimal, int)) and not isinstance(p.amount, bool) and p.amount == 0:
@@ -595,7 +597,7 @@ def _build_refund(
     total = sum((ln.item.amount for ln in lines), Decimal(0))
     if total != amount:
         raise InvalidPayment("payments.amount", f"{amount} != sum of the items' amounts {total}")
-    return _plan("refund", p.id, Operation.SALE_REFUND, lines, contact, cfg, warnings=warnings,
+    return _plan(Stage.REFUND, p.id, Operation.SALE_REFUND, lines, contact, cfg, warnings=warnings,
                  late_day=_late_day(day, today, cfg), tax_system=issued.tax_system)
 
 
@@ -619,9 +621,9 @@ def _issued_from_row(p: ShopPayment, cfg: ReceiptConfig, original: ShopPayment |
         )
     sale = _validate_sale(original, cfg, prefix="original.")
     lines = list(sale.lines)
-    if refund_stage == "prepayment":
+    if refund_stage == Stage.PREPAYMENT:
         lines = [dataclasses.replace(ln, item=_as_prepayment(ln.item)) for ln in lines]
-    elif refund_stage == "settlement":
+    elif refund_stage == Stage.SETTLEMENT:
         lines = [dataclasses.replace(ln, item=_as_settlement(ln.item, settled_on or sale.day)) for ln in lines]
     elif refund_stage is not None:
         raise ValueError(f"refund_stage must be prepayment, settlement or None, got {refund_stage!r}")

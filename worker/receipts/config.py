@@ -21,6 +21,7 @@ from kkt_drivers.receipt import (
     TaxSystem,
     Vat,
 )
+from worker.receipts.plan import Stage
 from worker.receipts.rules import (
     DEFAULT_LOCAL_TIMEZONE,
     DEFAULT_MEASURE_ALIASES,
@@ -41,8 +42,8 @@ SETTLEMENT_PLACE_MAX_LEN = 243
 #: (docs/receipts.md "Late payments": a compromise between "any later day" and routine outages)
 DEFAULT_LATE_AFTER_DAYS = 30
 
-_STAGE_LETTER = {"sale": "S", "refund": "R", "prepayment": "P", "settlement": "F", "correction": "C",
-                 "external": "X"}
+_STAGE_LETTER = {Stage.SALE: "S", Stage.REFUND: "R", Stage.PREPAYMENT: "P", Stage.SETTLEMENT: "F",
+                 Stage.CORRECTION: "C", Stage.EXTERNAL: "X"}
 
 #: receipts.flow values: one full-payment receipt at payment, or prepayment then settlement at delivery
 FLOW_SINGLE = "single"

@@ -33,6 +33,7 @@ class Stage(str, enum.Enum):
     SETTLEMENT = "settlement"    # 1214 = 4 at delivery, offsetting the prepayment
     REFUND = "refund"            # a refund row of the shop
     CORRECTION = "correction"    # an admin's correction receipt (missed or reverse pair)
+    EXTERNAL = "external"        # a sale before go-live, issued by another system: recorded done, never sent
 
     def __str__(self) -> str:
         return self.value
@@ -92,8 +93,13 @@ class _Built:  # the shape of worker.receipts.config.PlannedReceipt, without imp
     stage: str
     part: int
     receipt: Receipt
+    lines: tuple[int, ...]
+    warnings: tuple[str, ...]
 
 
 def rows_of(planned: Sequence[_Built]) -> tuple[PlannedRow, ...]:
-    """Built receipts (:class:`~worker.receipts.config.PlannedReceipt`) as the rows the ledger stores."""
-    return tuple(PlannedRow(p.stage, p.part, p.receipt.tag, receipt=p.receipt) for p in planned)
+    """Built receipts (:class:`~worker.receipts.config.PlannedReceipt`) as the rows the ledger stores;
+    warnings are kept in the row's last_error."""
+    return tuple(PlannedRow(p.stage, p.part, p.receipt.tag, receipt=p.receipt, lines=p.lines,
+                            error=("warning: " + " | ".join(p.warnings)) if p.warnings else None)
+                 for p in planned)
