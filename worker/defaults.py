@@ -59,3 +59,16 @@ STATUS_GAPS_SHOWN = 20               # gap ids ``status`` lists before "…"
 EMULATOR_HOST = "127.0.0.1"          # emulators listen on loopback only unless told otherwise
 DEMO_SALES = 12                      # sales ``demo init`` writes
 DEMO_FEED_SECONDS = 3.0              # ``demo feed``: seconds between new payments
+
+# -- operations: health thresholds, alerts, callbacks ----------------------------------------
+HTTP_TOKEN_ENV = "KKT_HTTP_TOKEN"    # the HTTP bearer token's environment variable (or ..._FILE)
+FN_EXPIRY_WARN_DAYS = 30             # the FN expires within this many days: a person must act
+OFD_BACKLOG_ALERT_DAYS = 3.0         # documents not sent to the OFD for longer than this
+CLOCK_SKEW_ALERT_SECONDS = 60.0      # the register's clock differs from ours by more than this
+MIN_FREE_DISK_MB = 200               # free space left for the ledger below this
+GAP_ALERT_WINDOW_DAYS = 7.0          # expired gaps within this window are shown as a condition
+ALERT_WEBHOOK_SECRET_ENV = "KKT_ALERT_WEBHOOK_SECRET"
+ALERT_SMTP_PASSWORD_ENV = "KKT_ALERT_SMTP_PASSWORD"
+SMTP_PORT = 587                      # submission port (STARTTLS)
+CALLBACK_SECRET_ENV = "KKT_CALLBACK_SECRET"
+CALLBACK_INTERVAL_SECONDS = 2.0      # how often due shop callbacks are sent

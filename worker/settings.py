@@ -112,7 +112,7 @@ class HttpSettings:
 
     enabled: bool = True
     bind: str = d.HTTP_BIND               # loopback by default; anything else needs token_env
-    token_env: str = "KKT_HTTP_TOKEN"     # the bearer token's environment variable (or ..._FILE)
+    token_env: str = d.HTTP_TOKEN_ENV     # the bearer token's environment variable (or ..._FILE)
 
 
 @dataclass(frozen=True)
@@ -121,11 +121,11 @@ class HealthSettings:
 
     heartbeat_stale_s: float = d.HEARTBEAT_STALE_SECONDS
     lane_paused_s: float = d.LANE_PAUSED_ALERT_SECONDS
-    fn_expiry_days: int = 30
-    ofd_backlog_days: float = 3.0
-    clock_skew_s: float = 60.0
-    min_free_mb: int = 200
-    gap_window_days: float = 7.0
+    fn_expiry_days: int = d.FN_EXPIRY_WARN_DAYS
+    ofd_backlog_days: float = d.OFD_BACKLOG_ALERT_DAYS
+    clock_skew_s: float = d.CLOCK_SKEW_ALERT_SECONDS
+    min_free_mb: int = d.MIN_FREE_DISK_MB
+    gap_window_days: float = d.GAP_ALERT_WINDOW_DAYS
 
 
 @dataclass(frozen=True)
@@ -133,13 +133,13 @@ class AlertSettings:
     """Where alerts go: a webhook and/or e-mail. Nothing configured: conditions are only shown."""
 
     webhook_url: str | None = None
-    webhook_secret_env: str = "KKT_ALERT_WEBHOOK_SECRET"
+    webhook_secret_env: str = d.ALERT_WEBHOOK_SECRET_ENV
     smtp_host: str | None = None
-    smtp_port: int = 587
+    smtp_port: int = d.SMTP_PORT
     smtp_from: str | None = None
     smtp_to: tuple[str, ...] = ()
     smtp_user: str | None = None
-    smtp_password_env: str = "KKT_ALERT_SMTP_PASSWORD"
+    smtp_password_env: str = d.ALERT_SMTP_PASSWORD_ENV
     interval_s: float = d.ALERT_INTERVAL_SECONDS
 
 
@@ -148,8 +148,8 @@ class CallbackSettings:
     """Optional: POST each receipt's outcome to the shop (signed with HMAC-SHA256)."""
 
     url: str | None = None
-    secret_env: str = "KKT_CALLBACK_SECRET"   # the shared secret's environment variable (or ..._FILE)
-    interval_s: float = 2.0
+    secret_env: str = d.CALLBACK_SECRET_ENV   # the shared secret's environment variable (or ..._FILE)
+    interval_s: float = d.CALLBACK_INTERVAL_SECONDS
 
 
 @dataclass(frozen=True)
