@@ -12,7 +12,7 @@ import dataclasses
 import enum
 import threading
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from kkt_drivers import open_driver
 from kkt_drivers import receipt as model
@@ -22,6 +22,9 @@ from worker.fiscal.lane import Lane
 from worker.ingest.planner import DeliveryPlanner, Planner
 from worker.ingest.poller import DeliveryIngestor, Ingestor
 from worker.ledger.store import Ledger
+from worker.ops.health import Thresholds
+from worker.ops.http import OpsServer
+from worker.ops.runner import OpsRunner
 from worker.receipts import rules
 from worker.receipts.build import ReceiptConfig
 from worker.receipts.config import FLOW_PREPAYMENT
@@ -117,9 +120,9 @@ def current_shop_rows(settings: Settings, ledger: Ledger, source_ids: Sequence[i
     return {sid: found.get(sid) or ledger.payment_snapshot(sid) for sid in source_ids}
 
 
-def open_ledger(settings: Settings) -> Ledger:
-    """The ledger at the configured URL (password from the environment)."""
-    return Ledger(settings.ledger_url)
+def open_ledger(settings: Settings, *, read_only: bool = False) -> Ledger:
+    """The ledger at the configured URL (password from the environment); read-only for read commands."""
+    return Ledger(settings.ledger_url, read_only=read_only)
 
 
 def open_register(register: RegisterSettings) -> Driver:
@@ -175,3 +178,15 @@ def build_worker(settings: Settings, ledger: Ledger, stop: threading.Event) -> W
     lanes = [Lane(r.name, open_register(r), ledger, settings.retry, settings.shifts, stop)
              for r in settings.enabled_registers()]
     return WorkerGraph(source, build_ingestor(settings, ledger, source, planner), deliveries, lanes)
+
+
+def build_ops(settings: Settings, ledger: Ledger, loops_alive: Callable[[], bool],
+              stop: threading.Event) -> OpsRunner:
+    """Operations beside the lanes: /metrics, /healthz, /readyz and the accountant's pages on one
+    server, alerts, shop callbacks, the systemd watchdog. Not started."""
+    from worker.web.pages import install_web_routes
+
+    def mount(server: OpsServer, thresholds: Thresholds) -> None:
+        install_web_routes(server, ledger, settings.source.timezone, thresholds)
+
+    return OpsRunner(settings, ledger, loops_alive, stop, mount=mount)

@@ -39,6 +39,8 @@ SHIFT_AUTO_OPEN = True               # open a shift before the first receipt
 SHIFT_CLOSE_EXPIRED = True           # close a shift over 24 h (Z report) instead of pausing the lane
 
 # -- operations ----------------------------------------------------------------------------
+LANE_HEALTH_SECONDS = 300.0          # how often a lane records FN validity, OFD backlog and clock skew
+WATCHDOG_STUCK_SECONDS = 300.0       # a lane or the poller not turning for this long: stop petting systemd
 HTTP_BIND = "127.0.0.1:9464"         # /metrics, /healthz, /readyz (9464: Prometheus exporters' range)
 HEARTBEAT_STALE_SECONDS = 90.0       # no lane heartbeat for this long → the worker is down
 LANE_PAUSED_ALERT_SECONDS = 600.0    # a lane paused longer than this needs a person
@@ -52,7 +54,7 @@ LEDGER_PASSWORD_ENV = "KKT_LEDGER_PASSWORD"
 # -- logging and the command line ----------------------------------------------------------
 LOG_LEVEL = "INFO"
 LOG_FORMAT = "text"                  # text | json
-SETTINGS_FILE = "settings.yaml"      # read from the working directory when -c is not given
+SETTINGS_FILE = "/etc/kkt-worker/settings.yaml"  # read when -c / KKT_CONFIG is not given
 LEDGER_LIST_LIMIT = 200              # rows ``ledger list`` shows unless --limit says otherwise
 ERROR_PREVIEW_CHARS = 80             # ... and the characters of each error it shows
 STATUS_GAPS_SHOWN = 20               # gap ids ``status`` lists before "…"

@@ -10,6 +10,10 @@ class ConfigError(WorkerError):
     """settings.yaml or the environment is wrong; the message names the key."""
 
 
+class LockHeld(ConfigError):
+    """Another worker (or admin command) holds the ledger's run lock or a register's lease: try later."""
+
+
 class SourceError(WorkerError):
     """Reading the shop's database failed."""
 

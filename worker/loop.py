@@ -13,13 +13,16 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from worker.app import WorkerGraph, build_worker
+from worker.app import WorkerGraph, build_ops, build_worker
 from worker.defaults import BURST_POLL_SECONDS, SOURCE_BACKOFF_MIN_SECONDS
 from worker.errors import ConfigError, SourceConfigError, SourceUnavailable
 from worker.ledger.states import State
 from worker.ledger.store import Ledger
+from worker.log import OutageLog
+from worker.ops import systemd
+from worker.ops.runner import OpsRunner, loops_alive
 from worker.settings import Settings
-from worker.signals import on_stop
+from worker.signals import on_reload, on_stop
 
 log = logging.getLogger(__name__)
 
@@ -42,30 +45,65 @@ class Worker:
     """Polls the shop into the ledger and fiscalizes through one lane per register."""
 
     def __init__(self, settings: Settings, ledger: Ledger, *, burst: bool = False,
-                 burst_timeout_s: float | None = None) -> None:
+                 burst_timeout_s: float | None = None, settings_path: str | None = None) -> None:
         self.settings = settings
         self.ledger = ledger
         self.burst = burst
         self.burst_timeout_s = burst_timeout_s
         self.stop = threading.Event()
         self.summary = RunSummary()
+        self.settings_path = settings_path
+        #: monotonic time of the poll loop's last turn (the systemd watchdog watches it)
+        self.poll_beat = time.monotonic()
 
     def run(self, *, install_signals: bool = True) -> int:
         """Run until stopped (or drained, with burst). Returns the process exit code."""
-        with on_stop(self.stop) if install_signals else contextlib.nullcontext():
+        with on_stop(self.stop) if install_signals else contextlib.nullcontext(), \
+                on_reload(self.reload) if install_signals else contextlib.nullcontext():
             graph = build_worker(self.settings, self.ledger, self.stop)
             threads = [threading.Thread(target=lane.run, name=f"lane-{lane.name}", daemon=True)
                        for lane in graph.lanes]
             for t in threads:
                 t.start()
+            ops = None if self.burst else self._start_ops(graph)
+            systemd.notify("READY=1", f"STATUS={len(graph.lanes)} lane(s) running")
             try:
                 return self._poll_loop(graph)
             finally:
+                systemd.notify("STOPPING=1")
                 self.stop.set()
                 for t in threads:
                     t.join()
+                if ops is not None:
+                    ops.close()
                 graph.close()
                 self.summary.done = sum(lane.processed for lane in graph.lanes)
+
+    def _start_ops(self, graph: WorkerGraph) -> OpsRunner | None:
+        """HTTP endpoints, alerts, callbacks and the watchdog; a failure here never stops the receipts."""
+        beats = [lambda: self.poll_beat] + [lambda lane=lane: lane.beat for lane in graph.lanes]
+        try:
+            return build_ops(self.settings, self.ledger, loops_alive(beats), self.stop).start()
+        except Exception as exc:
+            log.error("operations endpoints not started (%s): receipts go on; fix http.* / alerts.*", exc)
+            return None
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the log level and format from the settings file, reopen the log stream."""
+        from worker import log as wlog
+        from worker.settings import load_settings
+
+        systemd.notify("RELOADING=1")
+        try:
+            if self.settings_path:
+                fresh = load_settings(self.settings_path)
+                wlog.setup(fresh.log.level, fresh.log.format)
+                log.info("SIGHUP: log settings reloaded from %s (other settings need a restart)", self.settings_path)
+            else:
+                wlog.setup(self.settings.log.level, self.settings.log.format)
+                log.info("SIGHUP: log stream reopened")
+        finally:
+            systemd.notify("READY=1")
 
     def _poll_loop(self, graph: WorkerGraph) -> int:
         ingestor, deliveries = graph.payments, graph.deliveries
@@ -73,7 +111,9 @@ class Worker:
         started = time.monotonic()
         cap = self.settings.retry.source_backoff_max_s
         next_sweep = time.monotonic() + self.settings.source.sweep_interval_s
+        outage = OutageLog("polling (shop database or ledger)", log)
         while not self.stop.is_set():
+            self.poll_beat = time.monotonic()
             if graph.lanes and all(lane.stopped for lane in graph.lanes):
                 log.critical("every lane stopped on a register configuration error; see `kkt-worker status`")
                 return EXIT_CONFIG
@@ -88,10 +128,11 @@ class Worker:
                 return EXIT_CONFIG
             except (SourceUnavailable, OperationalError, DBAPIError) as exc:
                 backoff = min(cap, max(SOURCE_BACKOFF_MIN_SECONDS, backoff * 2))
-                log.warning("poll failed (%s); next try in %.1f s", exc.__class__.__name__, backoff,
-                            extra={"source": ingestor.name})
+                # the shop's database or the ledger: the cause once per outage, then "recovered after N s"
+                outage.failed(exc, source=ingestor.name)
                 self.stop.wait(backoff)
                 continue
+            outage.ok(source=ingestor.name)
             backoff = 0.0
             self.summary.polls += 1
             self.summary.ingested += result.added

@@ -48,3 +48,25 @@ def on_stop(stop: threading.Event, *, exit_now: Callable[[int], object] = os._ex
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextmanager
+def on_reload(reload: Callable[[], object]) -> Iterator[None]:
+    """Route SIGHUP to *reload* (reopen logs, re-read what can change without a restart).
+
+    Without this a SIGHUP kills Python mid-receipt (its default action); here it never stops the
+    worker. *reload* runs in the signal handler, so it must be quick and must not raise.
+    """
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        try:
+            reload()
+        except Exception:  # a bad settings file on reload keeps the running configuration
+            log.exception("SIGHUP: reload failed; the worker keeps its current settings")
+
+    previous = signal.getsignal(signal.SIGHUP)
+    try:
+        signal.signal(signal.SIGHUP, handler)
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)

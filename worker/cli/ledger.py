@@ -1,52 +1,21 @@
-"""``status`` and ``ledger list|show|export``: what the admin and the accountant read."""
+"""``status`` and ``ledger list|show|export|prune``: what the admin and the accountant read."""
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import sys
-from decimal import Decimal
 from typing import Any
 
 import click
 
-from worker.cli.options import Ctx, opt, pass_ctx, print_counts, receipt_filters
+from worker import app
+from worker.cli import exitcodes
+from worker.cli.options import Ctx, filter_args, opt, pass_ctx, print_counts, receipt_filters
 from worker.defaults import ERROR_PREVIEW_CHARS, LEDGER_LIST_LIMIT, STATUS_GAPS_SHOWN
-from worker.ledger.store import ReceiptRecord
-
-CSV_COLUMNS = (
-    ("shop_id", "ID платежа"), ("kind", "Вид"), ("stage", "Этап"), ("part", "Часть"), ("tag", "Метка 1192"),
-    ("state", "Состояние"), ("total", "Сумма"), ("register", "ККТ"), ("fn_serial", "ФН"),
-    ("fd_number", "ФД"), ("fiscal_sign", "ФП"), ("shift_number", "Смена"), ("receipt_number", "Чек в смене"),
-    ("fiscal_at", "Дата чека"), ("qr", "QR"), ("attempts", "Попыток"), ("last_error", "Ошибка"),
-)
 
 #: the receipt fields ``ledger show`` prints when set
 SHOW_FIELDS = ("register", "fn_serial", "fd_before", "fd_number", "fiscal_sign", "shift_number", "receipt_number",
                "fiscal_at", "qr", "attempts", "next_attempt_at", "error_class", "last_error")
-
-
-def _date(value: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(value) if value else None
-
-
-def _ru_money(value: Decimal | None) -> str:
-    # a Russian-locale spreadsheet reads "1234,50" as a number; "1234.50" would be text or a date
-    return "" if value is None else f"{value:.2f}".replace(".", ",")
-
-
-def _ru_time(value: dt.datetime | None) -> str:
-    return "" if value is None else value.strftime("%d.%m.%Y %H:%M:%S")
-
-
-def _row(r: ReceiptRecord) -> dict[str, Any]:
-    return {
-        "shop_id": r.source_id, "kind": r.kind, "stage": r.stage, "part": r.part, "tag": r.tag,
-        "state": r.state.value, "total": r.total, "register": r.register, "fn_serial": r.fn_serial,
-        "fd_number": r.fd_number, "fiscal_sign": r.fiscal_sign, "shift_number": r.shift_number,
-        "receipt_number": r.receipt_number, "fiscal_at": r.fiscal_at, "qr": r.qr, "attempts": r.attempts,
-        "last_error": r.last_error,
-    }
 
 
 def _first(items: list[str]) -> str:
@@ -54,28 +23,52 @@ def _first(items: list[str]) -> str:
 
 
 @click.command()
-@opt("--json", "as_json", is_flag=True, help="machine-readable output")
+@opt("--output", type=click.Choice(["text", "json"]), default="text", help="output format")
+@opt("--json", "as_json", is_flag=True, help="the same as --output json")
+@opt("--check", is_flag=True, help="for monitoring: exit 1 when anything needs a person (see the list)")
 @pass_ctx
-def status(c: Ctx, as_json: bool) -> None:
-    """Counts by state, the cursor, open and expired gaps, lanes."""
-    counts = c.ledger.counts()
-    details = c.ledger.status_details()
-    if as_json:
-        click.echo(json.dumps({"counts": counts, **details}, default=str, indent=2))
-        return
-    print_counts(c.ledger)
-    for cur in details["cursors"]:
-        click.echo(f"cursor {cur['source']}: last id {cur['last_id']} (at {cur['updated_at']:%Y-%m-%d %H:%M:%S} UTC)")
-    gaps = details["open_gaps"]
-    click.echo(f"open gaps: {len(gaps)}" + (f" ({_first([str(g['id']) for g in gaps])})" if gaps else ""))
-    expired = details["expired_gaps"]
-    click.echo(f"expired gaps: {len(expired)}" + (
-        f" ({', '.join(str(g['id']) + ('' if g['reason'] == 'expired' else ' ' + g['reason']) for g in expired[:STATUS_GAPS_SHOWN])})"
-        if expired else ""))
-    for lane in details["lanes"]:
-        click.echo(f"lane {lane['name']}: {lane['state']} (heartbeat {lane['heartbeat_at']:%H:%M:%S} UTC) "
-                   f"FN {lane['fn_serial']} last FD {lane['last_fd']}"
-                   f"{' — ' + lane['reason'] if lane['reason'] else ''}")
+def status(c: Ctx, output: str, as_json: bool, check: bool) -> None:
+    """Is the worker running, what needs a person, counts by state, cursor, gaps, lanes."""
+    from worker.ops.health import evaluate, worker_running
+    from worker.ops.runner import thresholds
+    from worker.ops.snapshot import take_snapshot
+
+    ledger = c.reader
+    counts = ledger.counts()
+    details = ledger.status_details()
+    snap = take_snapshot(ledger)
+    limits = thresholds(c.settings)
+    problems = evaluate(snap, limits)
+    running = worker_running(snap, limits)
+    if as_json or output == "json":
+        click.echo(json.dumps({"worker": "running" if running else "down", "counts": counts,
+                               "problems": [{"key": p.key, "severity": p.severity, "message": p.message}
+                                            for p in problems],
+                               "free_bytes": snap.free_bytes, **details}, default=str, indent=2))
+    else:
+        click.echo(f"worker: {'running' if running else 'DOWN'}")
+        print_counts(ledger)
+        for cur in details["cursors"]:
+            click.echo(f"cursor {cur['source']}: last id {cur['last_id']} "
+                       f"(at {cur['updated_at']:%Y-%m-%d %H:%M:%S} UTC)")
+        gaps = details["open_gaps"]
+        click.echo(f"open gaps: {len(gaps)}" + (f" ({_first([str(g['id']) for g in gaps])})" if gaps else ""))
+        expired = details["expired_gaps"]
+        click.echo(f"expired gaps: {len(expired)}" + (
+            f" ({', '.join(str(g['id']) + ('' if g['reason'] == 'expired' else ' ' + g['reason']) for g in expired[:STATUS_GAPS_SHOWN])})"
+            if expired else ""))
+        for lane in details["lanes"]:
+            state = lane["state"] if running else f"{lane['state']} (stale: the worker is not running)"
+            click.echo(f"lane {lane['name']}: {state} (heartbeat {lane['heartbeat_at']:%Y-%m-%d %H:%M:%S} UTC) "
+                       f"FN {lane['fn_serial']} last FD {lane['last_fd']}"
+                       f"{' — ' + lane['reason'] if lane['reason'] else ''}")
+        if snap.free_bytes is not None:
+            click.echo(f"ledger disk: {snap.free_bytes // (1024 * 1024)} MiB free")
+        click.echo("needs a person: " + ("nothing" if not problems else f"{len(problems)}"))
+        for p in problems:
+            click.echo(f"  [{p.severity}] {p.message}")
+    if check and problems:
+        raise SystemExit(exitcodes.PROBLEMS)
 
 
 @click.group()
@@ -85,23 +78,39 @@ def ledger() -> None:
 
 @ledger.command("list")
 @receipt_filters
-@opt("--limit", type=int, default=LEDGER_LIST_LIMIT, help="at most this many rows (0: all)")
+@opt("--limit", type=int, default=LEDGER_LIST_LIMIT, help="rows per page (0: all)")
+@opt("--offset", type=int, default=0, help="skip this many rows (the next page)")
+@opt("--output", type=click.Choice(["text", "json"]), default="text", help="output format")
 @pass_ctx
-def ledger_list(c: Ctx, states: tuple[str, ...], since: str | None, until: str | None,
-                ids: tuple[int, ...], limit: int) -> None:
-    """List receipts with their fiscal requisites, and the total per state."""
-    rows = c.ledger.list_receipts(states=states, since=_date(since), until=_date(until), source_ids=ids,
-                                  limit=limit or None)
-    click.echo(f"{'shop id':>8} {'tag':<10} {'stage':<8} {'state':<12} {'total':>12} {'FD':>6} "
+def ledger_list(c: Ctx, states: tuple[str, ...], day_from: Any, day_to: Any, ids: tuple[int, ...],
+                search: str | None, limit: int, offset: int, output: str) -> None:
+    """Receipts with their fiscal requisites; totals over everything the filters match, not just this page."""
+    from worker.reports.totals import summarize
+
+    filters = filter_args(states, day_from, day_to, ids, search)
+    rows = c.reader.list_receipts(**filters, limit=limit or None, offset=offset)
+    total = c.reader.count_receipts(**filters)
+    t = summarize(c.reader.list_receipts(**filters)) if total > len(rows) else summarize(rows)
+    if output == "json":
+        from worker.cli.reports import totals_json
+        from worker.reports.export import row
+
+        click.echo(json.dumps({"total": total, "offset": offset, "receipts": [row(r) for r in rows],
+                               "totals": totals_json(t)}, ensure_ascii=False, indent=2, default=str))
+        return
+    click.echo(f"{'shop id':>8} {'tag':<10} {'stage':<10} {'state':<12} {'total':>12} {'FD':>6} "
                f"{'FP':>10} {'shift':>5}  error")
-    totals: dict[str, Decimal] = {}
     for r in rows:
-        totals[r.state.value] = totals.get(r.state.value, Decimal(0)) + (r.total or Decimal(0))
-        click.echo(f"{r.source_id:>8} {r.tag:<10} {r.stage:<8} {r.state.value:<12} "
+        click.echo(f"{r.source_id:>8} {r.tag:<10} {str(r.stage):<10} {r.state.value:<12} "
                    f"{'' if r.total is None else r.total:>12} {r.fd_number or '':>6} "
                    f"{r.fiscal_sign or '':>10} {r.shift_number or '':>5}  {(r.last_error or '')[:ERROR_PREVIEW_CHARS]}")
-    click.echo(f"{len(rows)} receipts; totals: " +
-               ", ".join(f"{k} {v:.2f}" for k, v in sorted(totals.items())))
+    shown = f"{offset + 1}–{offset + len(rows)}" if rows else "0"
+    more = f"; more with --offset {offset + len(rows)}" if offset + len(rows) < total else ""
+    click.echo(f"{len(rows)} receipts (rows {shown} of {total}{more})")
+    click.echo(f"totals of all {total}: sales {t.sales:.2f}, refunds {t.refunds:.2f}, corrections {t.corrections:.2f},"
+               f" net {t.net:.2f}; without a receipt {t.unreceipted_amount:.2f} in {len(t.unreceipted)}"
+               + ("" if not t.unreceipted else " (" + ", ".join(
+                   f"{k} {n}" for k, (n, _) in t.by_state.items() if k != "done") + ")"))
 
 
 @ledger.command("show")
@@ -109,7 +118,7 @@ def ledger_list(c: Ctx, states: tuple[str, ...], since: str | None, until: str |
 @pass_ctx
 def ledger_show(c: Ctx, shop_id: int) -> None:
     """Everything about one shop payment: receipts and every register call."""
-    rows = c.ledger.list_receipts(source_ids=[shop_id])
+    rows = c.reader.list_receipts(source_ids=[shop_id])
     if not rows:
         raise click.ClickException(f"payment {shop_id} is not in the ledger")
     for r in rows:
@@ -118,8 +127,8 @@ def ledger_show(c: Ctx, shop_id: int) -> None:
             value = getattr(r, key)
             if value is not None:
                 click.echo(f"  {key}: {value}")
-        for a in c.ledger.attempts_of(r.id):
-            click.echo(f"  attempt {a['id']} {a['action']} on {a['register']} at {a['started_at']:%Y-%m-%d %H:%M:%S}"
+        for a in c.reader.attempts_of(r.id):
+            click.echo(f"  attempt {a['id']} {a['action']} on {a['register']} at {a['started_at']:%Y-%m-%d %H:%M:%S} UTC"
                        f": {a['outcome'] or 'unfinished'}"
                        f"{' FD ' + str(a['fd_number']) if a['fd_number'] else ''}"
                        f"{' — ' + a['error'] if a['error'] else ''}")
@@ -127,24 +136,51 @@ def ledger_show(c: Ctx, shop_id: int) -> None:
 
 @ledger.command("export")
 @receipt_filters
+@opt("--format", "fmt", type=click.Choice(["csv", "xlsx", "json"]), default="csv",
+     help="csv: a Russian-locale spreadsheet (BOM, ';', decimal comma); xlsx: typed cells; json: exact strings")
 @opt("-o", "--output", type=click.Path(dir_okay=False, writable=True), default="-",
-     help="CSV file to write ('-' for stdout)")
+     help="file to write ('-' for stdout; xlsx needs a file)")
 @pass_ctx
-def ledger_export(c: Ctx, states: tuple[str, ...], since: str | None, until: str | None,
-                  ids: tuple[int, ...], output: str) -> None:
-    """CSV for a Russian-locale spreadsheet: UTF-8 with BOM, ';' separator, decimal comma."""
-    rows = c.ledger.list_receipts(states=states, since=_date(since), until=_date(until), source_ids=ids)
-    out = sys.stdout if output == "-" else open(output, "w", encoding="utf-8-sig", newline="")
-    try:
-        w = csv.writer(out, delimiter=";", quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
-        w.writerow([title for _, title in CSV_COLUMNS])
-        for r in rows:
-            d = _row(r)
-            d["total"] = _ru_money(d["total"])
-            d["fiscal_at"] = _ru_time(d["fiscal_at"])
-            w.writerow(["" if d[k] is None else d[k] for k, _ in CSV_COLUMNS])
-    finally:
-        if out is not sys.stdout:
-            out.close()
+def ledger_export(c: Ctx, states: tuple[str, ...], day_from: Any, day_to: Any, ids: tuple[int, ...],
+                  search: str | None, fmt: str, output: str) -> None:
+    """Every requisite, the payment time (UTC) and the fiscal time (shop's zone), the QR string."""
+    from worker.reports import export
+
+    rows = c.reader.list_receipts(**filter_args(states, day_from, day_to, ids, search))
+    zone = app.receipt_config(c.settings).timezone
+    if fmt == "xlsx":
+        if output == "-":
+            raise click.UsageError("--format xlsx needs -o FILE")
+        export.write_xlsx(rows, output, zone=zone)
+    elif fmt == "json":
+        text = export.to_json(rows, zone=zone)
+        if output == "-":
+            click.echo(text)
+        else:
+            with open(output, "w", encoding="utf-8") as f:
+                f.write(text)
+    else:
+        out = sys.stdout if output == "-" else open(output, "w", encoding="utf-8-sig", newline="")
+        try:
+            export.write_csv(rows, out, zone=zone)
+        finally:
+            if out is not sys.stdout:
+                out.close()
     if output != "-":
         click.echo(f"wrote {len(rows)} receipts to {output}", err=True)
+
+
+@ledger.command("prune")
+@opt("--older-than-days", "days", type=int, required=True, help="payments ingested more than N days ago")
+@opt("--yes", is_flag=True, allow_from_autoenv=False, show_envvar=False, help="do it without asking")
+@pass_ctx
+def ledger_prune(c: Ctx, days: int, yes: bool) -> None:
+    """Erase customers' e-mails and phones of settled payments (152-FZ); fiscal requisites stay."""
+    from worker.ledger.records import utcnow
+
+    if days < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--older-than-days")
+    if not yes:
+        click.confirm(f"erase the contacts of settled payments ingested more than {days} days ago?", abort=True)
+    n = c.ledger.anonymise_contacts(utcnow() - dt.timedelta(days=days))
+    click.echo(f"anonymised {n} payments")

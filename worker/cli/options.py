@@ -11,7 +11,9 @@ from typing import Any, Callable
 import click
 
 from worker import app
+from worker import log as wlog
 from worker.defaults import SETTINGS_FILE
+from worker.errors import ConfigError
 from worker.ledger.states import State
 from worker.ledger.store import Ledger
 from worker.settings import Settings, load_settings
@@ -24,27 +26,50 @@ def opt(*decls: str, **kw: Any) -> Callable[[Any], Any]:
 
 
 class Ctx:
-    """Lazily opened settings and ledger shared by the subcommands (built by :mod:`worker.app`)."""
+    """Lazily read settings and lazily opened ledgers shared by the subcommands (built by :mod:`worker.app`).
 
-    def __init__(self, config: str | None) -> None:
+    Nothing is read before a command needs it, so ``--help`` works whatever state the settings
+    file is in. Read commands use :attr:`reader` (a read-only ledger that is never created).
+    """
+
+    def __init__(self, config: str | None, log_level: str | None = None) -> None:
         self.config_path = config
+        self.log_level = log_level
         self._settings: Settings | None = None
         self._ledger: Ledger | None = None
+        self._reader: Ledger | None = None
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            path = self.config_path
-            if path is None and Path(SETTINGS_FILE).exists():
-                path = SETTINGS_FILE
-            self._settings = load_settings(path)
+            self._settings = load_settings(resolve_config(self.config_path))
+            self.config_path = self.config_path or SETTINGS_FILE
+            wlog.setup(self.log_level or self._settings.log.level, self._settings.log.format)
         return self._settings
 
     @property
     def ledger(self) -> Ledger:
+        """The ledger for commands that write (run, migrate, backfill, resend, corrections)."""
         if self._ledger is None:
             self._ledger = app.open_ledger(self.settings)
         return self._ledger
+
+    @property
+    def reader(self) -> Ledger:
+        """The ledger opened read-only: no file is created, no pragma written (status, ledger, report)."""
+        if self._reader is None:
+            self._reader = app.open_ledger(self.settings, read_only=True)
+        return self._reader
+
+
+def resolve_config(path: str | None) -> str:
+    """``-c FILE`` (``KKT_CONFIG``), else :data:`SETTINGS_FILE`; never a silent fallback to the demo."""
+    if path:
+        return path
+    if Path(SETTINGS_FILE).exists():
+        return SETTINGS_FILE
+    raise ConfigError(f"no settings: {SETTINGS_FILE} does not exist; pass -c FILE "
+                      "(the demo in this folder: -c settings.yaml)")
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
@@ -54,13 +79,27 @@ register_option = opt("--register", default=None, help="register name from setti
 
 
 def receipt_filters(f: Callable[..., Any]) -> Callable[..., Any]:
-    """``--state``, ``--from``, ``--to``, ``--id``: the filters of ``ledger list`` and ``ledger export``."""
+    """``--state``, ``--from``, ``--to``, ``--id``, ``--search``: the filters of ``ledger list`` and ``export``.
+
+    ``--from``/``--to`` are the shop's local days of the fiscal document (the payment's day for a
+    receipt not made yet), both inclusive.
+    """
     f = opt("--state", "states", multiple=True, type=click.Choice([s.value for s in State]),
             help="only these states (repeatable)")(f)
-    f = opt("--from", "since", default=None, help="created on or after (YYYY-MM-DD[THH:MM], UTC)")(f)
-    f = opt("--to", "until", default=None, help="created before (YYYY-MM-DD[THH:MM], UTC)")(f)
+    f = opt("--from", "day_from", type=click.DateTime(["%Y-%m-%d"]), default=None,
+            help="first fiscal day (the shop's local date)")(f)
+    f = opt("--to", "day_to", type=click.DateTime(["%Y-%m-%d"]), default=None,
+            help="last fiscal day, inclusive (the shop's local date)")(f)
     f = opt("--id", "ids", multiple=True, type=int, help="shop payment id (repeatable)")(f)
+    f = opt("--search", default=None, help="a shop payment id, an FD number or a 1192 tag")(f)
     return f
+
+
+def filter_args(states: tuple[str, ...], day_from: Any, day_to: Any, ids: tuple[int, ...],
+                search: str | None) -> dict[str, Any]:
+    """The ledger's list/count keyword arguments from :func:`receipt_filters`' options."""
+    return {"states": states, "source_ids": ids, "search": search,
+            "day_from": day_from.date() if day_from else None, "day_to": day_to.date() if day_to else None}
 
 
 def print_counts(ledger: Ledger) -> None:

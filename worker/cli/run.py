@@ -14,8 +14,10 @@ from worker.settings import mask_url
 
 
 @click.command()
-@opt("--burst", is_flag=True, help="drain what there is, then exit")
-@opt("--burst-timeout", type=float, default=None, help="with --burst: give up after this many seconds (exit 3)")
+# a mode switch is never taken from the environment: a stray KKT_RUN_BURST must not make the service exit
+@opt("--burst", is_flag=True, allow_from_autoenv=False, show_envvar=False, help="drain what there is, then exit")
+@opt("--burst-timeout", type=float, default=None, allow_from_autoenv=False, show_envvar=False,
+     help="with --burst: give up after this many seconds (exit 3)")
 @pass_ctx
 def run(c: Ctx, burst: bool, burst_timeout: float | None) -> None:
     """Poll the shop and fiscalize, until SIGTERM (or drained, with --burst)."""
@@ -24,7 +26,7 @@ def run(c: Ctx, burst: bool, burst_timeout: float | None) -> None:
 
     check_ledger_ready(c.ledger)
     with RunLock(c.ledger):
-        worker = Worker(c.settings, c.ledger, burst=burst, burst_timeout_s=burst_timeout)
+        worker = Worker(c.settings, c.ledger, burst=burst, burst_timeout_s=burst_timeout, settings_path=c.config_path)
         code = worker.run()
     if burst:
         s = worker.summary

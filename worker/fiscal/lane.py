@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from typing import Callable
 
 from sqlalchemy.exc import DBAPIError
@@ -18,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from kkt_drivers.base import Driver
 from kkt_drivers.errors import DeviceStateError, KktError
 from kkt_drivers.receipt import DeviceStatus
-from worker.defaults import LANE_IDLE_SECONDS
+from worker.defaults import LANE_HEALTH_SECONDS, LANE_IDLE_SECONDS
 from worker.fiscal.crashpoints import driver_step
 from worker.fiscal.processor import Processor
 from worker.fiscal.recovery import Reconciler, RegisterUnreachable
@@ -49,6 +50,12 @@ class Lane:
         self.idle = False          # True when the last step found nothing due
         self.stopped = False       # True once a decision stopped the lane (the register's settings are wrong)
         self.processed = 0
+        #: monotonic time of the loop's last turn: the systemd watchdog is petted only while it moves
+        self.beat = time.monotonic()
+        self._health_written = float("-inf")
+        if hasattr(driver, "cancel_event"):
+            # a driver that waits on a line (Shtrih) gives up within a second of the stop signal
+            driver.cancel_event = stop  # type: ignore[attr-defined]
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> None:
@@ -56,6 +63,7 @@ class Lane:
         log.info("lane started", extra={"register": self.name})
         try:
             while not self.stop.is_set() and not self.stopped:
+                self.beat = time.monotonic()
                 wait = self.step()
                 if wait and not self.stopped:
                     self.stop.wait(wait)
@@ -173,3 +181,16 @@ class Lane:
                 last_fd=status.last_fd_number if status else None, shift_open=status.shift_open if status else None)
         except Exception:  # status is informational; the ledger being down is handled elsewhere
             log.debug("lane heartbeat not recorded", exc_info=True)
+        if status is not None and time.monotonic() - self._health_written >= LANE_HEALTH_SECONDS:
+            self._record_health(status)
+
+    def _record_health(self, status: DeviceStatus) -> None:
+        """FN validity, the OFD backlog and the register's clock, for ``status --check`` and alerts."""
+        skew = (status.register_time - self.local_now()).total_seconds() if status.register_time else None
+        try:
+            self.ledger.lane_health(self.name, fn_expires_on=status.fn_valid_until,
+                                    ofd_unsent=status.unsent_documents,
+                                    ofd_oldest_at=status.ofd_oldest_unsent_at, clock_skew_s=skew)
+            self._health_written = time.monotonic()
+        except Exception:
+            log.debug("lane health not recorded", exc_info=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from worker.errors import ConfigError
+from worker.errors import LockHeld
 from worker.ledger.store import Ledger
 
 LOCK_KEY = zlib.crc32(b"kkt-worker run lock")
@@ -38,14 +38,14 @@ class RunLock:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
                 os.close(self._fd)
-                raise ConfigError(f"another kkt-worker holds {path}: one worker per ledger") from exc
+                raise LockHeld(f"another kkt-worker holds {path}: one worker per ledger") from exc
         else:
             self._conn = engine.connect()
             got = self._conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}).scalar()
             self._conn.commit()
             if not got:
                 self._conn.close()
-                raise ConfigError("another kkt-worker holds the ledger's advisory lock: one worker per ledger")
+                raise LockHeld("another kkt-worker holds the ledger's advisory lock: one worker per ledger")
         return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
