@@ -29,8 +29,8 @@ def fill(ledger: Ledger, register_dir: Path, n: int = 60) -> None:
     for i in range(1, n + 1):
         amount = f"{100 + i}.50"
         row = shop_row(i, amount)
-        planned = PlannedRow("single", 1, f"S{i}", receipt=receipt(f"S{i}", amount)) if i != n else \
-            PlannedRow("single", 1, f"S{i}", error="items[1].vat: 'vat18' is unknown (fix the row, then resend)")
+        planned = PlannedRow("sale", 1, f"S{i}", receipt=receipt(f"S{i}", amount)) if i != n else \
+            PlannedRow("sale", 1, f"S{i}", error="items[1].vat: 'vat18' is unknown (fix the row, then resend)")
         entries.append(IngestEntry(row, (planned,)))
     ledger.add_payments(entries)
     drv = open_driver(f"emulator://{register_dir}?fsync=0")
