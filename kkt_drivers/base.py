@@ -40,6 +40,11 @@ class Driver(abc.ABC):
     #: True when :meth:`find_by_key` works (the API itself stores our idempotency key)
     lookup_by_key: bool = False
 
+    #: True when :meth:`fiscalize` checks marking codes through the FN (FFD 1.2, «Честный ЗНАК»)
+    #: before it opens the receipt, following :mod:`kkt_drivers.marking_flow`; a driver without it
+    #: refuses a receipt with marked lines (RejectedError) rather than selling them unchecked
+    supports_marking: bool = False
+
     #: True when the register has a fiscal storage readable by FD number (:meth:`document`);
     #: False for a cloud service that only answers by our key
     reads_documents: bool = True

@@ -497,4 +497,7 @@ class DeviceStatus:
     ofd_oldest_unsent_at: dt.datetime | None = None
     #: the register's clock when it answered (naive local time, as registers keep it)
     register_time: dt.datetime | None = None
+    #: marking (ФН-М): unsent notifications block checks when they pile up (Shtrih A2h, ATOL 407)
+    marking_blocked: bool = False
+    marking_unsent_notifications: int = 0
     extra: dict[str, str] = field(default_factory=dict)
