@@ -77,18 +77,18 @@ def check(s: dict[str, Any], raw: bytes, status: int, mode: int, *, faults: Faul
     if mode != 0:
         raise RejectedError("2102 must be 0", field="marking_mode", vendor_code="0x33")
     try:
-        code = parse(raw)
-    except MarkingCodeError as exc:
-        # the FN does not recognise the code: Shtrih answers 211 «Код маркировки не распознан»
-        raise RejectedError(f"marking code not recognized: {exc}", field="marking_code",
-                            vendor_code="211") from exc
-    key = base64.b64encode(code.raw).decode()
+        code: MarkingCode | None = parse(raw)
+    except MarkingCodeError:
+        # GUESS: the FN reports an unparseable code as 2100 = 0 (reason 4) and ОИСМ answers
+        # 2105 = 2 «КМ не распознан»; firmware may refuse it outright (error 211, fr_drv_ng#282)
+        code = None
+    key = base64.b64encode(bytes(raw)).decode()
     others = [c for c in m["checked"] if c["code"] != key]
     if len(others) >= MAX_CODES_PER_RECEIPT:
         raise RejectedError(f"the FN's check table holds at most {MAX_CODES_PER_RECEIPT} codes",
                             field="items", vendor_code="0xA3")
-    local, reason = _offline(code)
-    verdict = m["verdicts"].get(key, "valid")
+    local, reason = _offline(code) if code is not None else (0, 4)
+    verdict = m["verdicts"].get(key, "valid" if code is not None else "unrecognized")
     for fault, name in (("marking_invalid", "invalid"), ("marking_late", "late"),
                         ("marking_bad_answer", "bad_answer")):
         if faults.fire(fault):
@@ -96,7 +96,7 @@ def check(s: dict[str, Any], raw: bytes, status: int, mode: int, *, faults: Faul
     if not online:
         verdict = "late"
     m["requests"] += 1
-    result = {"local": local, "reason": reason, "type": int(code.code_type), "answer": None}
+    result = {"local": local, "reason": reason, "type": int(code.code_type) if code else 0, "answer": None}
     offline_bits = (local & 0x01) | (local & 0x02)  # 2106 bit0/bit1 from the FN's own check
     if verdict == "late":
         result.update(fn_answer=FN_ANSWER_TIMEOUT, result=offline_bits)

@@ -418,6 +418,15 @@ class RegisterModel:
         with self._locked() as s:
             fn_marking.set_verdict(s, code, verdict)
 
+    def marking_accepted(self, code: bytes) -> bool:
+        """Whether *code* is checked and accepted in the FN's table for the current receipt."""
+        with self._locked() as s:
+            try:
+                fn_marking.bind(s, code)
+            except RejectedError:
+                return False
+            return True
+
     def set_unsent_notifications(self, count: int) -> None:
         """Pretend *count* marking notifications wait for ОИСМ (tests of the blocked state)."""
         with self._locked() as s:
