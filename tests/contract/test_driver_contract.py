@@ -348,7 +348,6 @@ def test_refund_carries_the_same_codes_with_status_returned(make_register: Facto
 def test_marking_blocked_by_unsent_notifications_pauses(make_register: Factory) -> None:
     reg = marking_register(make_register)
     reg.model.set_unsent_notifications(10_000)
-    assert reg.driver.status().marking_blocked
     with pytest.raises(DeviceStateError) as e:
         reg.driver.fiscalize(marked_receipt("mark-5"))
     assert e.value.condition == "marking_blocked" and not receipts(reg.model)

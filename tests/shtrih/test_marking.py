@@ -190,3 +190,12 @@ def test_driver_rejects_a_declined_code(make_server, make_driver) -> None:
     with pytest.raises(RejectedError, match=r"items\[0\]\.marking_code: code 04650194496163/5'oQ5YJ declined"):
         drv.fiscalize(_marked_sale())
     assert srv.model.marking_counters()["checked"] == 0 and not drv.status().receipt_open
+
+
+def test_driver_status_reports_marking_blocked(make_server, make_driver) -> None:
+    srv = make_server()
+    drv = make_driver(srv)
+    assert not drv.status().marking_blocked
+    srv.model.set_unsent_notifications(10_000)
+    st = drv.status()
+    assert st.marking_blocked and st.marking_unsent_notifications == 10_000
