@@ -16,7 +16,8 @@ whose tables 1/6/17 contradict what the worker sends, the default; 0 = skip, for
 tables differ — see docs/shtrih.md). Unknown options are refused by name.
 Marked goods (docs/marking.md): ``marking_unanswered`` (``pause``, the default, or ``sell``: what
 to do when ОИСМ does not answer a code check in time), ``marking_order`` (``item_first``, classic
-firmware, or ``tags_first``, «Кассовое ядро»), ``marking_timeout`` (FF61/FF67, s; default 40).
+firmware, or ``tags_first``, «Кассовое ядро»), ``marking_timeout`` (FF61/FF67, s; default 40),
+``permit_url`` + ``permit_key_env`` (the разрешительный режим check, :mod:`kkt_drivers.permit`).
 
 The byte order follows the vendor's own drivers (reference addendum, 2026-11-30):
 
@@ -40,7 +41,7 @@ import threading
 from typing import Callable, Iterator
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from kkt_drivers import marking_flow
+from kkt_drivers import marking_flow, permit
 from kkt_drivers.base import Driver
 from kkt_drivers.errors import DriverConfigError, KktError, OutcomeUnknownError, RejectedError, TransientError
 from kkt_drivers.receipt import DeviceStatus, DocumentKind, FiscalDocument, Operation, Receipt, Vat, kopecks
@@ -58,7 +59,8 @@ DEFAULT_STATUS_TIMEOUT_S = 3.0
 DEFAULT_LONG_TIMEOUT_S = 120.0
 DEFAULT_BYTE_TIMEOUT_S = 1.0
 OPTIONS = ("password", "admin_password", "timeout", "status_timeout", "long_timeout", "byte_timeout",
-           "baudrate", "spy_file", "check_settings", "marking_unanswered", "marking_order", "marking_timeout")
+           "baudrate", "spy_file", "check_settings", "marking_unanswered", "marking_order", "marking_timeout", "permit_url",
+           "permit_key_env")
 FF0C_MAX = 250
 
 # -- firmware settings the worker relies on (docs/shtrih.md) -----------------------------------
@@ -124,6 +126,8 @@ class ShtrihDriver(Driver):
         self.marking_unanswered = marking_unanswered
         self.marking_order = marking_order
         self.marking_timeout = marking_timeout
+        #: the разрешительный режим check before FF61 (None: not used)
+        self.permit: permit.PermitChecker | None = None
         self.check_settings = check_settings
         self.password = password
         self.admin_password = admin_password
@@ -164,7 +168,9 @@ class ShtrihDriver(Driver):
             raise DriverConfigError(f"shtrih URL {url!r}: {exc}") from exc
         marking = {"marking_unanswered": marking_flow.sell_unanswered(opts.get("marking_unanswered")),
                    "marking_order": marking_steps.marking_order(opts.get("marking_order"))}
-        return cls(port_url, **ints, **floats, **marking)  # type: ignore[arg-type]
+        drv = cls(port_url, **ints, **floats, **marking)  # type: ignore[arg-type]
+        drv.permit = permit.PermitChecker.from_options(opts)
+        return drv
 
     # -- link ------------------------------------------------------------------------------
     def connect(self) -> None:
@@ -376,6 +382,8 @@ class ShtrihDriver(Driver):
         self._command(p.CONTINUE_PRINT, admin=True)
 
     def fiscalize(self, receipt: Receipt) -> FiscalDocument:
+        if receipt.marking_codes and self.permit is not None:
+            receipt = self.permit.apply(receipt, self._fn_serial or self.status().fn_serial)
         # RejectedError / DriverConfigError here: nothing was sent
         items, tlvs, close = _encode_receipt(receipt, nano=self.nano)
         for n, it in enumerate(receipt.items):
