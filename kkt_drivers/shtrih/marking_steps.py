@@ -42,18 +42,21 @@ def check_tlv(item: Item, status: PlannedStatus) -> bytes:
     """FF61's TLV: {2108, 1023, 1291} only for measured or partial sales (marking.md §2.2)."""
     if status not in (PlannedStatus.MEASURED_SOLD, PlannedStatus.MEASURED_RETURNED):
         return b""
-    out = p.tlv_uint(2108, int(item.measure_unit), 1) + p.tlv(1023, _fvln(item.quantity))
+    out = p.tlv_uint(2108, int(item.measure_unit), 1) + p.tlv(1023, fvln(item.quantity))
     if item.fraction is not None:
         n, d = item.fraction
         out += p.tlv(1291, p.tlv_uint(1293, n) + p.tlv_uint(1294, d))
     return out
 
 
-def _fvln(value: Decimal) -> bytes:
+#: 1023 goes with 6 decimal places, as in the real «Кассовое ядро» log of fr_drv_ng#249
+FVLN_PLACES = 6
+
+
+def fvln(value: Decimal) -> bytes:
     """FVLN: one byte of decimal places, then the integer LE (fr_drv_ng#249: 06 40420F = 1.000000)."""
-    places = max(0, -value.normalize().as_tuple().exponent)  # type: ignore[operator]
-    n = int(value.scaleb(places))
-    return bytes([places]) + n.to_bytes(max(1, (n.bit_length() + 7) // 8), "little")
+    n = int(value.scaleb(FVLN_PLACES).to_integral_value())
+    return bytes([FVLN_PLACES]) + n.to_bytes(max(1, (n.bit_length() + 7) // 8), "little")
 
 
 def industry_tlv(item: Item) -> bytes:

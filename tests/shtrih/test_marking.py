@@ -199,3 +199,18 @@ def test_driver_status_reports_marking_blocked(make_server, make_driver) -> None
     srv.model.set_unsent_notifications(10_000)
     st = drv.status()
     assert st.marking_blocked and st.marking_unsent_notifications == 10_000
+
+
+def test_ff61_tlv_for_a_measured_sale_matches_the_vendor_log() -> None:
+    """1023 and 2108 as the real «Кассовое ядро» log of fr_drv_ng#249 writes them, plus 1291 {1293, 1294}."""
+    from kkt_drivers.receipt import MeasureUnit, PlannedStatus
+    from kkt_drivers.shtrih.marking_steps import check_tlv, fvln
+    assert fvln(Decimal("1.000")) == H("0640420F")
+    kg = Item("Сыр", Decimal("100"), Decimal("1"), Decimal("100"), Vat.VAT10, measure_unit=MeasureUnit.GRAM,
+              payment_subject=PaymentSubject.MARKED_COMMODITY, marking_code=MILK)
+    assert check_tlv(kg, PlannedStatus.MEASURED_SOLD) == H("3C0801000A") + H("FF0304000640420F")
+    part = Item("Сигареты", Decimal("10"), Decimal("0.091"), Decimal("0.91"), Vat.VAT22, fraction=(2, 22),
+                payment_subject=PaymentSubject.MARKED_COMMODITY, marking_code=MILK)
+    tlv = check_tlv(part, PlannedStatus.MEASURED_SOLD)
+    assert tlv.endswith(H("0B05" "0A00" "0D05" "0100" "02" "0E05" "0100" "16"))  # 1291 {1293 = 2, 1294 = 22}
+    assert check_tlv(part, PlannedStatus.PIECE_SOLD) == b""
