@@ -21,9 +21,11 @@ Contract every implementation keeps (the shared contract suite in ``tests/contra
 from __future__ import annotations
 
 import abc
+import functools
 from types import TracebackType
 from typing import Callable
 
+from kkt_drivers.errors import RejectedError
 from kkt_drivers.receipt import DeviceStatus, FiscalDocument, Receipt
 
 
@@ -40,9 +42,33 @@ class Driver(abc.ABC):
     #: True when :meth:`find_by_key` works (the API itself stores our idempotency key)
     lookup_by_key: bool = False
 
+    #: True when :meth:`fiscalize` checks marking codes through the FN (FFD 1.2, «Честный ЗНАК»)
+    #: before it opens the receipt, following :mod:`kkt_drivers.marking_flow`; a driver without it
+    #: refuses a receipt with marked lines (RejectedError) rather than selling them unchecked
+    supports_marking: bool = False
+
     #: True when the register has a fiscal storage readable by FD number (:meth:`document`);
     #: False for a cloud service that only answers by our key
     reads_documents: bool = True
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """Guard every driver's :meth:`fiscalize`: marked lines never reach a driver that cannot
+        check their codes (``supports_marking`` False) — refused, never sold unchecked."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("fiscalize")
+        if own is None or getattr(own, "_marking_guard", False) or getattr(own, "__isabstractmethod__", False):
+            return
+
+        @functools.wraps(own)
+        def fiscalize(self: "Driver", receipt: Receipt) -> FiscalDocument:
+            if not type(self).supports_marking and receipt.marking_codes:
+                raise RejectedError(
+                    f"items: {type(self).__name__} ({self.model}) cannot check marking codes; a receipt with "
+                    "marked goods needs a register with marking support (docs/marking.md)", field="items")
+            return own(self, receipt)
+
+        fiscalize._marking_guard = True  # type: ignore[attr-defined]
+        cls.fiscalize = fiscalize  # type: ignore[method-assign]
 
     @classmethod
     @abc.abstractmethod

@@ -11,6 +11,8 @@ import enum
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
+from kkt_drivers.marking import MarkingCodeError, parse
+
 KOPECK = Decimal("0.01")
 QTY_STEP = Decimal("0.001")
 
@@ -204,9 +206,67 @@ class PaymentType(enum.Enum):
         return {"cash": 1031, "electronic": 1081, "prepaid": 1215, "credit": 1216, "other": 1217}[self.value]
 
 
+class PlannedStatus(enum.IntEnum):
+    """Requisite 2003, планируемый статус товара (marking.md §1.1)."""
+
+    PIECE_SOLD = 1
+    MEASURED_SOLD = 2
+    PIECE_RETURNED = 3
+    MEASURED_RETURNED = 4
+    UNCHANGED = 255
+
+
+#: payment subjects (1212) that must carry a marking code, and only they may (marking.md §1.1)
+MARKED_SUBJECTS = (PaymentSubject.MARKED_COMMODITY, PaymentSubject.MARKED_EXCISE)
+#: the FN's check table holds at most 128 codes per receipt (Shtrih error A3h, marking.md §1.3)
+MAX_MARKED_PER_RECEIPT = 128
+#: 2106 bits 0–3: checked, crypto part positive, status info received, status correct
+MARKING_CHECK_POSITIVE = 0x0F
+
+
+@dataclass(frozen=True)
+class IndustryRequisite:
+    """Requisite 1260 (item) / 1261 (receipt): 1262 ФОИВ id, 1263 document date, 1264 number, 1265 value.
+
+    For the разрешительный режим: ("030", "21.11.2023", "1944", "UUID=<reqId>&Time=<ms>")
+    (marking.md §2.4).
+    """
+
+    foiv: str
+    doc_date: str
+    doc_number: str
+    value: str
+
+    def problems(self, where: str) -> list[str]:
+        """Length and format checks of the PRIL2 table (1262 = 3, 1263 = 10, 1264 ≤ 32, 1265 ≤ 256)."""
+        out: list[str] = []
+        if len(self.foiv) != 3 or not self.foiv.isdigit():
+            out.append(f"{where}.foiv: 1262 must be 3 digits, got {self.foiv!r}")
+        try:
+            dt.datetime.strptime(self.doc_date, "%d.%m.%Y")
+        except ValueError:
+            out.append(f"{where}.doc_date: 1263 must be ДД.ММ.ГГГГ, got {self.doc_date!r}")
+        if not 1 <= len(self.doc_number) <= 32:
+            out.append(f"{where}.doc_number: 1264 must be 1..32 characters")
+        if not 1 <= len(self.value) <= 256:
+            out.append(f"{where}.value: 1265 must be 1..256 characters")
+        return out
+
+
+#: the permit of the разрешительный режим (ПП РФ № 1944 of 21.11.2023; marking.md §2.4 ☑)
+PERMIT_FOIV, PERMIT_DOC_DATE, PERMIT_DOC_NUMBER = "030", "21.11.2023", "1944"
+
+
 @dataclass(frozen=True)
 class Item:
-    """One receipt line (requisite 1059)."""
+    """One receipt line (requisite 1059).
+
+    A marked unit (1212 = 33 or 31) carries its :attr:`marking_code` (raw bytes, GS included: tag
+    2000 as sent to the FN); one code per line. :attr:`planned_status` (2003) defaults from the
+    operation and the quantity (:meth:`status_for`); :attr:`fraction` (1291: 1293/1294) sells part
+    of a piece-marked unit; :attr:`marking_result` (2106) is what an earlier check returned, when
+    the caller has one; :attr:`industry` (1260) carries e.g. the permit of the разрешительный режим.
+    """
 
     name: str
     price: Decimal
@@ -216,12 +276,81 @@ class Item:
     payment_method: PaymentMethod = PaymentMethod.FULL_PAYMENT
     payment_subject: PaymentSubject = PaymentSubject.COMMODITY
     measure_unit: MeasureUnit = MeasureUnit.PIECE
+    marking_code: bytes | None = None
+    planned_status: PlannedStatus | None = None
+    #: 2102 режим обработки КМ: must be 0 (PRIL2 table 4)
+    marking_mode: int = 0
+    fraction: tuple[int, int] | None = None
+    marking_result: int | None = None
+    industry: tuple[IndustryRequisite, ...] = ()
 
     def __post_init__(self) -> None:
         # normalise so that equality and JSON round trips are exact
         object.__setattr__(self, "price", money(self.price))
         object.__setattr__(self, "quantity", quantity(self.quantity))
         object.__setattr__(self, "amount", money(self.amount))
+        if self.marking_code is not None and not isinstance(self.marking_code, bytes):
+            code = self.marking_code
+            object.__setattr__(self, "marking_code", code.encode("latin-1") if isinstance(code, str)
+                               else bytes(code))
+
+    @property
+    def marked(self) -> bool:
+        """True for a line that carries a marking code."""
+        return self.marking_code is not None
+
+    def status_for(self, operation: "Operation") -> PlannedStatus:
+        """The 2003 to send: explicit, or piece/measured × sold/returned (marking.md §2.2).
+
+        GUESS: an expense refund (1054 = 4) moves goods out like a sale, an expense (3) in like a refund.
+        """
+        if self.planned_status is not None:
+            return self.planned_status
+        measured = self.fraction is not None or self.measure_unit != MeasureUnit.PIECE \
+            or self.quantity != self.quantity.to_integral_value()
+        if operation in (Operation.SALE_REFUND, Operation.EXPENSE):
+            return PlannedStatus.MEASURED_RETURNED if measured else PlannedStatus.PIECE_RETURNED
+        return PlannedStatus.MEASURED_SOLD if measured else PlannedStatus.PIECE_SOLD
+
+    def marking_problems(self, where: str, operation: "Operation") -> list[str]:
+        """The marking rules of one line; messages start with *where* (e.g. ``items[2]``)."""
+        out: list[str] = []
+        if self.payment_subject in MARKED_SUBJECTS and self.marking_code is None:
+            out.append(f"{where}.marking_code: payment subject {int(self.payment_subject)} needs a marking code")
+        if self.industry:
+            for k, req in enumerate(self.industry):
+                out.extend(req.problems(f"{where}.industry[{k}]"))
+        if self.marking_code is None:
+            if self.fraction is not None or self.planned_status is not None:
+                out.append(f"{where}: fraction/planned_status only go with a marking code")
+            return out
+        if self.payment_subject not in MARKED_SUBJECTS:
+            out.append(f"{where}.payment_subject: a line with a marking code must be 33 or 31, "
+                       f"got {int(self.payment_subject)}")
+        try:
+            parse(self.marking_code, field=f"{where}.marking_code")
+        except MarkingCodeError as exc:
+            out.append(f"{exc.field}: {exc}")
+        if self.marking_mode != 0:
+            out.append(f"{where}.marking_mode: 2102 must be 0, got {self.marking_mode}")
+        if self.fraction is not None:
+            n, d = self.fraction
+            if not (0 < n < d):
+                out.append(f"{where}.fraction: 1293/1294 must satisfy 0 < numerator < denominator")
+            elif self.quantity != quantity(Decimal(n) / Decimal(d)):
+                out.append(f"{where}.quantity: {self.quantity} != fraction {n}/{d}")
+            if self.measure_unit != MeasureUnit.PIECE:
+                out.append(f"{where}.fraction: only a piece-marked unit is sold in parts")
+        elif self.measure_unit == MeasureUnit.PIECE and self.quantity != 1:
+            out.append(f"{where}.quantity: one marking code is one unit: quantity must be 1 "
+                       f"(or a fraction), got {self.quantity}")
+        status = self.status_for(operation)
+        returning = operation in (Operation.SALE_REFUND, Operation.EXPENSE)
+        allowed = ((PlannedStatus.PIECE_RETURNED, PlannedStatus.MEASURED_RETURNED) if returning
+                   else (PlannedStatus.PIECE_SOLD, PlannedStatus.MEASURED_SOLD))
+        if status not in allowed + (PlannedStatus.UNCHANGED,):
+            out.append(f"{where}.planned_status: 2003 = {int(status)} does not fit operation {int(operation)}")
+        return out
 
 
 @dataclass(frozen=True)
@@ -296,6 +425,26 @@ class Receipt:
             out.append(f"payments: sum {self.paid} != receipt total {self.total}")
         if self.customer_contact is not None and len(self.customer_contact) > CONTACT_MAX_LEN:
             out.append(f"customer_contact: longer than {CONTACT_MAX_LEN} characters")
+        out.extend(self.marking_problems())
+        return out
+
+    @property
+    def marking_codes(self) -> list[bytes]:
+        """The marking codes of the receipt, in line order."""
+        return [i.marking_code for i in self.items if i.marking_code is not None]
+
+    def marking_problems(self) -> list[str]:
+        """Marking rules across the receipt: per line, no duplicate code, at most 128 codes."""
+        out: list[str] = []
+        seen: dict[bytes, int] = {}
+        for n, it in enumerate(self.items):
+            out.extend(it.marking_problems(f"items[{n}]", self.operation))
+            if it.marking_code is not None:
+                if it.marking_code in seen:
+                    out.append(f"items[{n}].marking_code: the same code as items[{seen[it.marking_code]}]")
+                seen.setdefault(it.marking_code, n)
+        if len(seen) > MAX_MARKED_PER_RECEIPT:
+            out.append(f"items: {len(seen)} marking codes, at most {MAX_MARKED_PER_RECEIPT} per receipt")
         return out
 
 
@@ -348,4 +497,7 @@ class DeviceStatus:
     ofd_oldest_unsent_at: dt.datetime | None = None
     #: the register's clock when it answered (naive local time, as registers keep it)
     register_time: dt.datetime | None = None
+    #: marking (ФН-М): unsent notifications block checks when they pile up (Shtrih A2h, ATOL 407)
+    marking_blocked: bool = False
+    marking_unsent_notifications: int = 0
     extra: dict[str, str] = field(default_factory=dict)

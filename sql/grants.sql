@@ -33,3 +33,7 @@ GRANT SELECT (payment_id, line_no, name, price, quantity, amount, vat,
 -- only for receipts.flow: prepayment (the settlement receipt is made when a delivery row appears)
 GRANT SELECT (id, payment_id, delivered_at)
     ON `{shop_db}`.`deliveries` TO '{ro_user}'@'{ro_host}';
+
+-- only for marked goods (source.mapping.codes_table = payment_item_codes; docs/marking.md)
+GRANT SELECT (payment_id, line_no, unit_no, code)
+    ON `{shop_db}`.`payment_item_codes` TO '{ro_user}'@'{ro_host}';

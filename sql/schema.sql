@@ -65,3 +65,18 @@ CREATE TABLE deliveries (
     KEY ix_deliveries_payment (payment_id),
     CONSTRAINT fk_deliveries_payment FOREIGN KEY (payment_id) REFERENCES payments (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
+
+-- Marked goods («Честный ЗНАК»): one row per unit of a marked line, its marking code exactly as
+-- scanned (raw bytes, GS 0x1D included; base64 of those bytes is accepted too). The worker reads it
+-- when settings map source.mapping.codes_table = payment_item_codes (docs/marking.md). Never store
+-- the human-readable "(01)…(21)…" form: the FN cannot check it.
+CREATE TABLE payment_item_codes (
+    id          BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+    payment_id  BIGINT UNSIGNED NOT NULL,
+    line_no     INT NOT NULL,
+    unit_no     INT NOT NULL,
+    code        VARBINARY(255) NOT NULL,
+    PRIMARY KEY (id),
+    UNIQUE KEY uq_payment_item_codes_unit (payment_id, line_no, unit_no),
+    CONSTRAINT fk_payment_item_codes_payment FOREIGN KEY (payment_id) REFERENCES payments (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;

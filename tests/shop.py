@@ -96,3 +96,11 @@ def receipts_by_tag(state_dir: Path) -> dict[str, list[dict[str, Any]]]:
         if doc["kind"] in ("receipt", "correction"):
             out.setdefault(doc.get("tag"), []).append(doc)
     return out
+
+
+def insert_codes(conn: sa.Connection, payment_id: int, line_no: int, codes: Sequence[bytes | str]) -> None:
+    """Marking codes of one line, one row per unit (``payment_item_codes``; raw bytes or base64)."""
+    for unit_no, code in enumerate(codes, start=1):
+        conn.execute(sa.text(
+            "INSERT INTO payment_item_codes (payment_id, line_no, unit_no, code) VALUES (:p, :l, :u, :c)"),
+            {"p": payment_id, "l": line_no, "u": unit_no, "c": code.encode() if isinstance(code, str) else code})

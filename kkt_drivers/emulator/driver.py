@@ -6,6 +6,9 @@ URL grammar::
     emulator:relative/state/dir
 
 ``serial`` names the register (16 characters at most); ``latency_ms`` makes every command slow;
+``marking_unanswered=pause|sell`` says what to do when ОИСМ does not answer a marking code check
+in time (:mod:`kkt_drivers.marking_flow`; default ``pause``); ``permit_url`` and ``permit_key_env``
+enable the разрешительный режим check (:mod:`kkt_drivers.permit`);
 ``fsync=0`` trades durability for speed in benchmarks; faults are listed in
 :mod:`kkt_drivers.emulator.faults`. Unknown options are refused with their name.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import time
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from kkt_drivers import marking_flow, permit
 from kkt_drivers.base import Driver
 from kkt_drivers.emulator.faults import FAULT_NAMES, Faults
 from kkt_drivers.emulator.model import RegisterModel, to_fiscal_document
@@ -21,7 +25,7 @@ from kkt_drivers.emulators import RunningEmulator
 from kkt_drivers.errors import DriverConfigError, OutcomeUnknownError, TransientError
 from kkt_drivers.receipt import DeviceStatus, FiscalDocument, Receipt
 
-OPTIONS = ("serial", "latency_ms", "seed", "fsync")
+OPTIONS = ("serial", "latency_ms", "seed", "fsync", marking_flow.OPTION) + permit.OPTIONS
 
 
 def parse_emulator_url(url: str) -> tuple[str, dict[str, str], dict[str, str]]:
@@ -47,11 +51,16 @@ class EmulatorDriver(Driver):
     """Drives a :class:`RegisterModel` directly, with link-level faults injected in between."""
 
     model = "emulator"
+    supports_marking = True
 
-    def __init__(self, register: RegisterModel, *, latency_s: float = 0.0) -> None:
+    def __init__(self, register: RegisterModel, *, latency_s: float = 0.0,
+                 sell_unanswered_codes: bool = False) -> None:
         self.register = register
         self.faults = register.faults
         self.latency_s = latency_s
+        self.sell_unanswered_codes = sell_unanswered_codes
+        #: the разрешительный режим check before the FN check (None: not used)
+        self.permit: permit.PermitChecker | None = None
         self._connected = False
 
     @classmethod
@@ -68,7 +77,11 @@ class EmulatorDriver(Driver):
         serial = opts.get("serial", "EMU0000000000001")
         if not 1 <= len(serial) <= 16:
             raise DriverConfigError("emulator URL option 'serial' must be 1..16 characters")
-        return cls(RegisterModel(path, serial=serial, faults=faults, fsync=fsync), latency_s=latency)
+        sell = marking_flow.sell_unanswered(opts.get(marking_flow.OPTION))
+        drv = cls(RegisterModel(path, serial=serial, faults=faults, fsync=fsync), latency_s=latency,
+                  sell_unanswered_codes=sell)
+        drv.permit = permit.PermitChecker.from_options(opts)
+        return drv
 
     def connect(self) -> None:
         self._connected = True
@@ -110,6 +123,15 @@ class EmulatorDriver(Driver):
         if self.faults.fire("fail_before_send"):
             raise TransientError("link to the register is down (injected fault)")
         reg = self.register
+        if receipt.marking_codes and self.permit is not None:
+            receipt = self.permit.apply(receipt, reg.status().fn_serial)
+        if receipt.marking_codes:
+            # the FN check of every code runs before the receipt is opened (marking_flow)
+            marking_flow.check_receipt(
+                receipt,
+                lambda n, item, status: _outcome(reg.check_marking(item.marking_code or b"", int(status),
+                                                                   item.marking_mode)),
+                reg.decide_marking, sell_unanswered_codes=self.sell_unanswered_codes)
         reg.open_receipt(receipt.operation, correction=_correction(receipt))
         self._step("receipt_opened")
         for item in receipt.items:
@@ -124,6 +146,12 @@ class EmulatorDriver(Driver):
             raise OutcomeUnknownError("no answer to the close command (injected: reply lost)")
         self._step("register_answered")
         return to_fiscal_document(doc)
+
+
+def _outcome(answer: dict[str, object]) -> marking_flow.CheckOutcome:
+    return marking_flow.CheckOutcome(result=int(answer["result"]),  # type: ignore[arg-type]
+                                     fn_answer=int(answer["fn_answer"]),  # type: ignore[arg-type]
+                                     local=int(answer["local"]))  # type: ignore[arg-type]
 
 
 def _requisites(receipt: Receipt) -> list[tuple[int, object]]:

@@ -12,6 +12,9 @@ first N opportunities in this process, then never — "fails, then recovers")::
 | lose_reply_before_close  | the close never arrived (receipt open)  | OutcomeUnknownError           |
 | paper_out_mid_receipt    | while items are added                   | DeviceStateError(paper_out)   |
 | fn_error                 | at close, nothing fiscalized            | DeviceStateError(fn_error)    |
+| marking_invalid          | ОИСМ answers a code check negatively    | RejectedError (declined code) |
+| marking_late             | ОИСМ's answer does not come in time     | DeviceStateError(marking_check_timeout) |
+| marking_bad_answer       | the FN finds ОИСМ's answer invalid      | DeviceStateError(marking_check_timeout) |
 
 ``latency_ms`` (every command sleeps that long) is not random. Unknown names are refused.
 """
@@ -27,6 +30,9 @@ FAULT_NAMES = (
     "lose_reply_before_close",
     "paper_out_mid_receipt",
     "fn_error",
+    "marking_invalid",
+    "marking_late",
+    "marking_bad_answer",
 )
 
 

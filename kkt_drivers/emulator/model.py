@@ -28,6 +28,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from kkt_drivers.emulator import fn_marking
 from kkt_drivers.emulator.faults import Faults
 from kkt_drivers.errors import DeviceStateError, RejectedError
 from kkt_drivers.receipt import (
@@ -217,6 +218,8 @@ class RegisterModel:
                 shift_expired=bool(s["shift_open"] and opened and now - opened > SHIFT_MAX_AGE),
                 receipt_open=s["receipt"] is not None, paper_ok=self._paper_ok(s, now),
                 model="emulator", register_time=now, fn_valid_until=self._fn_valid_until(s, now),
+                marking_blocked=fn_marking.blocked(s),
+                marking_unsent_notifications=fn_marking.counters(s)["unsent"],
                 **self._ofd_backlog(s),
             )
 
@@ -311,11 +314,19 @@ class RegisterModel:
                 raise RejectedError(f"more than {MAX_ITEMS_PER_RECEIPT} items", field="items")
             if money(item.price * item.quantity) != item.amount:
                 raise RejectedError(f"item amount {item.amount} != price x quantity", field="items.amount")
+            marking: dict[str, Any] = {}
+            if item.marking_code is not None:
+                marking = {"marking": fn_marking.line_record(item.marking_code,
+                                                             fn_marking.bind(s, item.marking_code))}
+                if item.fraction is not None:
+                    marking["marking"]["1291"] = {"1293": item.fraction[0], "1294": item.fraction[1]}
+            if item.industry:
+                marking["1260"] = [[x.foiv, x.doc_date, x.doc_number, x.value] for x in item.industry]
             r["items"].append({
                 "name": item.name, "price": str(item.price), "quantity": str(item.quantity),
                 "amount": str(item.amount), "vat": item.vat.ffd_code, "method": int(item.payment_method),
                 "subject": int(item.payment_subject), "unit": int(item.measure_unit),
-                **({"requisites": requisites} if requisites else {}),
+                **({"requisites": requisites} if requisites else {}), **marking,
             })
 
     def add_requisite(self, tag: int, value: Any) -> None:
@@ -362,7 +373,13 @@ class RegisterModel:
             s["receipts_in_shift"] += 1
             s["receipt"] = None
             req = r["requisites"]
-            extra = {"change": str(money(change))} if change is not None else {}
+            extra: dict[str, Any] = {"change": str(money(change))} if change is not None else {}
+            marked = [i["marking"] for i in r["items"] if "marking" in i]
+            notification = fn_marking.receipt_closed(s, len(marked), online=self._online(s))
+            if marked:
+                # 2107: 1 when any line's check was not fully positive (PRIL2 T5)
+                extra.update({"2107": int(any(m["2106"] != 0x0F for m in marked)),
+                              "notification": notification})
             return self._append_document(s, {**extra,
                 "kind": "correction" if r["correction"] else "receipt",
                 "dt": now.isoformat(), "shift": s["shift_number"], "receipt_no": s["receipts_in_shift"],
@@ -379,6 +396,47 @@ class RegisterModel:
                 return False
             s["receipt"] = None
             return True
+
+    # -- marking (ФН-М): see fn_marking ------------------------------------------------------
+    def _online(self, s: dict[str, Any]) -> bool:
+        return s.get("ofd_unsent_from_fd") is None
+
+    def check_marking(self, code: bytes, status: int, mode: int = 0) -> dict[str, Any]:
+        """The FN's check of one code (offline part, then ОИСМ through the OFD); see fn_marking.check."""
+        with self._locked() as s:
+            self._check_ready(s)
+            return fn_marking.check(s, code, status, mode, faults=self.faults, online=self._online(s),
+                                    now=self._now(s))
+
+    def decide_marking(self, accept: bool) -> int:
+        """Accept or reject the code checked last; returns its 2106."""
+        with self._locked() as s:
+            return fn_marking.decide(s, accept)
+
+    def set_marking_verdict(self, code: bytes, verdict: str) -> None:
+        """What ОИСМ answers for *code* (valid / invalid / late / bad_answer / unrecognized)."""
+        with self._locked() as s:
+            fn_marking.set_verdict(s, code, verdict)
+
+    def marking_accepted(self, code: bytes) -> bool:
+        """Whether *code* is checked and accepted in the FN's table for the current receipt."""
+        with self._locked() as s:
+            try:
+                fn_marking.bind(s, code)
+            except RejectedError:
+                return False
+            return True
+
+    def set_unsent_notifications(self, count: int) -> None:
+        """Pretend *count* marking notifications wait for ОИСМ (tests of the blocked state)."""
+        with self._locked() as s:
+            fn_marking.counters(s)
+            s["marking"]["unsent"] = count
+
+    def marking_counters(self) -> dict[str, Any]:
+        """Checked codes, pending decision, unsent notifications, blocked (FF70, checkImcWorkState)."""
+        with self._locked() as s:
+            return fn_marking.counters(s)
 
     # -- operator actions (tests and the ``emulator`` CLI) ------------------------------------
     def load_paper(self) -> None:
@@ -401,6 +459,7 @@ class RegisterModel:
         with self._locked() as s:
             if up:
                 s["ofd_unsent_from_fd"] = None
+                fn_marking.link_up(s)
             elif s.get("ofd_unsent_from_fd") is None:
                 s["ofd_unsent_from_fd"] = s["last_fd"] + 1
 

@@ -134,12 +134,15 @@ def envelope(command: str, num_device: int, id_command: str, timeout_s: int, **f
     return {"Command": command, "NumDevice": num_device, "IdCommand": id_command, "Timeout": timeout_s, **fields}
 
 
-def register_check(receipt: Receipt, *, num_device: int, id_command: str, timeout_s: int) -> dict[str, Any]:
-    """The ``RegisterCheck`` command for *receipt*."""
+def register_check(receipt: Receipt, *, num_device: int, id_command: str, timeout_s: int,
+                   accept_on_bad: bool = False) -> dict[str, Any]:
+    """The ``RegisterCheck`` command for *receipt* (marked lines carry ``GoodCodeData``)."""
     strings = [{"Register": {
         "Name": it.name, "Quantity": it.quantity, "Price": it.price, "Amount": it.amount,
         "Department": 0, "Tax": TAX[it.vat], "SignMethodCalculation": int(it.payment_method),
         "SignCalculationObject": int(it.payment_subject), "MeasureOfQuantity": int(it.measure_unit),
+        **({"GoodCodeData": good_code_data(it.marking_code, accept_on_bad=accept_on_bad)}
+           if it.marking_code is not None else {}),
     }} for it in receipt.items]
     cmd = envelope(
         "RegisterCheck", num_device, id_command, timeout_s,
@@ -165,6 +168,42 @@ def register_check(receipt: Receipt, *, num_device: int, id_command: str, timeou
     for field, total in _payments(receipt).items():
         cmd[field] = total
     return cmd
+
+
+def marking_text(code: bytes) -> str:
+    """A code as KKMServer's ``BarCode`` takes it: the raw scanner string, GS kept (KKMS ✅)."""
+    return code.decode("ascii")
+
+
+def good_code_data(code: bytes, *, accept_on_bad: bool) -> dict[str, Any]:
+    """``GoodCodeData`` of a marked line: ``BarCode``, ``ContainsSerialNumber``, ``AcceptOnBad``.
+
+    ``AcceptOnBad`` (FFD 1.2: register even if the check failed) follows the register URL's
+    ``marking_unanswered=sell``; GUESS: KKMServer applies it to a timed-out check as well.
+    """
+    return {"BarCode": marking_text(code), "ContainsSerialNumber": True, "AcceptOnBad": accept_on_bad}
+
+
+def validation_marking_code(receipt: Receipt, *, num_device: int, id_command: str, timeout_s: int) -> dict[str, Any]:
+    """``ValidationMarkingCode`` for every marked line (KKMS ✅ field names; ``WaitForResult`` is
+    in the decompiled contract only, UNVERIFIED)."""
+    datas = [{"Name": it.name, "BarCode": marking_text(it.marking_code), "Quantity": it.quantity,
+              "MeasureOfQuantity": int(it.measure_unit)}
+             for it in receipt.items if it.marking_code is not None]
+    return envelope("ValidationMarkingCode", num_device, id_command, timeout_s, GoodCodeDatas=datas,
+                    WaitForResult=True)
+
+
+def validation_results(answer: Any) -> dict[str, tuple[int, str]]:
+    """``MarkingCodeValidation[]`` as BarCode → (2106, DecryptionResult); AnswerError when malformed."""
+    rows = require(answer, "MarkingCodeValidation", list)
+    out: dict[str, tuple[int, str]] = {}
+    for row in rows:
+        if not isinstance(row, dict):
+            raise AnswerError("MarkingCodeValidation rows must be objects")
+        out[str(require(row, "BarCode", str))] = (int(require(row, "ValidationResult", int)),
+                                                  str(row.get("DecryptionResult", "")))
+    return out
 
 
 def _payments(receipt: Receipt) -> dict[str, Decimal]:
@@ -294,6 +333,8 @@ _DEVICE_TEXTS = (
     (re.compile(r"смена (уже )?открыта", re.I), DeviceStateError.COND_SHIFT_OPEN),
     (re.compile(r"открыт чек|чек (уже )?открыт", re.I), DeviceStateError.COND_RECEIPT_OPEN),
     (re.compile(r"крышк", re.I), DeviceStateError.COND_COVER_OPEN),
+    # marking blocked by unsent notifications (Shtrih A2h wording; ATOL 407 «временно заблокирована»)
+    (re.compile(r"маркир\w*.*заблокирован", re.I), "marking_blocked"),
     (re.compile(r"(?<!\w)фн(?!\w)|фискальн\w* накопител", re.I), DeviceStateError.COND_FN_ERROR),
 )
 #: an error text that says the link to the register broke: the register may have acted

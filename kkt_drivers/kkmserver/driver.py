@@ -16,6 +16,7 @@ URL grammar::
 | poll_ms      | 500     | GetRezult polling interval while a command runs, ms                    |
 | key_prefix   | kktw    | prefix of ``IdCommand`` (tell several shops on one KKMServer apart)    |
 | verify       | 1       | https: verify the server's certificate (0 only for a self-signed lab)  |
+| marking_unanswered | pause | marked goods: ``sell`` registers a code whose check ОИСМ did not answer (``AcceptOnBad``); docs/marking.md |
 
 Unknown options, a ``password=`` option and credentials inside the URL are refused.
 
@@ -35,6 +36,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
+from kkt_drivers import marking_flow
 from kkt_drivers.base import Driver
 from kkt_drivers.errors import (
     DeviceStateError, DriverConfigError, KktError, OutcomeUnknownError, RejectedError, TransientError,
@@ -45,7 +47,8 @@ from kkt_drivers.receipt import DeviceStatus, DocumentKind, FiscalDocument, Rece
 log = logging.getLogger(__name__)
 
 SCHEMES = {"kkmserver+http": "http", "kkmserver+https": "https"}
-OPTIONS = ("num_device", "user", "password_env", "timeout", "wait", "deadline_s", "poll_ms", "key_prefix", "verify")
+OPTIONS = ("num_device", "user", "password_env", "timeout", "wait", "deadline_s", "poll_ms", "key_prefix", "verify",
+           "marking_unanswered")
 DEFAULT_NUM_DEVICE = 1
 DEFAULT_USER = "Admin"
 DEFAULT_HTTP_TIMEOUT_S = 10.0
@@ -66,13 +69,15 @@ class KkmServerDriver(Driver):
 
     model = "kkmserver"
     lookup_by_key = True
+    supports_marking = True
 
     def __init__(self, base_url: str, *, num_device: int = DEFAULT_NUM_DEVICE, user: str = DEFAULT_USER,
                  password: str | None = None, http_timeout_s: float = DEFAULT_HTTP_TIMEOUT_S,
                  wait_s: int = DEFAULT_WAIT_S, deadline_s: float = DEFAULT_DEADLINE_S,
                  poll_s: float = DEFAULT_POLL_MS / 1000, key_prefix: str = DEFAULT_KEY_PREFIX,
-                 verify: bool = True) -> None:
+                 verify: bool = True, sell_unanswered: bool = False) -> None:
         self.endpoint = base_url.rstrip("/") + "/Execute"
+        self.sell_unanswered = sell_unanswered
         self.num_device = num_device
         self.user = user
         self._password = password
@@ -124,6 +129,7 @@ class KkmServerDriver(Driver):
                 poll_s=int(opts.get("poll_ms", DEFAULT_POLL_MS)) / 1000,
                 key_prefix=opts.get("key_prefix", DEFAULT_KEY_PREFIX),
                 verify=opts.get("verify", "1") not in ("0", "false", "no"),
+                sell_unanswered=marking_flow.sell_unanswered(opts.get("marking_unanswered")),
             )
         except ValueError as exc:
             raise DriverConfigError(f"KKMServer URL {url!r}: {exc}") from exc
@@ -349,7 +355,10 @@ class KkmServerDriver(Driver):
     def fiscalize(self, receipt: Receipt) -> FiscalDocument:
         """RegisterCheck with our IdCommand; waits (then polls GetRezult) for the document."""
         key = c.idempotency_key(receipt, self.key_prefix)
-        cmd = c.register_check(receipt, num_device=self.num_device, id_command=key, timeout_s=self.wait_s)
+        cmd = c.register_check(receipt, num_device=self.num_device, id_command=key, timeout_s=self.wait_s,
+                               accept_on_bad=self.sell_unanswered)
+        if receipt.marking_codes:
+            self._check_marking(receipt)  # before RegisterCheck: nothing is fiscal yet
         # to tell a refusal from a failure after the close; a stale value can only make an error
         # look "unknown" (the FD moved), never make a document look absent
         fd_before = self._fd_seen if self._fd_seen is not None else self.status().last_fd_number
@@ -392,6 +401,36 @@ class KkmServerDriver(Driver):
         self._fd_seen = doc.fd_number
         self._step("register_answered")
         return doc
+
+    def _check_marking(self, receipt: Receipt) -> None:
+        """``ValidationMarkingCode`` for every code, then :mod:`kkt_drivers.marking_flow` decides.
+
+        KKMServer accepts a code inside RegisterCheck itself (``GoodCodeData``), so there is no
+        accept step here; a code refused now is never sent. Fractions (1291) are refused: KKMServer
+        expresses them through ``PackageQuantity`` with an integer ``Quantity`` (KKMS), which this
+        driver does not map yet.
+        """
+        for n, it in enumerate(receipt.items):
+            if it.fraction is not None:
+                raise RejectedError(f"items[{n}].fraction: part of a marked unit is not supported by the "
+                                    "KKMServer driver yet", field=f"items[{n}].fraction")
+        answer = self._read(c.validation_marking_code(receipt, num_device=self.num_device,
+                                                      id_command=str(uuid.uuid4()),
+                                                      timeout_s=max(self.wait_s, READ_WAIT_S)))
+        try:
+            results = c.validation_results(answer)
+        except c.AnswerError as exc:
+            raise DeviceStateError(f"KKMServer's ValidationMarkingCode answer is unreadable: {exc}") from exc
+
+        def check(n: int, item: Any, status: Any) -> marking_flow.CheckOutcome:
+            code = c.marking_text(item.marking_code)
+            if code not in results:
+                raise DeviceStateError(f"items[{n}].marking_code: KKMServer returned no result for the code",
+                                       condition=marking_flow.COND_MARKING_TIMEOUT)
+            result, text = results[code]
+            return marking_flow.CheckOutcome(result=result, fn_answer=None, text=text)
+
+        marking_flow.check_receipt(receipt, check, None, sell_unanswered_codes=self.sell_unanswered)
 
     def _fiscal_error(self, answer: dict[str, Any], fd_before: int) -> KktError:
         """An error answer to RegisterCheck, trusted only if the register made no document."""

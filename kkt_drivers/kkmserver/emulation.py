@@ -16,6 +16,7 @@ import time
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
 
+from kkt_drivers import marking_flow
 from kkt_drivers.emulator.model import RegisterModel, to_fiscal_document
 from kkt_drivers.errors import DeviceStateError, RejectedError
 from kkt_drivers.kkmserver import commands as c
@@ -33,6 +34,8 @@ CONDITION_TEXT = {
     DeviceStateError.COND_SHIFT_OPEN: "Смена уже открыта",
     DeviceStateError.COND_RECEIPT_OPEN: "Открыт чек, операция невозможна",
     DeviceStateError.COND_FN_ERROR: "Ошибка ФН: документ не принят",
+    # GUESS: the register's own wording (Shtrih A2h) passed through
+    "marking_blocked": "Работа с маркированными товарами временно заблокирована",
 }
 LINK_LOST_TEXT = "Потеряна связь с ККТ"
 #: GUESS: the register's tax systems as GetDataKKT lists them ("0,1,2,4,5")
@@ -136,6 +139,15 @@ class Device:
             return {"CheckNumber": 0, "SessionNumber": self.model.status().shift_number}
         parsed = parse_check(cmd)
         reg = self.model
+        for item, accept_on_bad in parsed["marked"]:
+            # RegisterCheck checks and accepts each GoodCodeData itself, before the receipt opens
+            # GUESS: AcceptOnBad also covers a check ОИСМ did not answer
+            r = reg.check_marking(item.marking_code, int(item.status_for(parsed["operation"])), 0)
+            ok = r["result"] & 0x0F == 0x0F or (accept_on_bad and not r["result"] & 0x04)
+            reg.decide_marking(ok)
+            if not ok:
+                raise RejectedError(f"код маркировки «{item.name}» не прошел проверку: "
+                                    f"{marking_flow.describe_2106(r['result'])}")
         reg.open_receipt(parsed["operation"], correction=parsed["correction"])
         for item in parsed["items"]:
             reg.add_item(item)
@@ -155,7 +167,26 @@ class Device:
         return answer
 
 
+    def validation_marking_code(self, cmd: dict[str, Any], _: Any) -> dict[str, Any]:
+        """``ValidationMarkingCode``: the FN check of each code; GUESS: nothing is kept accepted
+        (RegisterCheck checks again), and the planned status is "piece sold"."""
+        datas = cmd.get("GoodCodeDatas")
+        if not isinstance(datas, list) or not datas:
+            raise BadCommand("нет GoodCodeDatas")
+        rows = []
+        for d in datas:
+            code = d.get("BarCode") if isinstance(d, dict) else None
+            if not isinstance(code, str) or not code:
+                raise BadCommand("не указан BarCode")
+            r = self.model.check_marking(code.encode("latin-1", "replace"), 1, 0)
+            self.model.decide_marking(False)
+            rows.append({"Name": d.get("Name", ""), "BarCode": code, "ValidationResult": r["result"],
+                         "DecryptionResult": marking_flow.describe_2106(r["result"])})
+        return {"MarkingCodeValidation": rows}
+
+
 HANDLERS: dict[str, Callable[[Device, dict[str, Any], Any], dict[str, Any]]] = {
+    "ValidationMarkingCode": Device.validation_marking_code,
     "GetDataKKT": Device.get_data_kkt,
     "OpenShift": Device.open_shift,
     "CloseShift": Device.close_shift,
@@ -207,6 +238,7 @@ def parse_check(cmd: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(strings, list):
         raise BadCommand("нет CheckStrings")
     items: list[Item] = []
+    marked: list[tuple[Item, bool]] = []
     for line in strings:
         if not isinstance(line, dict):
             raise BadCommand("строка чека должна быть объектом")
@@ -221,14 +253,20 @@ def parse_check(cmd: dict[str, Any]) -> dict[str, Any]:
         name = reg.get("Name")
         if not isinstance(name, str) or not name:
             raise BadCommand("не указано Name")
+        good = reg.get("GoodCodeData")
+        if good is not None and not (isinstance(good, dict) and isinstance(good.get("BarCode"), str)):
+            raise BadCommand("GoodCodeData должен содержать BarCode")
         try:
             items.append(Item(
                 name, _decimal(reg, "Price"), _decimal(reg, "Quantity"), _decimal(reg, "Amount"), c.TAX_BACK[tax],
                 payment_method=_enum(PaymentMethod, reg, "SignMethodCalculation", PaymentMethod.FULL_PAYMENT),
                 payment_subject=_enum(PaymentSubject, reg, "SignCalculationObject", PaymentSubject.COMMODITY),
-                measure_unit=_enum(MeasureUnit, reg, "MeasureOfQuantity", MeasureUnit.PIECE)))
+                measure_unit=_enum(MeasureUnit, reg, "MeasureOfQuantity", MeasureUnit.PIECE),
+                marking_code=good["BarCode"].encode("latin-1", "replace") if good else None))
         except (ValueError, TypeError) as exc:
             raise BadCommand(str(exc)) from exc
+        if good:
+            marked.append((items[-1], good.get("AcceptOnBad") is True))
     payments = []
     for ptype, field in c.PAYMENT_FIELD.items():
         amount = _decimal(cmd, field, required=False)
@@ -257,7 +295,7 @@ def parse_check(cmd: dict[str, Any]) -> dict[str, Any]:
         requisites.append((1125, 1))
     return {"operation": operation, "correction": correction, "items": items, "payments": payments,
             "tax_system": c.TAX_VARIANT_BACK[variant] if variant else DEFAULT_TAX_SYSTEM,
-            "requisites": requisites}
+            "requisites": requisites, "marked": marked}
 
 
 # -- answers ---------------------------------------------------------------------------------------

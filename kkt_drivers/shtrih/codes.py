@@ -108,6 +108,14 @@ CODES: dict[int, Code] = {
     0x5D: Code("Таблица не определена", _STATE),
     0x90: Code("Поле превышает размер, установленный в настройках", _REJECT),
     0x94: Code("Исчерпан лимит операций в чеке", _REJECT),
+    # marking (SPEC117 pp.68–70): the FN's table and notification state pause the lane; a code
+    # the FN cannot take in this receipt is the receipt's fault
+    0xA0: Code("Работа с маркировкой не разрешена (ФН без признака маркировки)", _STATE),
+    0xA1: Code("Неверная последовательность команд группы BXh", _STATE),
+    0xA2: Code("Работа с маркированными товарами временно заблокирована", _STATE, "marking_blocked"),
+    0xA3: Code("Переполнена таблица проверки кодов маркировки", _REJECT),
+    0xA4: Code("Отсутствует обязательный TLV", _REJECT),
+    0xA5: Code("В реквизите 2007 содержится КМ, который ранее не проверялся в ФН", _REJECT),
     0xC0: Code("Контроль даты и времени (подтвердите дату и время)", _STATE),
     # UNVERIFIED: C2 is "превышение напряжения в блоке питания" in the v1.16/1.17 lists as we read
     # them; a power fault is the register's state, never the payment's

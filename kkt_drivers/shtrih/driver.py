@@ -14,6 +14,10 @@ default 30), ``timeout`` (answer timeout for ordinary commands, s), ``status_tim
 ``baudrate`` (serial only), ``spy_file`` (spy only), ``check_settings`` (1 = refuse a register
 whose tables 1/6/17 contradict what the worker sends, the default; 0 = skip, for firmware whose
 tables differ — see docs/shtrih.md). Unknown options are refused by name.
+Marked goods (docs/marking.md): ``marking_unanswered`` (``pause``, the default, or ``sell``: what
+to do when ОИСМ does not answer a code check in time), ``marking_order`` (``item_first``, classic
+firmware, or ``tags_first``, «Кассовое ядро»), ``marking_timeout`` (FF61/FF67, s; default 40),
+``permit_url`` + ``permit_key_env`` (the разрешительный режим check, :mod:`kkt_drivers.permit`).
 
 The byte order follows the vendor's own drivers (reference addendum, 2026-11-30):
 
@@ -37,10 +41,11 @@ import threading
 from typing import Callable, Iterator
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from kkt_drivers import marking_flow, permit
 from kkt_drivers.base import Driver
 from kkt_drivers.errors import DriverConfigError, KktError, OutcomeUnknownError, RejectedError, TransientError
 from kkt_drivers.receipt import DeviceStatus, DocumentKind, FiscalDocument, Operation, Receipt, Vat, kopecks
-from kkt_drivers.shtrih import codes, messages as m, protocol as p
+from kkt_drivers.shtrih import codes, marking as mk, marking_steps, messages as m, protocol as p
 from kkt_drivers.shtrih.link import Link, LinkError
 from kkt_drivers.shtrih.text import fit
 from kkt_drivers.transport import DEFAULT_BAUDRATE, Stream
@@ -54,7 +59,8 @@ DEFAULT_STATUS_TIMEOUT_S = 3.0
 DEFAULT_LONG_TIMEOUT_S = 120.0
 DEFAULT_BYTE_TIMEOUT_S = 1.0
 OPTIONS = ("password", "admin_password", "timeout", "status_timeout", "long_timeout", "byte_timeout",
-           "baudrate", "spy_file", "check_settings")
+           "baudrate", "spy_file", "check_settings", "marking_unanswered", "marking_order", "marking_timeout", "permit_url",
+           "permit_key_env")
 FF0C_MAX = 250
 
 # -- firmware settings the worker relies on (docs/shtrih.md) -----------------------------------
@@ -107,13 +113,21 @@ class ShtrihDriver(Driver):
     """A Shtrih-M register; one instance per link, calls strictly serial."""
 
     model = "shtrih-m"
+    supports_marking = True
 
     def __init__(self, port_url: str, *, password: int = DEFAULT_PASSWORD,
                  admin_password: int = DEFAULT_PASSWORD,
                  timeout: float = DEFAULT_TIMEOUT_S, status_timeout: float = DEFAULT_STATUS_TIMEOUT_S,
                  long_timeout: float = DEFAULT_LONG_TIMEOUT_S, byte_timeout: float = DEFAULT_BYTE_TIMEOUT_S,
-                 baudrate: int = DEFAULT_BAUDRATE, check_settings: bool = True) -> None:
+                 baudrate: int = DEFAULT_BAUDRATE, check_settings: bool = True,
+                 marking_unanswered: bool = False, marking_order: str = marking_steps.ITEM_FIRST,
+                 marking_timeout: float = marking_steps.MARKING_TIMEOUT_S) -> None:
         self.port_url = port_url
+        self.marking_unanswered = marking_unanswered
+        self.marking_order = marking_order
+        self.marking_timeout = marking_timeout
+        #: the разрешительный режим check before FF61 (None: not used)
+        self.permit: permit.PermitChecker | None = None
         self.check_settings = check_settings
         self.password = password
         self.admin_password = admin_password
@@ -148,11 +162,15 @@ class ShtrihDriver(Driver):
                 if opts["check_settings"] not in ("0", "1"):
                     raise ValueError("check_settings must be 0 or 1")
                 ints["check_settings"] = opts["check_settings"] == "1"
-            floats = {k: float(opts[k]) for k in ("timeout", "status_timeout", "long_timeout", "byte_timeout")
-                      if k in opts}
+            floats = {k: float(opts[k]) for k in ("timeout", "status_timeout", "long_timeout", "byte_timeout",
+                                                  "marking_timeout") if k in opts}
         except ValueError as exc:
             raise DriverConfigError(f"shtrih URL {url!r}: {exc}") from exc
-        return cls(port_url, **ints, **floats)  # type: ignore[arg-type]
+        marking = {"marking_unanswered": marking_flow.sell_unanswered(opts.get("marking_unanswered")),
+                   "marking_order": marking_steps.marking_order(opts.get("marking_order"))}
+        drv = cls(port_url, **ints, **floats, **marking)  # type: ignore[arg-type]
+        drv.permit = permit.PermitChecker.from_options(opts)
+        return drv
 
     # -- link ------------------------------------------------------------------------------
     def connect(self) -> None:
@@ -269,6 +287,12 @@ class ShtrihDriver(Driver):
                 p.FN_EXPIRY, admin=True, timeout=self.status_timeout, allow=(codes.NOT_SUPPORTED,)))
         except _Allowed:
             expiry = None
+        try:  # FF70: marking state; firmware or an FN without marking refuses it (0x37, A0h)
+            marking: mk.MarkingStatus | None = mk.decode_status(self._command(
+                mk.FN_MARKING_STATUS, admin=True, timeout=self.status_timeout,
+                allow=(codes.NOT_SUPPORTED, mk.NOT_ALLOWED)))
+        except _Allowed:
+            marking = None
         self._fn_serial = fn.fn_serial
         mode = full.mode & 0x0F
         extra = {"mode": f"{full.mode:#04x}", "submode": str(full.submode)}
@@ -284,7 +308,9 @@ class ShtrihDriver(Driver):
             cover_closed=not full.flags & m.FLAG_COVER_OPEN, unsent_documents=unsent, model=self.model,
             # an FN past its validity date refuses every document: an operator must replace it
             fn_ok=expiry is None or expiry.valid_until >= full.now.date(), extra=extra,
-            fn_valid_until=expiry.valid_until if expiry is not None else None, register_time=full.now)
+            fn_valid_until=expiry.valid_until if expiry is not None else None, register_time=full.now,
+            marking_blocked=bool(marking and marking.blocked),
+            marking_unsent_notifications=marking.notifications_queued if marking else 0)
 
     def _shift_opened_at(self, fn: m.FnStatus, shift_no: int, receipt_no: int) -> dt.datetime | None:
         """When the open shift began, or None when it cannot be told cheaply.
@@ -356,6 +382,8 @@ class ShtrihDriver(Driver):
         self._command(p.CONTINUE_PRINT, admin=True)
 
     def fiscalize(self, receipt: Receipt) -> FiscalDocument:
+        if receipt.marking_codes and self.permit is not None:
+            receipt = self.permit.apply(receipt, self._fn_serial or self.status().fn_serial)
         # RejectedError / DriverConfigError here: nothing was sent
         items, tlvs, close = _encode_receipt(receipt, nano=self.nano)
         for n, it in enumerate(receipt.items):
@@ -366,6 +394,10 @@ class ShtrihDriver(Driver):
                     "(not set up or not licensed); nothing was sent")
         rtype = p.RECEIPT_TYPE_BY_OPERATION[int(receipt.operation)]
         correction = _correction_tlv(receipt) if receipt.correction is not None else b""
+        if receipt.marking_codes:
+            # FF70, then FF61 → FF69 per code, before the receipt is opened (marking_steps)
+            marking_steps.check_codes(self._command, receipt, timeout=max(self.timeout, self.marking_timeout),
+                                      sell_unanswered=self.marking_unanswered)
         if receipt.correction is not None:
             # FFD 1.2 correction: 8D with 0x80 | type, then 1173/1174 (javapos openReceipt)
             self._command(p.OPEN_RECEIPT, bytes([p.CORRECTION_RECEIPT_FLAG | rtype]))
@@ -374,10 +406,11 @@ class ShtrihDriver(Driver):
         else:
             self._command(p.OPEN_RECEIPT, bytes([rtype]))
             self._step("receipt_opened")
-        for item_tlv, line in items:
-            # FF4D binds 2108 to the operation that follows (vendor staff's order: FF4D, FF46)
-            self._command(p.FN_WRITE_OPERATION_TLV, item_tlv, admin=True)
-            self._command(p.FN_OPERATION, line)
+        for it, (item_tlv, line) in zip(receipt.items, items):
+            # FF4D binds 2108 to the operation that follows (vendor staff's order: FF4D, FF46);
+            # a marked line adds FF4D(1260) and FF67 in the firmware's order (marking_steps)
+            marking_steps.send_item(self._command, it, item_tlv, line, order=self.marking_order,
+                                    timeout=max(self.timeout, self.marking_timeout))
         for block in tlvs:
             self._command(p.FN_WRITE_TLV, block, admin=True)
         try:

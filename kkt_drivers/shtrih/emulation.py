@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Callable
 
 from kkt_drivers.emulator.model import RegisterModel
 from kkt_drivers.errors import DeviceStateError, KktError
 from kkt_drivers.receipt import (
-    KOPECK, Item, MeasureUnit, Operation, Payment, PaymentMethod, PaymentSubject, PaymentType, TaxSystem,
+    KOPECK, MARKED_SUBJECTS, IndustryRequisite, Item, MeasureUnit, Operation, Payment, PaymentMethod, PaymentSubject, PaymentType, TaxSystem,
     money,
 )
-from kkt_drivers.shtrih import codes, messages as m, protocol as p
+from kkt_drivers.shtrih import codes, marking as mk, messages as m, protocol as p
 from kkt_drivers.shtrih.protocol import read_text
 
 #: operator numbers by password: cashiers 1..28, administrator 29, system administrator 30
@@ -120,7 +121,13 @@ class ShtrihEmulation:
             p.READ_TABLE: self._read_table, p.WRITE_TABLE: self._write_table, p.FN_EXPIRY: self._fn_expiry,
             p.FN_BEGIN_OPEN_SHIFT: self._begin_open_shift, p.FN_BEGIN_CLOSE_SHIFT: self._begin_close_shift,
             p.FN_WRITE_OPERATION_TLV: self._write_operation_tlv,
+            mk.FN_MARKING_CHECK: self._marking_check, mk.FN_MARKING_DECIDE: self._marking_decide,
+            mk.FN_MARKING_BIND: self._marking_bind, mk.FN_MARKING_STATUS: self._marking_status,
         }
+        #: FF67 before FF46 («Кассовое ядро» order): the code the next marked FF46 carries
+        self._bound_code: bytes | None = None
+        #: FF46 of a marked item before its FF67 (classic order): held until FF67 names the code
+        self._held: tuple[Item, dict[str, str]] | None = None
 
     def handle(self, payload: bytes) -> bytes:
         """Execute one request payload; return the answer payload (echo, error, data)."""
@@ -135,6 +142,8 @@ class ShtrihEmulation:
         except CommandError as exc:
             return _answer(cmd, exc.code)
         except KktError as exc:
+            if exc.vendor_code in _MARKING_CODES:  # the FN's marking errors keep their own codes
+                return _answer(cmd, _MARKING_CODES[exc.vendor_code])
             if isinstance(exc, DeviceStateError) and exc.condition == DeviceStateError.COND_PAPER_OUT \
                     and self._receipt_operation is not None:
                 self._awaiting_continue = True  # printing stopped mid-receipt: B0 is needed later
@@ -147,7 +156,8 @@ class ShtrihEmulation:
         if len(rest) < 4:
             raise CommandError(codes.BAD_PARAMETERS)
         pw = p.read_uint(rest, 0, 4)
-        admin = cmd in ADMIN_COMMANDS or (cmd > 0xFF and cmd != p.FN_OPERATION)  # FF46 takes any operator
+        # FF46 and FF67 take any operator (JPOS sends FF67 with the operator's password)
+        admin = cmd in ADMIN_COMMANDS or (cmd > 0xFF and cmd not in (p.FN_OPERATION, mk.FN_MARKING_BIND))
         allowed = ADMIN_PASSWORDS if admin else CASHIER_PASSWORDS
         if pw not in allowed:
             raise CommandError(codes.WRONG_PASSWORD)
@@ -295,9 +305,11 @@ class ShtrihEmulation:
         self.model.open_receipt(Operation(op), correction=record)
         self._receipt_operation = op
         self._item_tlvs = []
+        self._bound_code, self._held = None, None
         return self._op()
 
     def _operation(self, rest: bytes) -> bytes:
+        self._no_held_item()
         line = m.decode_operation_v2(rest)
         # only the vendor's bytes: 0x40|row (our old convention) is defined by no firmware
         vat = codes.vat_for_tax_byte(line.tax, nano=self.nano)
@@ -321,12 +333,73 @@ class ShtrihEmulation:
             else:
                 extra[str(tag)] = value.hex()
         self._item_tlvs = []
-        self.model.add_item(Item(
+        item = Item(
             name=line.name, price=line.price, quantity=line.quantity,
             amount=line.amount if line.amount is not None else computed, vat=vat,
             payment_method=PaymentMethod(line.payment_method),
-            payment_subject=PaymentSubject(line.payment_subject), measure_unit=unit), extra or None)
+            payment_subject=PaymentSubject(line.payment_subject), measure_unit=unit)
+        if item.payment_subject in MARKED_SUBJECTS:
+            if self._bound_code is None:
+                self._held = (item, extra)  # classic order: FF4D tags and FF67 follow
+                return b""
+            item, self._bound_code = replace(item, marking_code=self._bound_code), None
+        self._add_item(item, extra)
         return b""
+
+    def _add_item(self, item: Item, extra: dict[str, str]) -> None:
+        industry = extra.pop("1260", None)
+        if industry is not None:
+            item = replace(item, industry=(_industry(bytes.fromhex(industry)),))
+        self.model.add_item(item, extra or None)
+
+    def _no_held_item(self) -> None:
+        """A marked FF46 whose FF67 never came: the line lacks its code (A4h, a required TLV)."""
+        if self._held is not None:
+            self._held = None
+            raise CommandError(mk.TLV_MISSING)
+
+    # -- marking (FF61, FF69, FF67, FF70; see .marking) -------------------------------------
+    def _marking_check(self, rest: bytes) -> bytes:
+        req = mk.decode_check(rest)
+        return mk.encode_check_answer(_check_answer(self.model.check_marking(req.code, req.status, req.mode)))
+
+    def _marking_decide(self, rest: bytes) -> bytes:
+        if not rest or rest[0] not in (mk.REJECT, mk.ACCEPT, mk.CLEAR):
+            raise CommandError(codes.BAD_PARAMETERS)
+        if rest[0] == mk.CLEAR:  # UNVERIFIED (JPOS only): drop the pending check
+            if self.model.marking_counters()["pending"]:
+                self.model.decide_marking(False)
+            return b"\x00"
+        return bytes([self.model.decide_marking(rest[0] == mk.ACCEPT)])
+
+    def _marking_bind(self, rest: bytes) -> bytes:
+        """FF67: binds the code to the held FF46 (classic) or to the next one («Кассовое ядро»)."""
+        if not self.model.status().receipt_open:
+            raise CommandError(mk.WRONG_ORDER)
+        code = mk.decode_bind(rest)
+        check: mk.CheckAnswer | None = None
+        if not self.model.marking_accepted(code):
+            # not checked with FF61 first: the register runs the check itself (SPEC117 FF67)
+            # GUESS: and accepts the code when fully positive
+            raw = self.model.check_marking(code, 1, 0)
+            check = _check_answer(raw)
+            self.model.decide_marking(raw["result"] & 0x0F == 0x0F)
+        if self._held is not None:
+            item, extra = self._held
+            self._held = None
+            self._add_item(replace(item, marking_code=code), extra)
+        else:
+            self._bound_code = code
+        # GUESS: the product-code head is the 1162 type "DM" (0x444D, JPOS barcodeTo1162Value)
+        return mk.encode_bind_answer(mk.BindAnswer(head=b"DM", dm_type=_dm_type(code), check=check))
+
+    def _marking_status(self, rest: bytes) -> bytes:
+        c = self.model.marking_counters()
+        # GUESS: the allowed-commands flags (all) and the storage warning only at "full"
+        return mk.encode_status(mk.MarkingStatus(
+            check_state=4 if c["pending"] else 1, notification_state=2 if c["blocked"] else int(c["unsent"] > 0),
+            allowed=0xFF, saved_results=c["checked"], codes_in_notification=0,
+            storage_warning=4 if c["blocked"] else 0, notifications_queued=c["unsent"]))
 
     def _write_operation_tlv(self, rest: bytes) -> bytes:
         """FF4D: TLV bound to the operation; the vendor sends it before that operation's FF46."""
@@ -336,10 +409,14 @@ class ShtrihEmulation:
         for tag, value in blocks:
             if tag == 2108 and (len(value) != 1 or value[0] not in {int(u) for u in MeasureUnit}):
                 raise CommandError(codes.BAD_PARAMETERS)
+        if self._held is not None:  # classic order: tags after the marked FF46, before FF67
+            self._held[1].update({str(tag): value.hex() for tag, value in blocks})
+            return b""
         self._item_tlvs += blocks
         return b""
 
     def _write_tlv(self, rest: bytes) -> bytes:
+        self._no_held_item()
         blocks = p.parse_tlv(rest)
         if self._shift_step is not None and not self.model.status().receipt_open:
             # between FF41/FF42 and E0/41: the cashier of the shift report
@@ -356,6 +433,7 @@ class ShtrihEmulation:
         return b""
 
     def _close_receipt(self, rest: bytes) -> bytes:
+        self._no_held_item()
         req = m.decode_close_receipt(rest)
         tax_system = TaxSystem(req.tax_system)  # ValueError (→ 0x33) unless exactly one known bit
         if not self.model.status().receipt_open:
@@ -385,6 +463,7 @@ class ShtrihEmulation:
 
     def _cancel(self, rest: bytes) -> bytes:
         self._item_tlvs = []
+        self._bound_code, self._held = None, None
         if not self.model.cancel_receipt():
             raise CommandError(codes.RECEIPT_CLOSED)
         self._receipt_operation = None
@@ -475,3 +554,37 @@ def _fvln(tag: int, value: Decimal) -> bytes:
 
 def _answer(cmd: int, error: int, data: bytes = b"") -> bytes:
     return p.command_bytes(cmd) + bytes([error]) + (data if error == 0 else b"")
+
+
+#: the FN's marking errors by the model's vendor code (SPEC117 pp.68–70)
+_MARKING_CODES = {"0xA1": mk.WRONG_ORDER, "0xA2": mk.BLOCKED, "0xA3": mk.TABLE_FULL, "0xA5": mk.UNCHECKED}
+
+
+def _check_answer(raw: dict[str, Any]) -> mk.CheckAnswer:
+    """The model's check result as the FF61 answer (TLVs 2114, 2105, 2005 as the golden trace has)."""
+    answer = raw.get("answer") or {}
+    tlvs = {}
+    if answer:
+        tlvs = {2114: p.uint(answer["2114"], 4), 2105: bytes([answer["2105"]]), 2005: bytes([answer["2005"]])}
+    return mk.CheckAnswer(local=raw["local"], reason=raw["reason"], code_type=raw["type"],
+                          fn_answer=raw["fn_answer"], result=raw["result"], tlvs=tlvs)
+
+
+def _dm_type(code: bytes) -> int:
+    """FF67's DataMatrix type byte (GUESS for the 93 check-code case: "symmetric")."""
+    from kkt_drivers.marking import CodeKind, MarkingCodeError, parse
+    try:
+        c = parse(code)
+    except MarkingCodeError:
+        return mk.DM_SYMMETRIC
+    if c.kind is CodeKind.TOBACCO_SHORT:
+        return mk.DM_TOBACCO
+    if c.crypto is not None:
+        return mk.DM_88 if len(c.crypto) == 88 else mk.DM_44
+    return mk.DM_SYMMETRIC
+
+
+def _industry(value: bytes) -> IndustryRequisite:
+    """1260's content (1262, 1263, 1264, 1265) as sent by FF4D."""
+    sub = {tag: v.decode(p.TLV_ENCODING) for tag, v in p.parse_tlv(value)}
+    return IndustryRequisite(sub.get(1262, ""), sub.get(1263, ""), sub.get(1264, ""), sub.get(1265, ""))

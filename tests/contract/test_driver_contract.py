@@ -5,6 +5,7 @@ driver for it, and checks the behaviour the worker relies on (see :mod:`kkt_driv
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import time
 from dataclasses import dataclass, replace
@@ -17,13 +18,14 @@ import pytest
 from kkt_drivers.base import Driver
 from kkt_drivers.emulator.model import RegisterModel
 from kkt_drivers.emulators import emulator_names, start_emulator
-from kkt_drivers.errors import DeviceStateError, OutcomeUnknownError, TransientError
+from kkt_drivers.errors import DeviceStateError, OutcomeUnknownError, RejectedError, TransientError
 from kkt_drivers.receipt import (
     Correction,
     DocumentKind,
     Item,
     Operation,
     Payment,
+    PaymentSubject,
     PaymentType,
     Receipt,
     TaxSystem,
@@ -269,3 +271,95 @@ def test_repeated_fiscalize_returns_the_first_document(make_register: Factory) -
     assert len(receipts(reg.model)) == 1
     refund = reg.driver.fiscalize(receipt("order-10", Operation.SALE_REFUND))
     assert refund.fd_number > first.fd_number and len(receipts(reg.model)) == 2
+
+
+# -- marked goods (FFD 1.2, «Честный ЗНАК»): drivers with supports_marking = True ----------------
+#: a shoe code with the crypto tail (AI 91 + 92, 44 chars) and a milk code with AI 93
+SHOE_CODE = b"0104603988000001215Jr7Ypq2Z1X9A\x1d91EE10\x1d92" + b"AbC/+=" * 7 + b"zz"
+MILK_CODE = b"0104650194496163215'oQ5YJ\x1d93dGVz"
+
+
+def marked_receipt(tag: str, operation: Operation = Operation.SALE,
+                   codes: tuple[bytes, ...] = (SHOE_CODE, MILK_CODE)) -> Receipt:
+    items = [Item("Кроссовки", Decimal("4990.00"), Decimal("1"), Decimal("4990.00"), Vat.VAT22,
+                  payment_subject=PaymentSubject.MARKED_COMMODITY, marking_code=codes[0]),
+             Item("Пакет", Decimal("5.00"), Decimal("2"), Decimal("10.00"), Vat.VAT22)]
+    items += [Item("Молоко", Decimal("99.90"), Decimal("1"), Decimal("99.90"), Vat.VAT10,
+                   payment_subject=PaymentSubject.MARKED_COMMODITY, marking_code=c) for c in codes[1:]]
+    total = sum((i.amount for i in items), Decimal(0))
+    return Receipt(operation=operation, tax_system=TaxSystem.OSN, items=tuple(items),
+                   payments=(Payment(PaymentType.ELECTRONIC, total),), tag=tag,
+                   customer_contact="buyer@example.com", settlement_place="https://shop.example")
+
+
+def marking_register(make_register: Factory, **faults: str) -> Register:
+    reg = make_register(**faults)
+    if not type(reg.driver).supports_marking:
+        pytest.skip(f"{type(reg.driver).__name__} does not declare supports_marking")
+    ready(reg)
+    return reg
+
+
+def test_marked_and_unmarked_lines_carry_their_check_results(make_register: Factory) -> None:
+    reg = marking_register(make_register)
+    doc = reg.driver.fiscalize(marked_receipt("mark-1"))
+    stored = reg.model.document(doc.fd_number)
+    lines = stored["items"]
+    assert [bool(i.get("marking")) for i in lines] == [True, False, True]
+    assert [i["marking"]["2106"] for i in lines if i.get("marking")] == [0x0F, 0x0F]
+    assert [i["marking"]["2003"] for i in lines if i.get("marking")] == [1, 1]
+    assert lines[0]["marking"]["1163"] == {"1305": "010460398800000121" + "5Jr7Ypq2Z1X9A"}
+    assert stored["2107"] == 0 and stored["notification"] >= 1
+    assert reg.model.marking_counters()["checked"] == 0  # the table is cleared by the receipt
+
+
+def test_declined_code_is_rejected_naming_the_line_and_nothing_is_fiscalized(make_register: Factory) -> None:
+    reg = marking_register(make_register)
+    reg.model.set_marking_verdict(MILK_CODE, "invalid")
+    with pytest.raises(RejectedError) as e:
+        reg.driver.fiscalize(marked_receipt("mark-2"))
+    assert e.value.field == "items[2].marking_code" and "declined" in str(e.value)
+    assert not isinstance(e.value, OutcomeUnknownError)
+    assert not receipts(reg.model) and not reg.driver.status().receipt_open
+    reg.model.set_marking_verdict(MILK_CODE, "valid")
+    assert reg.driver.fiscalize(marked_receipt("mark-2")).tag == "mark-2"
+
+
+def test_late_answer_pauses_and_sells_nothing(make_register: Factory) -> None:
+    reg = marking_register(make_register, marking_late="first:1")
+    with pytest.raises(DeviceStateError) as e:
+        reg.driver.fiscalize(marked_receipt("mark-3"))
+    assert e.value.condition == "marking_check_timeout"
+    assert not receipts(reg.model) and not reg.driver.status().receipt_open
+    assert reg.driver.fiscalize(marked_receipt("mark-3")).tag == "mark-3"  # ОИСМ answers again
+
+
+def test_refund_carries_the_same_codes_with_status_returned(make_register: Factory) -> None:
+    reg = marking_register(make_register)
+    reg.driver.fiscalize(marked_receipt("mark-4"))
+    back = reg.driver.fiscalize(marked_receipt("mark-4-r", Operation.SALE_REFUND))
+    stored = reg.model.document(back.fd_number)
+    marks = [i["marking"] for i in stored["items"] if i.get("marking")]
+    assert [m["2003"] for m in marks] == [3, 3] and [m["2106"] for m in marks] == [0x0F, 0x0F]
+    assert {m["2000"] for m in marks} == {base64.b64encode(SHOE_CODE).decode(),
+                                          base64.b64encode(MILK_CODE).decode()}
+
+
+def test_marking_blocked_by_unsent_notifications_pauses(make_register: Factory) -> None:
+    reg = marking_register(make_register)
+    reg.model.set_unsent_notifications(10_000)
+    with pytest.raises(DeviceStateError) as e:
+        reg.driver.fiscalize(marked_receipt("mark-5"))
+    assert e.value.condition == "marking_blocked" and not receipts(reg.model)
+    reg.model.ofd_link(True)  # the notifications go out
+    assert reg.driver.fiscalize(marked_receipt("mark-5")).tag == "mark-5"
+
+
+def test_driver_without_marking_refuses_marked_lines(make_register: Factory) -> None:
+    reg = make_register()
+    if type(reg.driver).supports_marking:
+        pytest.skip("driver supports marking")
+    ready(reg)
+    with pytest.raises(RejectedError):
+        reg.driver.fiscalize(marked_receipt("mark-6"))
+    assert not receipts(reg.model)

@@ -53,6 +53,7 @@ from worker.receipts.config import (
     ReceiptConfig,
     make_tag,
 )
+from worker.receipts import marking as mk
 from worker.receipts.discounts import reprice, spread_discount, spread_discount_keyed
 from worker.receipts.plan import Stage
 from worker.receipts.rules import (
@@ -266,6 +267,10 @@ def build_settlement(
         left_qty, left_amount = whole.quantity - done.quantity, whole.amount - done.amount
         if left_qty <= 0:
             continue
+        if any(ln.item.marking_code is not None for ln in group):
+            # marked units: the first ones of the line are those refunded before the delivery
+            lines.extend(IssuedLine(line_no, _as_settlement(ln.item, day)) for ln in group[int(done.quantity):])
+            continue
         for it in reprice(whole, left_qty, max(left_amount, Decimal(0))):
             lines.append(IssuedLine(line_no, _as_settlement(it, day)))
     if not any(ln.item.amount > 0 for ln in lines):
@@ -314,6 +319,7 @@ def _validate_sale(p: ShopPayment, cfg: ReceiptConfig, *, prefix: str) -> _Sale:
         raise InvalidPayment(f"{prefix}payment_items", "a payment needs at least one item")
     keyed: list[tuple[int, Item]] = []
     seen: set[int] = set()
+    coded: list[tuple[str, list[bytes]]] = []
     for n, raw in enumerate(p.items):
         f = f"{prefix}payment_items[{n}]"
         if not isinstance(raw, ShopItem):
@@ -322,7 +328,14 @@ def _validate_sale(p: ShopPayment, cfg: ReceiptConfig, *, prefix: str) -> _Sale:
         if line_no in seen:
             raise InvalidPayment(f"{f}.line_no", f"line {line_no} appears twice in the payment")
         seen.add(line_no)
-        keyed.append((line_no, _validate_item(raw, cfg, day, f)))
+        item = _validate_item(raw, cfg, day, f)
+        # marked goods: one line per unit, each with its code (worker/receipts/marking.py)
+        codes = mk.codes_of(raw, f)
+        item = dataclasses.replace(item, payment_subject=mk.subject_for(
+            item.payment_subject, raw.payment_subject is not None, codes, f))
+        coded.append((f, codes))
+        keyed.extend((line_no, unit) for unit in mk.units(item, codes, f))
+    mk.check_unique(coded)
     items_total = sum((it.amount for _, it in keyed), Decimal(0))
     if p.discount is not None:
         d = parse_money(p.discount, f"{prefix}payments.discount", max_value=None)
@@ -591,6 +604,12 @@ def _build_refund(
         # a line handed over on credit (1214 = 6) was not paid: its refund cancels credit (1216), no money
         # goes back. GUESS: a 1214 = 5 line is refunded as money (1081); the shop's refund row says so.
         on_credit = whole.payment_method is PaymentMethod.CREDIT
+        if any(ln.item.marking_code is not None for ln in sale_lines[line_no]):
+            # marked goods go back unit by unit with the codes they were sold with (2003 = 3)
+            units = mk.refund_units([ln.item for ln in sale_lines[line_no]], qty, done.quantity,
+                                    mk.codes_of(raw, f), f, line_amount)
+            lines.extend(IssuedLine(line_no, it, it.amount if on_credit else Decimal(0)) for it in units)
+            continue
         lines.extend(IssuedLine(line_no, it, it.amount if on_credit else Decimal(0))
                      for it in reprice(whole, qty, line_amount))
 
@@ -673,7 +692,7 @@ def _plan(
     late_day: dt.date | None = None,
     tax_system: TaxSystem | None = None,
 ) -> list[PlannedReceipt]:
-    chunks = _chunks(list(lines), cfg.max_items_per_receipt)
+    chunks = mk.cut_by_codes(_chunks(list(lines), cfg.max_items_per_receipt))
     notes = list(warnings)
     correction = None
     if late_day is not None:

@@ -9,6 +9,7 @@ snapshot the ledger stores (Decimals as strings, never float).
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -71,6 +72,9 @@ class ShopItem:
     payment_method: Any = None
     payment_subject: Any = None
     measure_unit: Any = None
+    #: marking codes of the line's units, in unit order (raw bytes with GS, or base64 text);
+    #: from ``payment_item_codes`` or a mapped column (docs/marking.md)
+    marking_codes: Any = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "line_no", normalise_line_no(self.line_no))
@@ -98,14 +102,33 @@ class ShopPayment:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe snapshot: Decimal → str, datetime → ISO string."""
-        return _jsonable(asdict(self))
+        data = asdict(self)
+        for it in data.get("items", ()):  # codes are bytes: kept exact as base64, never decoded as text
+            it["marking_codes"] = [_code_json(c) for c in it.get("marking_codes") or ()]
+        return _jsonable(data)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ShopPayment":
         """Inverse of :meth:`to_json` (amounts come back as Decimal, times as datetime)."""
         d = _revive(dict(data))
-        d["items"] = tuple(ShopItem(**_revive(dict(i))) for i in data.get("items", ()))
+        d["items"] = tuple(ShopItem(**{**_revive(dict(i)), "marking_codes": tuple(
+            _code_back(c) for c in i.get("marking_codes") or ())}) for i in data.get("items", ()))
         return cls(**d)
+
+
+_B64 = "__base64__"
+
+
+def _code_json(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {_B64: base64.b64encode(bytes(value)).decode("ascii")}
+    return value
+
+
+def _code_back(value: Any) -> Any:
+    if isinstance(value, dict) and _B64 in value:
+        return base64.b64decode(value[_B64])
+    return value
 
 
 _DEC = "__decimal__"

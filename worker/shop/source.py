@@ -88,6 +88,15 @@ class SourceMapping:
     item_payment_subject: str | None = "payment_subject"
     item_measure_unit: str | None = "measure_unit"
 
+    #: marked goods (docs/marking.md): a column holding the line's one code, and/or a child table
+    #: with one row per unit (payment id, line number, unit number, code as raw bytes or base64)
+    item_marking_code: str | None = None
+    codes_table: str | None = None
+    code_payment_id: str = "payment_id"
+    code_line_no: str = "line_no"
+    code_unit_no: str = "unit_no"
+    code_value: str = "code"
+
     #: goods handed over (receipts.flow = prepayment): one row per delivered payment
     deliveries_table: str = "deliveries"
     delivery_id: str = "id"
@@ -119,6 +128,7 @@ _ITEM_COLUMNS = (
     ("price", "item_price"), ("quantity", "item_quantity"), ("amount", "item_amount"),
     ("vat", "item_vat"), ("payment_method", "item_payment_method"),
     ("payment_subject", "item_payment_subject"), ("measure_unit", "item_measure_unit"),
+    ("marking_code", "item_marking_code"),
 )
 _MONEY = {"amount", "price", "quantity", "discount"}
 _TEXT = {"kind", "order_ref", "customer_email", "customer_phone", "name", "vat",
@@ -259,6 +269,8 @@ class SqlShopSource(ShopSource):
             with self._engine.connect() as conn:
                 conn.execute(self._sql.after, {"cursor": 0, "limit": 0}).all()
                 conn.execute(self._sql.items, {"ids": [0]}).all()
+                if self._sql.codes is not None:
+                    conn.execute(self._sql.codes, {"ids": [0]}).all()
         except sa.exc.SQLAlchemyError as exc:
             raise self._translate(exc) from exc
 
@@ -300,6 +312,13 @@ class SqlShopSource(ShopSource):
                 f"WHERE {iid} IN :ids ORDER BY {iid}, i.{self._q(m.item_line_no)}"
             ).bindparams(sa.bindparam("ids", expanding=True)),
             max_id=sa.text(f"SELECT MAX({pid}) FROM {self._q(m.payments_table)} AS p"),
+            codes=None if m.codes_table is None else sa.text(
+                f"SELECT c.{self._q(m.code_payment_id)} AS {self._q('payment_id')}, "
+                f"c.{self._q(m.code_line_no)} AS {self._q('line_no')}, "
+                f"c.{self._q(m.code_value)} AS {self._q('code')} FROM {self._q(m.codes_table)} AS c "
+                f"WHERE c.{self._q(m.code_payment_id)} IN :ids "
+                f"ORDER BY c.{self._q(m.code_payment_id)}, c.{self._q(m.code_line_no)}, c.{self._q(m.code_unit_no)}"
+            ).bindparams(sa.bindparam("ids", expanding=True)),
         )
 
     def _read(self, which: str, params: dict[str, Any], sql: "_Statements | None" = None) -> list[ShopPayment]:
@@ -312,12 +331,14 @@ class SqlShopSource(ShopSource):
                     rows = conn.execute(getattr(sql, which), params).mappings().all()
                     items = (conn.execute(sql.items, {"ids": [r["id"] for r in rows]}).mappings().all()
                              if rows else [])
+                    codes = (conn.execute(sql.codes, {"ids": [r["id"] for r in rows]}).mappings().all()
+                             if rows and sql.codes is not None else [])
                 except UnicodeDecodeError:
                     conn.invalidate()  # the driver stopped mid-result: this connection is out of sync
                     raise
         except sa.exc.SQLAlchemyError as exc:
             raise self._translate(exc) from exc
-        return assemble(rows, items, self._mapping, self.zone)
+        return assemble(rows, items, self._mapping, self.zone, codes)
 
 
 @dataclass(frozen=True)
@@ -326,23 +347,31 @@ class _Statements:
     by_ids: sa.TextClause
     items: sa.TextClause
     max_id: sa.TextClause
+    codes: sa.TextClause | None = None
 
 
 def assemble(rows: Sequence[Any], items: Sequence[Any], mapping: SourceMapping,
-             zone: dt.tzinfo | None = None) -> list[ShopPayment]:
+             zone: dt.tzinfo | None = None, codes: Sequence[Any] = ()) -> list[ShopPayment]:
     """Build ShopPayments from payment rows and item rows (mappings keyed by logical names).
 
     Naive times get *zone* (default ``Europe/Moscow``); ``kind`` and ``line_no`` are normalised by
     :class:`ShopPayment` / :class:`ShopItem` themselves.
     """
     zone = zone or shop_zone(None)
+    codes_by_line: dict[tuple[int, Any], list[Any]] = {}
+    for c in codes:  # marking codes, ordered by payment, line, unit in SQL
+        codes_by_line.setdefault((int(c["payment_id"]), c["line_no"]), []).append(_code_value(c["code"]))
     by_payment: dict[int, list[ShopItem]] = {}
     for it in items:
+        own = it.get("marking_code")
+        line_codes = ([] if own is None else [_code_value(own)]) + codes_by_line.get(
+            (int(it["payment_id"]), it["line_no"]), [])
         by_payment.setdefault(int(it["payment_id"]), []).append(ShopItem(
             line_no=it["line_no"],
             **{k: _normalize(k, it[k], mapping.items_table) for k in
                ("name", "price", "quantity", "amount", "vat", "payment_method", "payment_subject",
                 "measure_unit")},
+            marking_codes=tuple(line_codes),
         ))
     out = []
     for r in rows:
@@ -367,6 +396,11 @@ def assemble(rows: Sequence[Any], items: Sequence[Any], mapping: SourceMapping,
 #: and more only when the shop really wrote more (33.297 stays 33.297, for validation to reject)
 _RECEIPT_PLACES = {"quantity": Decimal("0.001")}
 _MONEY_PLACES = Decimal("0.01")
+
+
+def _code_value(value: Any) -> Any:
+    """A marking code as stored: bytes stay bytes (VARBINARY/BLOB), text stays text (raw or base64)."""
+    return bytes(value) if isinstance(value, (bytearray, memoryview)) else value
 
 
 def _normalize(logical: str, value: Any, table: str) -> Any:
