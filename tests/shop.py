@@ -50,6 +50,8 @@ def write_settings(path: Path, *, source_url: str, ledger_url: str, registers: S
         "receipts": {"tax_system": "osn", "default_vat": "vat22", "settlement_place": "https://shop.example.ru"},
         "retry": {"base_delay_s": 0.2, "max_delay_s": 1, "device_pause_s": 0.3, "source_backoff_max_s": 1},
         "log": {"level": "INFO"},
+        # tests run many workers side by side: the HTTP endpoints are tested where a test asks for them
+        "http": {"enabled": False},
     }
     for key, value in sections.items():
         data.setdefault(key, {}).update(value)
