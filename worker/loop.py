@@ -63,9 +63,9 @@ class Worker:
             graph = build_worker(self.settings, self.ledger, self.stop)
             threads = [threading.Thread(target=lane.run, name=f"lane-{lane.name}", daemon=True)
                        for lane in graph.lanes]
+            ops = None if self.burst else self._start_ops(graph)
             for t in threads:
                 t.start()
-            ops = None if self.burst else self._start_ops(graph)
             systemd.notify("READY=1", f"STATUS={len(graph.lanes)} lane(s) running")
             try:
                 return self._poll_loop(graph)
@@ -83,10 +83,13 @@ class Worker:
         """HTTP endpoints, alerts, callbacks and the watchdog; a failure here never stops the receipts."""
         beats = [lambda: self.poll_beat] + [lambda lane=lane: lane.beat for lane in graph.lanes]
         try:
-            return build_ops(self.settings, self.ledger, loops_alive(beats), self.stop).start()
+            ops = build_ops(self.settings, self.ledger, loops_alive(beats), self.stop).start()
         except Exception as exc:
             log.error("operations endpoints not started (%s): receipts go on; fix http.* / alerts.*", exc)
             return None
+        for lane in graph.lanes:
+            lane.observer = ops.metrics.receipt_finished
+        return ops
 
     def reload(self) -> None:
         """SIGHUP: re-read the log level and format from the settings file, reopen the log stream."""

@@ -61,6 +61,7 @@ def test_status_says_down_after_kill_9_and_check_exits_1(shop_schema: sa.URL, tm
         assert ok.returncode == 0 and "worker: running" in ok.stdout, ok.stdout + ok.stderr
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         assert 'kkt_receipts{state="done"} 3.0' in metrics and "kkt_worker_up 1.0" in metrics
+        assert 'kkt_attempts_total{outcome="done"} 3.0' in metrics and "kkt_receipt_latency_seconds_count 3.0" in metrics
         assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
         assert "Показаны 1–3 из 3" in httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text
     finally:

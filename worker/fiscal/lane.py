@@ -53,6 +53,8 @@ class Lane:
         #: monotonic time of the loop's last turn: the systemd watchdog is petted only while it moves
         self.beat = time.monotonic()
         self._health_written = float("-inf")
+        #: called with (outcome, seconds) after each receipt attempt (the worker's metrics); None: nobody
+        self.observer: Callable[[str, float], None] | None = None
         if hasattr(driver, "cancel_event"):
             # a driver that waits on a line (Shtrih) gives up within a second of the stop signal
             driver.cancel_event = stop  # type: ignore[attr-defined]
@@ -87,8 +89,12 @@ class Lane:
                 self.idle = True
                 return LANE_IDLE_SECONDS
             status = self.prepare_register()
+            started = time.monotonic()
             outcome = self.processor.process(rec, status)
             self.processed += outcome.state is State.DONE
+            if self.observer is not None and outcome.state is not None:   # metrics: outcome and latency
+                label = "done" if outcome.decision is None else outcome.decision.reaction.value
+                self.observer(label, time.monotonic() - started)
             if outcome.decision is None or outcome.decision.reconcile:
                 return 0.0  # done, or the next step reconciles before anything else
             return self._execute(outcome.decision.pause_lane, outcome.decision.stop_lane, outcome.error)
