@@ -46,6 +46,8 @@ class MemoryRegister:
     receipt_open: bool = False
     paper_ok: bool = True
     receipts_in_shift: int = 0
+    #: what the register's clock says now (None: it does not tell)
+    register_time: dt.datetime | None = None
 
 
 @dataclass
@@ -127,7 +129,7 @@ class MemoryDriver(Driver):
         return DeviceStatus(register_serial=r.serial, fn_serial=FN_SERIAL, last_fd_number=len(r.documents),
                             shift_open=r.shift_open, shift_number=r.shift_number, shift_opened_at=r.shift_opened_at,
                             shift_expired=r.shift_expired, receipt_open=r.receipt_open, paper_ok=r.paper_ok,
-                            model=self.model)
+                            model=self.model, register_time=r.register_time)
 
     def _document(self, kind: DocumentKind, receipt: Receipt | None = None) -> FiscalDocument:
         r = self.register

@@ -9,10 +9,12 @@ one place and a register URL is opened in one place. Bad keys are named by their
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import enum
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
+from zoneinfo import ZoneInfo
 
 from kkt_drivers import open_driver
 from kkt_drivers import receipt as model
@@ -175,7 +177,13 @@ def build_worker(settings: Settings, ledger: Ledger, stop: threading.Event) -> W
         deliveries = DeliveryIngestor(
             source, ledger, DeliveryPlanner(ledger, config, source, planner, start_after_id=s.start_after_id),
             batch_size=s.batch_size, gap_timeout_s=s.gap_timeout_s, max_gap_span=s.max_gap_span)
-    lanes = [Lane(r.name, open_register(r), ledger, settings.retry, settings.shifts, stop)
+    zone = ZoneInfo(config.timezone)
+
+    def shop_now() -> dt.datetime:
+        """The shop's local wall clock (shifts.daily_close_at is in the shop's zone)."""
+        return dt.datetime.now(zone).replace(tzinfo=None)
+
+    lanes = [Lane(r.name, open_register(r), ledger, settings.retry, settings.shifts, stop, local_now=shop_now)
              for r in settings.enabled_registers()]
     return WorkerGraph(source, build_ingestor(settings, ledger, source, planner), deliveries, lanes)
 

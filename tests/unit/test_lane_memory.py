@@ -199,3 +199,20 @@ def test_memory_driver_refuses_unknown_options() -> None:
     """Like every driver URL, unknown options are refused with their name."""
     with pytest.raises(DriverConfigError, match="'speed'"):
         open_driver("memory://x?speed=2")
+
+
+def test_daily_close_uses_the_shop_clock_whatever_zone_the_register_keeps(ledger: Ledger,
+                                                                            driver: MemoryDriver) -> None:
+    """A register 4 h ahead (UTC+7 against Moscow) opened its shift at 02:00 its time = 22:00 shop time;
+    at 23:05 shop time the 23:00 daily close must happen today, not a day later."""
+    import datetime as dt
+
+    shop_now = dt.datetime(2026, 11, 30, 23, 5)
+    lane = Lane("kkt1", driver, ledger, POLICY, ShiftSettings(daily_close_at="23:00"), threading.Event(),
+                local_now=lambda: shop_now)
+    driver.connect()
+    driver.open_shift()
+    driver.register.shift_opened_at = dt.datetime(2026, 12, 1, 2, 0)
+    driver.register.register_time = dt.datetime(2026, 12, 1, 3, 5)
+    lane._maybe_daily_close()
+    assert not driver.register.shift_open and [c for c, _ in driver.calls].count("close_shift") == 1

@@ -170,7 +170,11 @@ class Lane:
         if not status.shift_open or status.shift_opened_at is None:
             return
         today_close = dt.datetime.combine(now.date(), close_at)
-        if status.shift_opened_at < today_close <= now:
+        opened = status.shift_opened_at
+        if status.register_time is not None:
+            # the register keeps its own clock (maybe another zone): bring its opening time to ours
+            opened -= status.register_time - now
+        if opened < today_close <= now:
             log.info("daily close at %s: Z report for shift %d", close_at, status.shift_number,
                      extra={"register": self.name})
             self.driver.close_shift(self.shifts.cashier)
