@@ -30,7 +30,12 @@ def test_backfill_fills_a_range_and_never_fiscalizes_twice(shop_schema: sa.URL, 
     settings, reg = make(tmp_path, shop_schema, source={"start_after_id": 3})
     run_cli(settings, "run", "--burst", "--burst-timeout", "60")
     assert sorted(receipts_by_tag(reg)) == ["S4", "S5"]
-    out = run_cli(settings, "backfill", "--from-id", "1", "--to-id", "5")
+    dry = run_cli(settings, "backfill", "--from-id", "1", "--to-id", "5", "--dry-run").stdout
+    assert "payment 1: would be ingested" in dry and "payment 4: skipped (already in the ledger)" in dry
+    assert "3 of 5 shop rows" in dry
+    refused = run_cli(settings, "backfill", "--from-id", "1", "--to-id", "5", check=False)   # a script, no --yes
+    assert refused.returncode == 2 and "add --yes" in refused.stderr
+    out = run_cli(settings, "backfill", "--from-id", "1", "--to-id", "5", "--yes")
     assert "added 3 payments" in out.stdout
     run_cli(settings, "run", "--burst", "--burst-timeout", "60")
     docs = receipts_by_tag(reg)

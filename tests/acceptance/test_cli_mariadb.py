@@ -108,7 +108,7 @@ def test_transient_register_failures_then_recovery_and_a_rejected_row(shop_schem
     assert rows["S2"][0] == "rejected" and "payments.amount" in rows["S2"][5]
     with eng.begin() as conn:
         conn.execute(sa.text("UPDATE payments SET amount = 200.00 WHERE id = :i"), {"i": bad})
-    out = run_cli(settings, "resend", "--id", str(bad)).stdout
+    out = run_cli(settings, "resend", "--id", str(bad), "--yes").stdout
     assert "requeued" in out
     run_cli(settings, "run", "--burst", "--burst-timeout", "60")
     assert_exactly_once(tmp_path, reg, 3)

@@ -151,13 +151,13 @@ def test_corrections_missed_and_reverse(shop_schema: sa.URL, tmp_path: Path) -> 
         conn.execute(sa.text("UPDATE payments SET amount = 100.00 WHERE id = :i"), {"i": wrong})
         conn.execute(sa.text("UPDATE payment_items SET price = 100.00, amount = 100.00 WHERE payment_id = :i"),
                      {"i": wrong})
-    out = run_cli(settings, "correction", "missed", "--id", str(missed)).stdout
+    out = run_cli(settings, "correction", "missed", "--id", str(missed), "--yes").stdout
     assert "C1" in out
-    out = run_cli(settings, "correction", "reverse", "--id", str(wrong)).stdout
+    out = run_cli(settings, "correction", "reverse", "--id", str(wrong), "--yes").stdout
     assert "C2" in out and "C2.2" in out
-    refused = run_cli(settings, "correction", "missed", "--id", str(wrong), check=False)
+    refused = run_cli(settings, "correction", "missed", "--id", str(wrong), "--yes", check=False)
     assert refused.returncode != 0 and "already" in (refused.stdout + refused.stderr)
-    assert "has a correction receipt" in run_cli(settings, "resend", "--id", str(missed)).stdout
+    assert "has a correction receipt" in run_cli(settings, "resend", "--id", str(missed), "--yes").stdout
     run_cli(settings, "run", "--burst", "--burst-timeout", "60")
 
     docs = receipts_by_tag(reg)

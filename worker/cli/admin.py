@@ -6,7 +6,7 @@ import sys
 import click
 
 from worker import app
-from worker.cli.options import Ctx, opt, pass_ctx
+from worker.cli.options import Ctx, confirm_options, confirmed, opt, pass_ctx
 from worker.ledger.states import RESENDABLE, State
 from worker.receipts.plan import Stage
 
@@ -14,11 +14,26 @@ from worker.receipts.plan import Stage
 @click.command()
 @opt("--from-id", type=int, required=True, help="first shop payment id")
 @opt("--to-id", type=int, required=True, help="last shop payment id (inclusive)")
+@confirm_options
 @pass_ctx
-def backfill(c: Ctx, from_id: int, to_id: int) -> None:
+def backfill(c: Ctx, from_id: int, to_id: int, dry_run: bool, yes: bool) -> None:
     """Ingest a range of shop ids the cursor passed (never re-fiscalizes a payment already in the ledger)."""
     if to_id < from_id:
         raise click.BadParameter("--to-id must be >= --from-id")
+    known = c.ledger.known_source_ids(from_id, to_id)
+    if dry_run:
+        src = app.open_shop_source(c.settings)
+        try:
+            rows = src.fetch_by_ids(list(range(from_id, to_id + 1)))
+        finally:
+            src.close()
+        for row in rows:
+            click.echo(f"payment {row.id}: " + ("skipped (already in the ledger)" if row.id in known
+                                                 else "would be ingested and fiscalized"))
+        click.echo(f"dry run: {sum(r.id not in known for r in rows)} of {len(rows)} shop rows in {from_id}..{to_id} "
+                   "would be added; nothing changed")
+        return
+    confirmed(f"ingest shop ids {from_id}..{to_id} ({len(known)} already in the ledger are skipped)?", yes=yes)
     src = app.open_shop_source(c.settings)
     ing = app.build_ingestor(c.settings, c.ledger, src)
     with click.progressbar(length=to_id - from_id + 1, label="backfill", file=sys.stderr) as bar:
@@ -34,8 +49,10 @@ def backfill(c: Ctx, from_id: int, to_id: int) -> None:
 @opt("--reviewed", is_flag=True,
      help="also requeue needs_review receipts: only after you checked on the register that no document exists")
 @opt("--no-refetch", is_flag=True, help="rebuild from the stored snapshot instead of re-reading the shop row")
+@confirm_options
 @pass_ctx
-def resend(c: Ctx, ids: tuple[int, ...], states: tuple[str, ...], reviewed: bool, no_refetch: bool) -> None:
+def resend(c: Ctx, ids: tuple[int, ...], states: tuple[str, ...], reviewed: bool, no_refetch: bool,
+           dry_run: bool, yes: bool) -> None:
     """Requeue rejected/failed payments, re-reading the (fixed) shop row and rebuilding the receipt."""
     from worker.ingest.planner import Planner
 
@@ -51,6 +68,16 @@ def resend(c: Ctx, ids: tuple[int, ...], states: tuple[str, ...], reviewed: bool
     for sid in sorted(corrected):
         click.echo(f"payment {sid}: not resent — it has a correction receipt (see ledger show {sid})")
     targets = [sid for sid in targets if sid not in corrected]
+    for sid in skipped:
+        click.echo(f"payment {sid}: not resent (its state is not one of {', '.join(sorted(allowed))})")
+    if dry_run:
+        for sid in targets:
+            click.echo(f"payment {sid}: would be rebuilt from the {'stored snapshot' if no_refetch else 'shop row'} "
+                       "and queued")
+        click.echo(f"dry run: {len(targets)} payment(s) would be requeued; nothing changed")
+        return
+    if targets:
+        confirmed(f"requeue {len(targets)} payment(s) for printing?", yes=yes)
     planner = Planner(c.ledger, app.receipt_config(c.settings))
     current = app.current_shop_rows(c.settings, c.ledger, targets, refetch=not no_refetch)
     queued = 0
@@ -58,8 +85,6 @@ def resend(c: Ctx, ids: tuple[int, ...], states: tuple[str, ...], reviewed: bool
         n = c.ledger.replan(sid, current[sid], planner.plan(current[sid]))
         queued += n
         click.echo(f"payment {sid}: {'requeued' if n else 'still rejected: see ledger show ' + str(sid)}")
-    for sid in skipped:
-        click.echo(f"payment {sid}: not resent (its state is not one of {', '.join(sorted(allowed))})")
     click.echo(f"{queued} receipts queued")
 
 

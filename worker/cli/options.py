@@ -106,3 +106,23 @@ def print_counts(ledger: Ledger) -> None:
     """``receipts: done 3, queued 1`` (or ``none``)."""
     counts = ledger.counts()
     click.echo("receipts: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
+
+
+def confirm_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--dry-run`` and ``--yes`` for commands that queue receipts (never read from the environment)."""
+    f = opt("--yes", is_flag=True, allow_from_autoenv=False, show_envvar=False,
+            help="do it without asking (scripts)")(f)
+    f = opt("--dry-run", is_flag=True, allow_from_autoenv=False, show_envvar=False,
+            help="list what would be queued or skipped and why; change nothing")(f)
+    return f
+
+
+def confirmed(question: str, *, yes: bool) -> None:
+    """Go on if ``--yes`` or the person at the terminal says so; a script without --yes is refused."""
+    import sys
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise click.UsageError("this queues receipts for printing: add --yes (or --dry-run to see what it would do)")
+    click.confirm(question, abort=True)
