@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 KOPECK = Decimal("0.01")
 GRAM = Decimal("0.001")  # quantities have three decimals, as DECIMAL(10,3) in sql/schema.sql
@@ -88,7 +89,20 @@ CUSTOMERS: tuple[tuple[str | None, str | None], ...] = (
     ("a.kuznetsov@example.org", None),
     (None, "+79265550011"),
 )
-FIRST_SALE_AT = dt.datetime(2026, 3, 2, 10, 15, 0)
+#: the demo shop keeps Moscow wall-clock times, as the demo settings say (source.timezone)
+DEMO_ZONE = ZoneInfo("Europe/Moscow")
+#: the first demo sale is this many days ago at 10:15 (recent: never a late payment)
+FIRST_SALE_DAYS_AGO = 3
+
+
+def shop_now() -> dt.datetime:
+    """Now on the demo shop's wall clock (naive, Moscow)."""
+    return dt.datetime.now(DEMO_ZONE).replace(tzinfo=None, microsecond=0)
+
+
+def first_sale_at() -> dt.datetime:
+    """When the first demo sale happened: a few days ago, so every demo receipt is an ordinary one."""
+    return (shop_now() - dt.timedelta(days=FIRST_SALE_DAYS_AGO)).replace(hour=10, minute=15, second=0)
 
 
 def _sale_lines(n: int) -> list[DemoLine]:
@@ -140,18 +154,19 @@ def create_demo_shop(path: Path, n_sales: int = 12, *, overwrite: bool = False) 
             conn.executescript(SQLITE_SCHEMA)
         with conn:
             ids: list[int] = []
+            start = first_sale_at()
             for n in range(n_sales):
                 email, phone = CUSTOMERS[n % len(CUSTOMERS)]
                 ids.append(_insert_payment(
                     conn, kind="sale", order_ref=f"ORD-2026-{1001 + n}", lines=_sale_lines(n),
-                    paid_at=FIRST_SALE_AT + dt.timedelta(hours=5 * n, minutes=7 * n), email=email, phone=phone,
+                    paid_at=start + dt.timedelta(hours=5 * n, minutes=7 * n), email=email, phone=phone,
                 ))
             if n_sales >= 2:
                 refunded = _sale_lines(1)[0]
                 email, phone = CUSTOMERS[1 % len(CUSTOMERS)]
                 _insert_payment(
                     conn, kind="refund", order_ref="ORD-2026-1002", lines=[refunded], refund_of=ids[1],
-                    paid_at=FIRST_SALE_AT + dt.timedelta(hours=5 * n_sales + 1), email=email, phone=phone,
+                    paid_at=start + dt.timedelta(hours=5 * n_sales + 1), email=email, phone=phone,
                 )
     finally:
         conn.close()
@@ -168,7 +183,7 @@ def add_demo_payment(path: Path, lines: Sequence[DemoLine] | None = None, *,
             return _insert_payment(
                 conn, kind="sale", order_ref=f"ORD-2026-{1001 + count}",
                 lines=list(lines) if lines is not None else _sale_lines(count),
-                paid_at=paid_at or dt.datetime.now(),
+                paid_at=paid_at or shop_now(),
                 email=email, phone=phone,
             )
     finally:

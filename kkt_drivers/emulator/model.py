@@ -27,15 +27,25 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterator
+from zoneinfo import ZoneInfo
 
 from kkt_drivers.emulator import fn_marking
 from kkt_drivers.emulator.faults import Faults
 from kkt_drivers.errors import DeviceStateError, RejectedError
 from kkt_drivers.receipt import (
-    DeviceStatus, DocumentKind, FiscalDocument, Item, Operation, Payment, TaxSystem, money,
+    DeviceStatus,
+    DocumentKind,
+    FiscalDocument,
+    Item,
+    Operation,
+    Payment,
+    TaxSystem,
+    money,
 )
 
 SHIFT_MAX_AGE = dt.timedelta(hours=24)
+#: the emulated register's clock zone (KKT_EMULATOR_TZ overrides it for a shop elsewhere)
+REGISTER_ZONE = ZoneInfo(os.environ.get("KKT_EMULATOR_TZ", "Europe/Moscow"))
 #: how long the emulated FN stays valid after the register state is created (an FN-1.2 for 15 months)
 FN_VALIDITY = dt.timedelta(days=456)
 #: how long an emulated cashier takes to load new paper after it ran out
@@ -198,7 +208,8 @@ class RegisterModel:
 
     # -- clock -----------------------------------------------------------------------------
     def _now(self, state: dict[str, Any]) -> dt.datetime:
-        base = self._clock() if self._clock else dt.datetime.now()
+        # a register keeps its shop's wall-clock time (Moscow by default, as the worker's default zone)
+        base = self._clock() if self._clock else dt.datetime.now(REGISTER_ZONE).replace(tzinfo=None)
         return (base + dt.timedelta(seconds=state.get("clock_offset_s", 0))).replace(microsecond=0)
 
     def advance_clock(self, seconds: float) -> None:
