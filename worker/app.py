@@ -21,8 +21,10 @@ from kkt_drivers import receipt as model
 from kkt_drivers.base import Driver
 from worker.errors import ConfigError
 from worker.fiscal.lane import Lane
+from worker.fiscal.pool import Pool
 from worker.ingest.planner import DeliveryPlanner, Planner
 from worker.ingest.poller import DeliveryIngestor, Ingestor
+from worker.ingest.routing import Router
 from worker.ledger.store import Ledger
 from worker.ops.health import Thresholds
 from worker.ops.http import OpsServer
@@ -88,8 +90,11 @@ def source_mapping(settings: Settings) -> SourceMapping:
     for key in settings.source.mapping:
         if key not in names:
             raise ConfigError(f"source.mapping.{key}: unknown column mapping (known: {', '.join(sorted(names))})")
+    columns = dict(settings.source.mapping)
+    if settings.routing.column is not None:
+        columns["payment_route"] = settings.routing.column   # routing reads one more column of payments
     try:
-        return SourceMapping(**settings.source.mapping)
+        return SourceMapping(**columns)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"source.mapping: {exc}") from exc
 
@@ -137,11 +142,19 @@ def registers_named(settings: Settings, name: str | None) -> list[RegisterSettin
     return [r for r in settings.enabled_registers() if name in (None, r.name)]
 
 
-def build_planner(settings: Settings, ledger: Ledger, source: ShopSource,
+def build_router(settings: Settings, ledger: Ledger) -> Router:
+    """The payment → register group router from ``settings.routing`` and the enabled registers."""
+    r = settings.routing
+    return Router(r.column, {str(k): v for k, v in r.groups.items()}, r.default,
+                  frozenset(reg.group for reg in settings.enabled_registers()), ledger.group_of_payment)
+
+
+def build_planner(settings: Settings, ledger: Ledger, source: ShopSource | None = None,
                   config: ReceiptConfig | None = None) -> Planner:
-    """The planner; a refund of a sale from before go-live reads that sale from the shop."""
-    return Planner(ledger, config or receipt_config(settings), start_after_id=settings.source.start_after_id,
-                   fetch_sale=lambda sid: next(iter(source.fetch_by_ids([sid])), None))
+    """The planner with routing; a refund of a sale from before go-live reads that sale from the shop."""
+    fetch = None if source is None else (lambda sid: next(iter(source.fetch_by_ids([sid])), None))
+    return Planner(ledger, config or receipt_config(settings), router=build_router(settings, ledger),
+                   start_after_id=settings.source.start_after_id, fetch_sale=fetch)
 
 
 def build_ingestor(settings: Settings, ledger: Ledger, source: ShopSource, planner: Planner | None = None) -> Ingestor:
@@ -165,8 +178,8 @@ class WorkerGraph:
         self.source.close()
 
 
-def build_worker(settings: Settings, ledger: Ledger, stop: threading.Event) -> WorkerGraph:
-    """Everything the worker runs: source, planners, pollers, lanes. Nothing is started."""
+def build_worker(settings: Settings, ledger: Ledger, stop: threading.Event, pool: Pool | None = None) -> WorkerGraph:
+    """Everything the worker runs: source, planners, pollers, lanes (one pool). Nothing is started."""
     source = open_shop_source(settings)
     config = receipt_config(settings)
     planner = build_planner(settings, ledger, source, config)
@@ -183,7 +196,8 @@ def build_worker(settings: Settings, ledger: Ledger, stop: threading.Event) -> W
         """The shop's local wall clock (shifts.daily_close_at is in the shop's zone)."""
         return dt.datetime.now(zone).replace(tzinfo=None)
 
-    lanes = [Lane(r.name, open_register(r), ledger, settings.retry, settings.shifts, stop, local_now=shop_now)
+    lanes = [Lane(r.name, open_register(r), ledger, settings.retry, settings.shifts, stop, local_now=shop_now,
+                  group=r.group, inn=r.inn, pool=pool)
              for r in settings.enabled_registers()]
     return WorkerGraph(source, build_ingestor(settings, ledger, source, planner), deliveries, lanes)
 

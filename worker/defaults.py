@@ -29,7 +29,15 @@ LEDGER_RETRY_SECONDS = 60.0          # how long a ledger write is retried in-pro
 
 # -- reconciliation ------------------------------------------------------------------------
 RECONCILE_MAX_DOCUMENTS = 50         # more documents after the intent than this → needs review
-LANE_IDLE_SECONDS = 0.5              # a lane's sleep when nothing is due
+LANE_IDLE_SECONDS = 0.5              # a lane's sleep when nothing is due (single-receipt callers)
+
+# -- the register pool ---------------------------------------------------------------------
+DEFAULT_REGISTER_GROUP = "default"   # the group of registers and payments when routing says nothing
+LANE_IDLE_MAX_SECONDS = 30.0         # an idle lane looks at the queue at least this often (doorbell otherwise)
+LANE_HEARTBEAT_SECONDS = 15.0        # lane states are written on change or this often (all in one transaction)
+LANE_PROBE_BASE_SECONDS = 1.0        # an unhealthy register is re-probed after 1, 2, 4 … s
+STATUS_REUSE_SECONDS = 30.0          # a register status read is reused this long while receipts succeed
+SHIFT_MARGIN_SECONDS = 300.0         # … but re-read this close to the shift's 24 h limit
 
 # -- registers and shifts ------------------------------------------------------------------
 REGISTER_NAME = "kkt1"                             # the one register of the embedded defaults

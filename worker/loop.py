@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from worker.app import WorkerGraph, build_ops, build_worker
 from worker.defaults import BURST_POLL_SECONDS, SOURCE_BACKOFF_MIN_SECONDS
 from worker.errors import ConfigError, SourceConfigError, SourceUnavailable
+from worker.fiscal.pool import Pool
 from worker.ledger.states import State
 from worker.ledger.store import Ledger
 from worker.log import OutageLog
@@ -55,12 +56,15 @@ class Worker:
         self.settings_path = settings_path
         #: monotonic time of the poll loop's last turn (the systemd watchdog watches it)
         self.poll_beat = time.monotonic()
+        self.pool = Pool(batched=True)   # the lanes' doorbells, health and states (docs/pool.md)
 
     def run(self, *, install_signals: bool = True) -> int:
         """Run until stopped (or drained, with burst). Returns the process exit code."""
         with on_stop(self.stop) if install_signals else contextlib.nullcontext(), \
                 on_reload(self.reload) if install_signals else contextlib.nullcontext():
-            graph = build_worker(self.settings, self.ledger, self.stop)
+            graph = build_worker(self.settings, self.ledger, self.stop, self.pool)
+            # one durable commit serves many lanes' intents and outcomes (SQLite has one writer)
+            self.ledger.enable_group_commit()
             threads = [threading.Thread(target=lane.run, name=f"lane-{lane.name}", daemon=True)
                        for lane in graph.lanes]
             ops = None if self.burst else self._start_ops(graph)
@@ -72,8 +76,11 @@ class Worker:
             finally:
                 systemd.notify("STOPPING=1")
                 self.stop.set()
+                self.pool.wake_all()
                 for t in threads:
                     t.join()
+                self.ledger.disable_group_commit()
+                self._flush_lane_states()
                 if ops is not None:
                     ops.close()
                 graph.close()
@@ -139,6 +146,12 @@ class Worker:
             backoff = 0.0
             self.summary.polls += 1
             self.summary.ingested += result.added
+            self._flush_lane_states()
+            added = result.added + (delivered.added if delivered else 0)
+            if added:
+                # as many idle lanes per group as there are new receipts (capped at the group's lanes);
+                # a lane that finds work rings once more, so a larger backlog pulls in the rest
+                self.pool.ring(n=added)
             fetched = result.fetched + (delivered.fetched if delivered else 0)
             if self.burst and fetched == 0 and self._drained():
                 log.info("burst: nothing left to do")
@@ -149,6 +162,12 @@ class Worker:
             full = result.fetched >= ingestor.batch_size or (delivered and delivered.fetched >= ingestor.batch_size)
             self.stop.wait(0 if full else (BURST_POLL_SECONDS if self.burst else self.settings.source.poll_interval_s))
         return EXIT_OK
+
+    def _flush_lane_states(self) -> None:
+        try:
+            self.pool.flush(self.ledger.lane_heartbeats)
+        except Exception:  # informational (``status``); the ledger being away is the lanes' business
+            log.debug("lane states not recorded", exc_info=True)
 
     def _drained(self) -> bool:
         counts = self.ledger.counts()

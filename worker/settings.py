@@ -72,6 +72,19 @@ class RegisterSettings:
     name: str
     url: str
     enabled: bool = True
+    #: the register group it serves (a legal entity / tax system); payments are routed to groups
+    group: str = d.DEFAULT_REGISTER_GROUP
+    #: the INN the register must be registered to (checked at start where the driver reports it)
+    inn: str | None = None
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    """Which register group prints a payment: the shop's ``column`` value → group (docs/pool.md)."""
+
+    column: str | None = None          # a column of the shop's payments table; None: one group for all
+    groups: dict[str, str] = field(default_factory=dict)   # column value → register group
+    default: str | None = d.DEFAULT_REGISTER_GROUP         # group for values not listed; None: reject them
 
 
 @dataclass(frozen=True)
@@ -160,6 +173,7 @@ class Settings:
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     registers: tuple[RegisterSettings, ...] = (RegisterSettings(d.REGISTER_NAME, d.REGISTER_URL),)
     receipts: dict[str, Any] = field(default_factory=dict)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
     shifts: ShiftSettings = field(default_factory=ShiftSettings)
     log: LogSettings = field(default_factory=LogSettings)
@@ -309,6 +323,15 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"registers[{i}].name: use 1..64 letters, digits, '_', '.', '-'")
         if names.count(r.name) > 1:
             raise ConfigError(f"registers[{i}].name: {r.name!r} is used twice")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", r.group):
+            raise ConfigError(f"registers[{i}].group: use 1..32 letters, digits, '_', '.', '-'")
+        if r.inn is not None and not re.fullmatch(r"\d{10}|\d{12}", r.inn):
+            raise ConfigError(f"registers[{i}].inn: an INN has 10 or 12 digits, got {r.inn!r}")
+    for value, group in s.routing.groups.items():
+        if not isinstance(group, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", group):
+            raise ConfigError(f"routing.groups.{value}: {group!r} is not a register group name")
+    if s.routing.groups and s.routing.column is None:
+        raise ConfigError("routing.groups: set routing.column (the shop's column the values come from)")
     if s.shifts.daily_close_at is not None:
         try:
             dt.time.fromisoformat(s.shifts.daily_close_at)

@@ -3,9 +3,13 @@
 URL grammar::
 
     emulator:///abs/state/dir?serial=EMU0001&latency_ms=20&seed=1&fsync=1&<fault>=<p|first:N>
+    emulator:///abs/state/dir?receipt_latency_ms=1000&inn=7701234567
     emulator:relative/state/dir
 
 ``serial`` names the register (16 characters at most); ``latency_ms`` makes every command slow;
+``receipt_latency_ms`` makes only the receipt slow (a register printing: the pool benchmark's
+"1 s per receipt"); ``inn`` is the INN the register reports in ``status().extra["inn"]`` (GUESS: where
+a real driver reads it — ATOL/Shtrih registration parameters — is driver work, not modelled here);
 ``marking_unanswered=pause|sell`` says what to do when ОИСМ does not answer a marking code check
 in time (:mod:`kkt_drivers.marking_flow`; default ``pause``); ``permit_url`` and ``permit_key_env``
 enable the разрешительный режим check (:mod:`kkt_drivers.permit`);
@@ -14,6 +18,7 @@ enable the разрешительный режим check (:mod:`kkt_drivers.perm
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -25,7 +30,8 @@ from kkt_drivers.emulators import RunningEmulator
 from kkt_drivers.errors import DriverConfigError, OutcomeUnknownError, TransientError
 from kkt_drivers.receipt import DeviceStatus, FiscalDocument, Receipt
 
-OPTIONS = ("serial", "latency_ms", "seed", "fsync", marking_flow.OPTION) + permit.OPTIONS
+OPTIONS = ("serial", "latency_ms", "seed", "fsync", marking_flow.OPTION) + permit.OPTIONS + (
+    "receipt_latency_ms", "inn")
 
 
 def parse_emulator_url(url: str) -> tuple[str, dict[str, str], dict[str, str]]:
@@ -54,10 +60,13 @@ class EmulatorDriver(Driver):
     supports_marking = True
 
     def __init__(self, register: RegisterModel, *, latency_s: float = 0.0,
-                 sell_unanswered_codes: bool = False) -> None:
+                 sell_unanswered_codes: bool = False, receipt_latency_s: float = 0.0,
+                 inn: str | None = None) -> None:
         self.register = register
         self.faults = register.faults
         self.latency_s = latency_s
+        self.receipt_latency_s = receipt_latency_s
+        self.inn = inn
         self.sell_unanswered_codes = sell_unanswered_codes
         #: the разрешительный режим check before the FN check (None: not used)
         self.permit: permit.PermitChecker | None = None
@@ -71,6 +80,7 @@ class EmulatorDriver(Driver):
             seed = int(opts["seed"]) if "seed" in opts else None
             faults = Faults.parse(fault_opts, seed=seed)
             latency = int(opts.get("latency_ms", "0")) / 1000
+            receipt_latency = int(opts.get("receipt_latency_ms", "0")) / 1000
             fsync = opts.get("fsync", "1") not in ("0", "false", "no")
         except ValueError as exc:
             raise DriverConfigError(f"emulator URL {url!r}: {exc}") from exc
@@ -79,7 +89,7 @@ class EmulatorDriver(Driver):
             raise DriverConfigError("emulator URL option 'serial' must be 1..16 characters")
         sell = marking_flow.sell_unanswered(opts.get(marking_flow.OPTION))
         drv = cls(RegisterModel(path, serial=serial, faults=faults, fsync=fsync), latency_s=latency,
-                  sell_unanswered_codes=sell)
+                  sell_unanswered_codes=sell, receipt_latency_s=receipt_latency, inn=opts.get("inn"))
         drv.permit = permit.PermitChecker.from_options(opts)
         return drv
 
@@ -95,7 +105,8 @@ class EmulatorDriver(Driver):
 
     def status(self) -> DeviceStatus:
         self._command()
-        return self.register.status()
+        st = self.register.status()
+        return dataclasses.replace(st, extra={**st.extra, "inn": self.inn}) if self.inn else st
 
     def open_shift(self, cashier: str | None = None) -> FiscalDocument:
         self._command()
@@ -120,8 +131,19 @@ class EmulatorDriver(Driver):
     def fiscalize(self, receipt: Receipt) -> FiscalDocument:
         """Open, fill and close; link faults are injected where a real link would fail."""
         self._command()
+        if self.receipt_latency_s:
+            time.sleep(self.receipt_latency_s)
         if self.faults.fire("fail_before_send"):
             raise TransientError("link to the register is down (injected fault)")
+        with self.register.session():   # one lock and one state load/save for the whole receipt
+            return self._fiscalize(receipt)
+
+    def _step(self, name: str) -> None:
+        if self.step_hook is not None:
+            self.register.flush_session()   # a step hook may kill the process (crash tests)
+        super()._step(name)
+
+    def _fiscalize(self, receipt: Receipt) -> FiscalDocument:
         reg = self.register
         if receipt.marking_codes and self.permit is not None:
             receipt = self.permit.apply(receipt, reg.status().fn_serial)

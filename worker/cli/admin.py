@@ -54,8 +54,6 @@ def backfill(c: Ctx, from_id: int, to_id: int, dry_run: bool, yes: bool) -> None
 def resend(c: Ctx, ids: tuple[int, ...], states: tuple[str, ...], reviewed: bool, no_refetch: bool,
            dry_run: bool, yes: bool) -> None:
     """Requeue rejected/failed payments, re-reading the (fixed) shop row and rebuilding the receipt."""
-    from worker.ingest.planner import Planner
-
     allowed = {s.value for s in RESENDABLE} | ({State.NEEDS_REVIEW.value} if reviewed else set())
     if not ids and not states:
         raise click.UsageError("name payments with --id or a --state")
@@ -78,7 +76,7 @@ def resend(c: Ctx, ids: tuple[int, ...], states: tuple[str, ...], reviewed: bool
         return
     if targets:
         confirmed(f"requeue {len(targets)} payment(s) for printing?", yes=yes)
-    planner = Planner(c.ledger, app.receipt_config(c.settings))
+    planner = app.build_planner(c.settings, c.ledger)   # with routing: a fixed group setting takes effect
     current = app.current_shop_rows(c.settings, c.ledger, targets, refetch=not no_refetch)
     queued = 0
     for sid in targets:

@@ -5,37 +5,62 @@ those first, and if the register cannot answer, it waits. After an error the lan
 :class:`~worker.fiscal.retry.Decision` it is given: device-state errors pause it (the payments keep
 their attempts), a wrong register configuration stops it. The shift is opened (or the expired one
 closed) here. Which receipts may go now is the ledger's ``due`` query (prerequisites included).
+
+Lanes of one register group share its queue: each claims the head in one guarded write
+(:meth:`Ledger.claim`), so no two lanes ever prepare the same receipt. A lane whose register fails
+(device state, link, a transient error) leaves the pool — it stops claiming and is re-probed with
+backoff (1, 2, 4 … s up to ``retry.device_pause_s``) — and comes back by itself; its certainly-unsent
+receipt is made due at once for the other lanes. Idle lanes sleep on their group's doorbell
+(:mod:`worker.fiscal.pool`).
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import threading
+import dataclasses
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from sqlalchemy.exc import DBAPIError
 
 from kkt_drivers.base import Driver
 from kkt_drivers.errors import DeviceStateError, KktError
 from kkt_drivers.receipt import DeviceStatus
-from worker.defaults import LANE_HEALTH_SECONDS, LANE_IDLE_SECONDS
-from worker.fiscal.crashpoints import driver_step
+from worker.defaults import (
+    DEFAULT_REGISTER_GROUP,
+    LANE_HEALTH_SECONDS,
+    LANE_HEARTBEAT_SECONDS,
+    LANE_IDLE_MAX_SECONDS,
+    LANE_PROBE_BASE_SECONDS,
+    SHIFT_MARGIN_SECONDS,
+    SHIFT_MAX_HOURS,
+    STATUS_REUSE_SECONDS,
+)
+from worker.fiscal.crashpoints import crashpoint, driver_step
+from worker.fiscal.pool import Pool
 from worker.fiscal.processor import Processor
 from worker.fiscal.recovery import Reconciler, RegisterUnreachable
 from worker.fiscal.retry import decide, describe
 from worker.ledger.states import State
-from worker.ledger.store import Ledger, ReceiptRecord, utcnow
+from worker.ledger.store import Ledger, utcnow
 from worker.settings import RetrySettings, ShiftSettings
 
 log = logging.getLogger(__name__)
+
+MIN_IDLE_WAIT_SECONDS = 0.05   # never spin on a retry that is due "now"
+
+
+class RegisterMismatch(Exception):
+    """The register is not the one the settings describe (another INN): it must not print our receipts."""
 
 
 class Lane:
     """Drives one register from the ledger until *stop* is set."""
 
     def __init__(self, name: str, driver: Driver, ledger: Ledger, retry: RetrySettings, shifts: ShiftSettings,
-                 stop: threading.Event, *,
+                 stop: threading.Event, *, group: str = DEFAULT_REGISTER_GROUP, inn: str | None = None,
+                 pool: Pool | None = None,
                  local_now: Callable[[], dt.datetime] = dt.datetime.now) -> None:
         self.name = name
         self.driver = driver
@@ -44,6 +69,10 @@ class Lane:
         self.shifts = shifts
         self.stop = stop
         self.local_now = local_now
+        self.group = group
+        self.inn = inn
+        self.pool = pool if pool is not None else Pool()
+        self.doorbell = self.pool.join(name, group)
         self.driver.step_hook = driver_step
         self.processor = Processor(name, driver, ledger, retry)
         self.reconciler = Reconciler(name, driver, ledger, retry)
@@ -55,6 +84,15 @@ class Lane:
         self._health_written = float("-inf")
         #: called with (outcome, seconds) after each receipt attempt (the worker's metrics); None: nobody
         self.observer: Callable[[str, float], None] | None = None
+        self.healthy = True        # False: out of the pool until a probe succeeds
+        self._backoff = 0.0        # the current re-probe delay while unhealthy
+        self._needs_recovery = True            # at start, and after any uncertain outcome
+        self._status: DeviceStatus | None = None   # the register's position, reused while receipts succeed
+        self._status_at = 0.0
+        self._inn_checked = False
+        self._beat: tuple[str, str | None] | None = None
+        self._beat_at = 0.0
+        self._seen: dict[str, Any] = {"fn_serial": None, "last_fd": None, "shift_open": None}
         if hasattr(driver, "cancel_event"):
             # a driver that waits on a line (Shtrih) gives up within a second of the stop signal
             driver.cancel_event = stop  # type: ignore[attr-defined]
@@ -67,7 +105,9 @@ class Lane:
             while not self.stop.is_set() and not self.stopped:
                 self.beat = time.monotonic()
                 wait = self.step()
-                if wait and not self.stopped:
+                if wait and self.idle:
+                    self.doorbell.wait(wait)   # rung by the poller, a sibling or shutdown
+                elif wait and not self.stopped:
                     self.stop.wait(wait)
         finally:
             self.driver.disconnect()
@@ -80,36 +120,119 @@ class Lane:
         self.idle = False
         try:
             self.driver.connect()
-            if not self.recover():
-                return self.retry.device_pause_s
-            rec = self._next_due()
-            if rec is None:
+            if self._needs_recovery:
+                if not self.recover():
+                    return self._leave_pool(None)
+                self._needs_recovery = False
+            status = self._ready_status()
+            crashpoint("before_intent")
+            claim = self.ledger.claim(self.name, self.group, fn_serial=status.fn_serial,
+                                      fd_before=status.last_fd_number)
+            if claim is None:
                 self._maybe_daily_close()
                 self._heartbeat("running")
                 self.idle = True
-                return LANE_IDLE_SECONDS
-            status = self.prepare_register()
+                return self._idle_wait()
+            self.doorbell.ring()   # there was work: let one more idle lane look (a backlog pulls in the pool)
             started = time.monotonic()
-            outcome = self.processor.process(rec, status)
+            outcome = self.processor.send(claim.record, claim.attempt_id, status.last_fd_number)
             self.processed += outcome.state is State.DONE
             if self.observer is not None and outcome.state is not None:   # metrics: outcome and latency
                 label = "done" if outcome.decision is None else outcome.decision.reaction.value
                 self.observer(label, time.monotonic() - started)
-            if outcome.decision is None or outcome.decision.reconcile:
-                return 0.0  # done, or the next step reconciles before anything else
-            return self._execute(outcome.decision.pause_lane, outcome.decision.stop_lane, outcome.error)
+            if outcome.state is State.DONE and outcome.document is not None:
+                # the register's position after our document; an fd_before that is too low is safe
+                self._status = dataclasses.replace(status, last_fd_number=outcome.document.fd_number)
+                return 0.0
+            self._status = None   # anything else: read the register again before the next receipt
+            if outcome.decision is None:
+                return 0.0
+            if outcome.decision.reconcile:
+                self._needs_recovery = True
+                return 0.0  # the next step reconciles before anything else
+            if outcome.decision.state is State.QUEUED and self.pool.others_healthy(self.name):
+                # certainly not fiscalized: another register of the group takes it now (fairness)
+                self.ledger.expedite(claim.record.id)
+                self.pool.ring(self.group)
+            if outcome.decision.stop_lane:
+                return self._execute(False, True, outcome.error)
+            if outcome.decision.state is State.QUEUED or outcome.decision.pause_lane:
+                return self._leave_pool(outcome.error)
+            return 0.0
+        except RegisterMismatch as exc:
+            log.error("%s", exc, extra={"register": self.name})
+            return self._leave_pool(exc, at_cap=True)
         except KktError as exc:   # the register (not a receipt) failed: device state, link down, settings
             decision = decide(exc, 0, self.retry, now=utcnow(), in_receipt=False)
             if not isinstance(exc, DeviceStateError):
                 log.warning("register unavailable: %s", describe(exc), extra={"register": self.name})
                 self.driver.disconnect()
-            return self._execute(decision.pause_lane, decision.stop_lane, exc)
+            if decision.stop_lane:
+                return self._execute(False, True, exc)
+            return self._leave_pool(exc)
         except DBAPIError as exc:  # the ledger is away: a "sending" row stays for recovery
             log.warning("ledger unavailable (%s); lane waits", type(exc.orig).__name__, extra={"register": self.name})
+            self._needs_recovery = True
             return self._pause(exc)
         except Exception as exc:   # a bug: never spin, never lose the "sending" row
             log.exception("lane step failed", extra={"register": self.name})
+            self._needs_recovery = True
+            self._status = None
             return self._pause(exc)
+
+    # -- health gate ---------------------------------------------------------------------------
+    def _ready_status(self) -> DeviceStatus:
+        """The register's status: reused after a receipt succeeded, read (and the register prepared)
+        when older than ``STATUS_REUSE_SECONDS``, near the shift's 24 h, or after any failure."""
+        st, now = self._status, time.monotonic()
+        if st is not None and now - self._status_at < STATUS_REUSE_SECONDS and not self._shift_near_end(st):
+            return st
+        st = self.prepare_register()
+        self._check_inn(st)
+        self._status, self._status_at = st, now
+        if not self.healthy:
+            log.info("register is back; lane rejoins the pool", extra={"register": self.name})
+        self.healthy, self._backoff = True, 0.0
+        self.pool.set_health(self.name, True)
+        return st
+
+    def _shift_near_end(self, st: DeviceStatus) -> bool:
+        if st.shift_opened_at is None:
+            return True
+        age = (self.local_now() - st.shift_opened_at).total_seconds()
+        return age > SHIFT_MAX_HOURS * 3600 - SHIFT_MARGIN_SECONDS
+
+    def _check_inn(self, st: DeviceStatus) -> None:
+        """A register registered to another INN (legal entity) must never print this group's receipts."""
+        if self._inn_checked or self.inn is None:
+            return
+        seen = (st.extra or {}).get("inn")
+        if seen is None:
+            log.warning("the driver does not report the register's INN; %s is not verified", self.inn,
+                        extra={"register": self.name})
+        elif str(seen).strip() != self.inn:
+            raise RegisterMismatch(f"register {self.name} is registered to INN {seen}, settings say {self.inn} "
+                                   f"(group {self.group}); it prints nothing until this is fixed")
+        self._inn_checked = True
+
+    def _leave_pool(self, exc: BaseException | None, *, at_cap: bool = False) -> float:
+        """Stop claiming; re-probe after 1, 2, 4 … s (capped at ``retry.device_pause_s``)."""
+        cap = self.retry.device_pause_s
+        self._backoff = cap if at_cap else min(cap, max(LANE_PROBE_BASE_SECONDS, self._backoff * 2))
+        self.healthy = False
+        self._status = None
+        self.pool.set_health(self.name, False)
+        reason = describe(exc) if exc else "reconciling receipts left sending"
+        self._heartbeat("paused", reason=f"{reason}; next probe in {self._backoff:.0f} s")
+        return self._backoff
+
+    def _idle_wait(self) -> float:
+        """How long an idle lane sleeps on its doorbell: until its group's earliest retry, at most a while."""
+        wait = LANE_IDLE_MAX_SECONDS
+        nxt = self.ledger.next_due_at(self.group)
+        if nxt is not None:
+            wait = min(wait, max(MIN_IDLE_WAIT_SECONDS, (nxt - utcnow()).total_seconds()))
+        return wait
 
     def _execute(self, pause: bool, stop: bool, exc: BaseException | None) -> float:
         """Carry out a decision's lane part: stop (the register's settings are wrong), pause, or go on."""
@@ -132,11 +255,6 @@ class Lane:
                 return False
         return True
 
-    def _next_due(self) -> ReceiptRecord | None:
-        # the ledger returns only receipts whose prerequisites (sale, prepayment, earlier correction) are done
-        due = self.ledger.due(utcnow(), limit=1)
-        return due[0] if due else None
-
     def prepare_register(self) -> DeviceStatus:
         """Make the register ready for a receipt: no open receipt, paper, an open shift under 24 h."""
         status = self.driver.status()
@@ -158,7 +276,7 @@ class Lane:
             doc = self.driver.open_shift(self.shifts.cashier)
             log.info("opened shift %d", doc.shift_number, extra={"register": self.name})
         status = self.driver.status()
-        self._heartbeat("running", status=status)
+        self._heartbeat("running", status=status, force=True)
         return status
 
     def _maybe_daily_close(self) -> None:
@@ -184,13 +302,24 @@ class Lane:
         self._heartbeat(state, reason=reason)
         return self.retry.device_pause_s
 
-    def _heartbeat(self, state: str, *, reason: str | None = None, status: DeviceStatus | None = None) -> None:
-        try:
-            self.ledger.lane_heartbeat(
-                self.name, state=state, reason=reason, fn_serial=status.fn_serial if status else None,
-                last_fd=status.last_fd_number if status else None, shift_open=status.shift_open if status else None)
-        except Exception:  # status is informational; the ledger being down is handled elsewhere
-            log.debug("lane heartbeat not recorded", exc_info=True)
+    def _heartbeat(self, state: str, *, reason: str | None = None, status: DeviceStatus | None = None,
+                   force: bool = False) -> None:
+        """Record the lane's state in ``lanes``: on change, else every ``LANE_HEARTBEAT_SECONDS`` — in the
+        worker through the pool, all lanes in one transaction (idle lanes must not write twice a second)."""
+        now = time.monotonic()
+        changed = (state, reason) != self._beat
+        if status is not None:
+            self._seen = {"fn_serial": status.fn_serial, "last_fd": status.last_fd_number,
+                          "shift_open": status.shift_open}
+        if self.pool.batched and state != "stopped":
+            self._beat = (state, reason)
+            self.pool.report(self.name, changed, state=state, reason=reason, **self._seen)
+        elif force or changed or now - self._beat_at >= LANE_HEARTBEAT_SECONDS:
+            self._beat, self._beat_at = (state, reason), now
+            try:
+                self.ledger.lane_heartbeat(self.name, state=state, reason=reason, **self._seen)
+            except Exception:  # status is informational; the ledger being down is handled elsewhere
+                log.debug("lane heartbeat not recorded", exc_info=True)
         if status is not None and time.monotonic() - self._health_written >= LANE_HEALTH_SECONDS:
             self._record_health(status)
 

@@ -13,7 +13,7 @@ from typing import Callable
 
 from kkt_drivers.base import Driver
 from kkt_drivers.errors import KktError
-from kkt_drivers.receipt import DeviceStatus
+from kkt_drivers.receipt import DeviceStatus, FiscalDocument
 from worker.errors import StateConflict
 from worker.fiscal.crashpoints import crashpoint
 from worker.fiscal.retry import Decision, Reaction, decide, describe
@@ -31,6 +31,8 @@ class Outcome:
     state: State | None
     decision: Decision | None = None
     error: BaseException | None = None
+    #: the fiscal document when the receipt is done (the lane learns the register's new position)
+    document: FiscalDocument | None = None
 
 
 class Processor:
@@ -46,17 +48,21 @@ class Processor:
 
     def process(self, rec: ReceiptRecord, status: DeviceStatus) -> Outcome:
         """Fiscalize *rec* on a register whose *status* was just checked (shift open, no receipt open)."""
-        ctx = {"payment_id": rec.source_id, "receipt_tag": rec.tag, "register": self.lane,
-               "attempt": rec.attempts + 1}
-        receipt = rec.receipt()
         crashpoint("before_intent")
         try:
             attempt_id = self.ledger.record_intent(rec.id, register=self.lane, fn_serial=status.fn_serial,
                                                    fd_before=status.last_fd_number)
         except StateConflict:
             return Outcome(None)  # another lane took it first
+        return self.send(rec, attempt_id, status.last_fd_number)
+
+    def send(self, rec: ReceiptRecord, attempt_id: int, fd_before: int) -> Outcome:
+        """Fiscalize *rec*, whose intent (``attempt_id``) is already committed, and record the outcome."""
+        ctx = {"payment_id": rec.source_id, "receipt_tag": rec.tag, "register": self.lane,
+               "attempt": rec.attempts + 1}
+        receipt = rec.receipt()
         crashpoint("after_intent")
-        log.info("sending receipt (total %s, fd_before %d)", receipt.total, status.last_fd_number, extra=ctx)
+        log.debug("sending receipt (total %s, fd_before %d)", receipt.total, fd_before, extra=ctx)
         try:
             doc = self.driver.fiscalize(receipt)
         except Exception as exc:  # every failure is classified; none escapes unrecorded
@@ -71,9 +77,10 @@ class Processor:
             return Outcome(State.NEEDS_REVIEW)
         self.ledger.record_done(rec.id, doc, attempt_id=attempt_id)
         crashpoint("after_outcome")
-        log.info("receipt done: FD %d, FP %d, shift %d", doc.fd_number, doc.fiscal_sign, doc.shift_number,
-                 extra=ctx)
-        return Outcome(State.DONE)
+        if log.isEnabledFor(logging.INFO):
+            log.info("receipt done: FD %d, FP %d, shift %d", doc.fd_number, doc.fiscal_sign, doc.shift_number,
+                     extra=ctx)
+        return Outcome(State.DONE, document=doc)
 
     def _failed(self, rec: ReceiptRecord, attempt_id: int, exc: BaseException, ctx: dict) -> Outcome:
         """Execute :func:`~worker.fiscal.retry.decide`'s decision; nothing is decided here."""

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any, Callable, Sequence
 
 from kkt_drivers.receipt import Receipt, Vat
+from worker.ingest.routing import Router
 from worker.ledger.states import State
 from worker.ledger.store import IngestEntry, Ledger, PlannedRow, SettlementEntry, utcnow
 from worker.receipts.build import (
@@ -106,7 +107,7 @@ class Planner:
     *start_after_id*); *clock* gives "now" for the lateness rule.
     """
 
-    def __init__(self, ledger: Ledger, config: ReceiptConfig, *,
+    def __init__(self, ledger: Ledger, config: ReceiptConfig, *, router: Router | None = None,
                  fetch_sale: Callable[[int], ShopPayment | None] | None = None, start_after_id: int = 0,
                  clock: Callable[[], dt.datetime] = utcnow) -> None:
         self.ledger = ledger
@@ -114,6 +115,7 @@ class Planner:
         self.fetch_sale = fetch_sale
         self.start_after_id = start_after_id
         self.clock = clock
+        self.router = router if router is not None else Router.single()
 
     @staticmethod
     def new_batch() -> Batch:
@@ -139,8 +141,8 @@ class Planner:
                 return self._refund(payment, batch, today)
             return build_receipts(payment, self.config, today=today)
 
-        rows = build_or_reject(build, stage=stage, tag=make_tag(payment.id, stage, 1), what="receipt",
-                               source_id=payment.id)
+        rows = self.router.route(payment, build_or_reject(build, stage=stage, tag=make_tag(payment.id, stage, 1),
+                                                          what="receipt", source_id=payment.id))
         if any(r.receipt is None for r in rows):
             return rows
         batch.payments[payment.id] = payment

@@ -1,6 +1,7 @@
 """What ingest (and the admin's backfill, resend and corrections) writes: payments and planned receipts."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from decimal import Decimal
@@ -9,6 +10,7 @@ from typing import Any, Sequence
 from sqlalchemy import Connection, insert, select, update
 
 from kkt_drivers import receipt_json
+from worker.defaults import DEFAULT_REGISTER_GROUP
 from worker.errors import StateConflict
 from worker.ledger.base import LedgerBase
 from worker.ledger.records import (
@@ -41,7 +43,14 @@ class IngestWrites(LedgerBase):
         """Record one poll in ONE transaction: rows, receipts, cursor, gaps. Returns rows added.
 
         ``expected_cursor`` guards against two ingesters racing: the cursor must not have moved.
+        A poll that changes nothing (no rows, same cursor, no gap found, opened or expired) writes
+        nothing once this process has recorded the cursor: an idle worker does not rewrite the ledger
+        every second (the open gaps' check counters are brought up to date by the next poll that writes).
         """
+        recorded: set[str] = self.__dict__.setdefault("_cursor_recorded", set())
+        if (source in recorded and cursor == expected_cursor
+                and not (entries or settlements or rejected or new_gaps or filled or expired or untracked)):
+            return 0
         with self.write() as conn:
             current = conn.execute(select(ingest_cursor.c.last_id).where(ingest_cursor.c.source == source)).scalar()
             if int(current or 0) != expected_cursor:
@@ -76,6 +85,7 @@ class IngestWrites(LedgerBase):
             # every open gap was rechecked by primary key in this poll
             conn.execute(update(ingest_gaps).where(ingest_gaps.c.source == source, ingest_gaps.c.first_seen_at < now)
                          .values(last_checked_at=now, checks=ingest_gaps.c.checks + 1))
+        recorded.add(source)
         return added
 
     def add_payments(self, entries: Sequence[IngestEntry]) -> int:
@@ -117,7 +127,7 @@ class IngestWrites(LedgerBase):
             fresh = [p for p in s.planned if (p.stage, p.part) not in stages]
             if len(fresh) < len(s.planned):
                 continue  # a second delivery row (or a re-read one) for a settled payment changes nothing
-            self._insert_planned(conn, pid, fresh, now, source_id=s.source_id)
+            self._insert_planned(conn, pid, self._inherit_group(conn, pid, fresh), now, source_id=s.source_id)
             added += 1
         return added
 
@@ -128,7 +138,7 @@ class IngestWrites(LedgerBase):
             state = State.DONE if p.issued_elsewhere else State.QUEUED if p.receipt else State.REJECTED
             conn.execute(insert(receipts).values(
                 corrects_tag=p.corrects_tag, corrects_fiscal_sign=p.corrects_fiscal_sign,
-                payment_id=payment_id, stage=str(p.stage), part=p.part, tag=p.tag,
+                payment_id=payment_id, stage=str(p.stage), part=p.part, tag=p.tag, register_group=p.group,
                 state=state.value,
                 attempts=0, next_attempt_at=now, created_at=now, updated_at=now,
                 **_plan_values(p, source_id, refund_of),
@@ -198,9 +208,26 @@ class IngestWrites(LedgerBase):
                 elif r.state in replannable:
                     new = State.QUEUED if p.receipt else State.REJECTED
                     self._cas(conn, r.id, State(r.state), new, tag=p.tag, attempts=0, next_attempt_at=now,
-                              register=None, **_plan_values(p, source_id, payment.refund_of))
+                              register=None, register_group=p.group, **_plan_values(p, source_id, payment.refund_of))
                     queued += p.receipt is not None
         return queued
+
+    @staticmethod
+    def _inherit_group(conn: Connection, payment_id: int, planned: Sequence[PlannedRow]) -> list[PlannedRow]:
+        """Receipts added to a payment later (settlement, correction) go to the payment's register group:
+        the same legal entity must print them."""
+        group = conn.execute(select(receipts.c.register_group).where(receipts.c.payment_id == payment_id)
+                             .order_by(receipts.c.id).limit(1)).scalar()
+        if group is None:
+            return list(planned)
+        return [dataclasses.replace(p, group=group) if p.group == DEFAULT_REGISTER_GROUP else p for p in planned]
+
+    def group_of_payment(self, source_id: int) -> str | None:
+        """The register group shop row *source_id*'s receipts were routed to (None if unknown)."""
+        with self.read() as conn:
+            return conn.execute(select(receipts.c.register_group)
+                                .select_from(receipts.join(payments, receipts.c.payment_id == payments.c.id))
+                                .where(payments.c.source_id == source_id).order_by(receipts.c.id).limit(1)).scalar()
 
     def add_planned(self, source_id: int, planned: Sequence[PlannedRow], *,
                     payment: ShopPayment | None = None) -> int:
@@ -214,7 +241,7 @@ class IngestWrites(LedgerBase):
                     raise ValueError(f"payment {source_id} is not in the ledger")
                 self._insert_entries(conn, [IngestEntry(payment, tuple(planned))], now)
             else:
-                self._insert_planned(conn, pid, planned, now, source_id=source_id)
+                self._insert_planned(conn, pid, self._inherit_group(conn, pid, planned), now, source_id=source_id)
         return len(planned)
 
     def orphan_refunds(self, sale_ids: Sequence[int]) -> list[int]:

@@ -1,16 +1,26 @@
 """What the lanes read and write: due receipts, intent, outcome, attempts, the lanes table."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, ColumnElement, and_, bindparam, func, insert, or_, select, update
 
 from kkt_drivers.receipt import FiscalDocument
+from worker.errors import StateConflict
 from worker.ledger.base import LedgerBase
-from worker.ledger.records import ReceiptRecord, record_from_row, utcnow
+from worker.ledger.group_commit import GroupCommit
+from worker.ledger.records import RECORD_COLS, ReceiptRecord, record_from_row, utcnow
 from worker.ledger.schema import ERROR_MAX_CHARS, attempts, lanes, payments, receipts
-from worker.ledger.states import State
+from worker.ledger.states import State, check_transition
+
+
+class Claim(NamedTuple):
+    """A receipt a lane claimed (now "sending" with its intent) and the attempt to finish."""
+
+    record: ReceiptRecord
+    attempt_id: int
 
 
 class LaneWrites(LedgerBase):
@@ -65,6 +75,67 @@ class LaneWrites(LedgerBase):
                                .where(receipts.c.id == receipt_id)).one()
         return row[0], row[1]
 
+    def claim(self, register: str, group: str, *, fn_serial: str, fd_before: int,
+              now: dt.datetime | None = None) -> Claim | None:
+        """Take the head of *group*'s due queue for *register*: claim and intent in ONE guarded write.
+
+        queued → sending with the register's position (``fn_serial``, ``fd_before``) and an attempts row,
+        committed durably before the register is called. Receipts whose prerequisites are not done
+        (``waits_for``) are not due and never block the head.
+
+        Why no two lanes ever take the same receipt: on PostgreSQL the candidate row is locked with
+        ``FOR UPDATE SKIP LOCKED`` (a competing lane skips it instead of waiting), and on SQLite the
+        transaction is ``BEGIN IMMEDIATE`` — the single writer lock is held from the SELECT to the
+        UPDATE, so no other lane can even read-for-claim in between. The UPDATE is still guarded by
+        ``state = 'queued'`` and must hit one row (belt and braces). Returns None when nothing is due.
+        """
+        now = now or utcnow()
+        check_transition(State.QUEUED, State.SENDING)
+
+        def claim_in(conn: Connection) -> Claim | None:
+            row = conn.execute(_CLAIM_HEAD, {"b_group": group, "b_now": now}).first()
+            if row is None:
+                return None
+            rec = record_from_row(row)
+            values = {"b_id": rec.id, "b_now": now, "b_register": register, "b_fn": fn_serial,
+                      "b_fd_before": fd_before}
+            if conn.execute(_CLAIM_SET, values).rowcount != 1:
+                raise StateConflict(f"receipt {rec.id}: expected state queued, it moved")
+            attempt_id = conn.execute(_ATTEMPT_OPEN, values).inserted_primary_key[0]
+            return Claim(dataclasses.replace(rec, state=State.SENDING, register=register, fn_serial=fn_serial,
+                                             fd_before=fd_before), attempt_id)
+
+        return self._hot_write(claim_in)
+
+    def enable_group_commit(self) -> None:
+        """Batch the lanes' claims and outcomes into shared transactions (the worker; see group_commit)."""
+        if getattr(self, "_group_commit", None) is None:
+            self._group_commit: GroupCommit | None = GroupCommit(self.write)
+
+    def disable_group_commit(self) -> None:
+        """Finish pending batched writes and go back to one transaction per call."""
+        gc, self._group_commit = getattr(self, "_group_commit", None), None
+        if gc is not None:
+            gc.close()
+
+    def _hot_write(self, fn: Callable[[Connection], Any]) -> Any:
+        gc = getattr(self, "_group_commit", None)
+        if gc is not None:
+            return gc.submit(fn)
+        with self.write() as conn:
+            return fn(conn)
+
+    def next_due_at(self, group: str) -> dt.datetime | None:
+        """When the earliest queued receipt of *group* becomes due (None: nothing queued)."""
+        with self.read() as conn:
+            return conn.execute(_NEXT_DUE, {"b_group": group}).scalar()
+
+    def expedite(self, receipt_id: int, when: dt.datetime | None = None) -> None:
+        """Make a queued receipt due now: a register failed it certainly unsent and another may take it."""
+        with self.write() as conn:
+            conn.execute(update(receipts).where(receipts.c.id == receipt_id, receipts.c.state == State.QUEUED.value)
+                         .values(next_attempt_at=when or utcnow()))
+
     def record_intent(self, receipt_id: int, *, register: str, fn_serial: str, fd_before: int) -> int:
         """queued → sending with the register's position; committed durably BEFORE the register call.
 
@@ -82,6 +153,16 @@ class LaneWrites(LedgerBase):
                     expected: State = State.SENDING, outcome: str = "done") -> None:
         """sending → done with the document's requisites."""
         now = utcnow()
+        if expected is State.SENDING and outcome == "done" and attempt_id is not None:
+            def done_in(conn: Connection) -> None:   # the hot path: prebuilt statements
+                if conn.execute(_DONE_SET, {
+                        "b_id": receipt_id, "b_now": now, "b_fd": doc.fd_number, "b_fp": doc.fiscal_sign,
+                        "b_fn": doc.fn_serial, "b_shift": doc.shift_number, "b_receipt_no": doc.receipt_number,
+                        "b_at": doc.issued_at, "b_qr": doc.qr}).rowcount != 1:
+                    raise StateConflict(f"receipt {receipt_id}: expected state sending, it moved")
+                conn.execute(_ATTEMPT_DONE, {"b_attempt": attempt_id, "b_now": now, "b_fd": doc.fd_number})
+            self._hot_write(done_in)
+            return
         with self.write() as conn:
             self._cas(conn, receipt_id, expected, State.DONE, fd_number=doc.fd_number, fiscal_sign=doc.fiscal_sign,
                       fn_serial=doc.fn_serial, shift_number=doc.shift_number, receipt_number=doc.receipt_number,
@@ -117,21 +198,35 @@ class LaneWrites(LedgerBase):
                 receipt_id=receipt_id, register=register, action=action, started_at=utcnow(),
                 fd_before=fd_before)).inserted_primary_key[0]
 
+    def lane_heartbeats(self, rows: list[dict[str, Any]]) -> None:
+        """Upsert many lanes' states in ONE transaction (the worker's batched heartbeat)."""
+        now = utcnow()
+        with self.write() as conn:
+            for r in rows:
+                self._upsert_lane(conn, r["name"], now, state=r["state"], reason=r.get("reason"),
+                                  fn_serial=r.get("fn_serial"), last_fd=r.get("last_fd"),
+                                  shift_open=r.get("shift_open"))
+
     def lane_heartbeat(self, name: str, *, state: str, reason: str | None = None, fn_serial: str | None = None,
                        last_fd: int | None = None, shift_open: bool | None = None) -> None:
         """Upsert what a lane last saw (for ``status``)."""
-        now = utcnow()
+        with self.write() as conn:
+            self._upsert_lane(conn, name, utcnow(), state=state, reason=reason, fn_serial=fn_serial,
+                              last_fd=last_fd, shift_open=shift_open)
+
+    @staticmethod
+    def _upsert_lane(conn: Connection, name: str, now: dt.datetime, *, state: str, reason: str | None,
+                     fn_serial: str | None, last_fd: int | None, shift_open: bool | None) -> None:
         values: dict[str, Any] = dict(state=state, reason=reason, heartbeat_at=now)
         # what the register showed is kept until a newer reading replaces it
         seen = dict(fn_serial=fn_serial, last_fd=last_fd, shift_open=None if shift_open is None else int(shift_open))
         values.update({k: v for k, v in seen.items() if v is not None})
-        with self.write() as conn:
-            # paused_since: when the lane went from running to paused (health: "paused longer than N")
-            paused_since = func.coalesce(lanes.c.paused_since, now) if state == "paused" else None
-            if conn.execute(update(lanes).where(lanes.c.name == name)
-                            .values(paused_since=paused_since, **values)).rowcount == 0:
-                conn.execute(insert(lanes).values(name=name, paused_since=now if state == "paused" else None,
-                                                  **values))
+        # paused_since: when the lane went from running to paused (health: "paused longer than N")
+        paused_since = func.coalesce(lanes.c.paused_since, now) if state == "paused" else None
+        if conn.execute(update(lanes).where(lanes.c.name == name)
+                        .values(paused_since=paused_since, **values)).rowcount == 0:
+            conn.execute(insert(lanes).values(name=name, paused_since=now if state == "paused" else None,
+                                              **values))
 
     def lane_health(self, name: str, *, fn_expires_on: dt.date | None, ofd_unsent: int | None,
                     ofd_oldest_at: dt.datetime | None, clock_skew_s: float | None) -> None:
@@ -159,3 +254,30 @@ def _prerequisites_done() -> ColumnElement[bool]:
                      first.c.part >= receipts.c.part)))
     return or_(receipts.c.waits_for_source.is_(None),
                and_(prerequisites.exists(), ~prerequisites.where(first.c.state != State.DONE.value).exists()))
+
+
+# The hot path's statements are built once: SQLAlchemy memoizes a statement's cache key on the object,
+# so a prebuilt statement costs one dictionary lookup per execution instead of a walk of its tree.
+_QUEUE = receipts.join(payments, receipts.c.payment_id == payments.c.id)
+_CLAIM_HEAD = (select(*RECORD_COLS).select_from(_QUEUE)
+               .where(receipts.c.state == State.QUEUED.value, receipts.c.register_group == bindparam("b_group"),
+                      receipts.c.next_attempt_at <= bindparam("b_now"), _prerequisites_done())
+               .order_by(receipts.c.next_attempt_at, receipts.c.id).limit(1)
+               .with_for_update(skip_locked=True, of=receipts))   # rendered as nothing on SQLite
+_CLAIM_SET = (update(receipts)
+              .where(receipts.c.id == bindparam("b_id"), receipts.c.state == State.QUEUED.value)
+              .values(state=State.SENDING.value, updated_at=bindparam("b_now"), register=bindparam("b_register"),
+                      fn_serial=bindparam("b_fn"), fd_before=bindparam("b_fd_before"), intent_at=bindparam("b_now")))
+_ATTEMPT_OPEN = insert(attempts).values(
+    receipt_id=bindparam("b_id"), register=bindparam("b_register"), action="send", started_at=bindparam("b_now"),
+    fd_before=bindparam("b_fd_before"))
+_DONE_SET = (update(receipts)
+             .where(receipts.c.id == bindparam("b_id"), receipts.c.state == State.SENDING.value)
+             .values(state=State.DONE.value, updated_at=bindparam("b_now"), fd_number=bindparam("b_fd"),
+                     fiscal_sign=bindparam("b_fp"), fn_serial=bindparam("b_fn"), shift_number=bindparam("b_shift"),
+                     receipt_number=bindparam("b_receipt_no"), fiscal_at=bindparam("b_at"), qr=bindparam("b_qr"),
+                     error_class=None))
+_ATTEMPT_DONE = (update(attempts).where(attempts.c.id == bindparam("b_attempt"))
+                 .values(finished_at=bindparam("b_now"), outcome="done", error=None, fd_number=bindparam("b_fd")))
+_NEXT_DUE = select(func.min(receipts.c.next_attempt_at)).where(
+    receipts.c.state == State.QUEUED.value, receipts.c.register_group == bindparam("b_group"))

@@ -86,6 +86,8 @@ class ReceiptRecord:
     payment_amount: Decimal | None = None
     #: JSON list of the shop's line_no per receipt line, as issued
     lines: str | None = None
+    #: the register group that may print it (routing; docs/pool.md)
+    register_group: str = "default"
 
     @property
     def issued(self) -> bool:
@@ -115,7 +117,7 @@ RECORD_COLS = (
     receipts.c.fiscal_sign, receipts.c.shift_number, receipts.c.receipt_number, receipts.c.fiscal_at,
     receipts.c.qr, receipts.c.error_class, receipts.c.last_error, payments.c.kind, payments.c.refund_of,
     receipts.c.created_at, receipts.c.updated_at, payments.c.paid_at,
-    payments.c.amount.label("payment_amount"), receipts.c.lines,
+    payments.c.amount.label("payment_amount"), receipts.c.lines, receipts.c.register_group,
 )
 
 

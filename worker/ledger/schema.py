@@ -61,6 +61,8 @@ receipts = Table(
     Column("total", MONEY, nullable=True),
     Column("body", Text, nullable=True),              # the built Receipt as JSON
     Column("register", String(64), nullable=True),
+    # the register group (legal entity / tax system) whose registers may print it (routing)
+    Column("register_group", String(32), nullable=False, server_default="default"),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", DateTime, nullable=False),
     # intent, written before the register is called
@@ -89,6 +91,9 @@ receipts = Table(
     Column("updated_at", DateTime, nullable=False),
     UniqueConstraint("payment_id", "stage", "part", name="uq_receipts_payment_stage_part"),
     Index("ix_receipts_state_next", "state", "next_attempt_at"),
+    # the pool's claim: the head of one group's due queue, in ORDER BY order (next_attempt_at, id) so that
+    # LIMIT 1 is one index seek — without id, PostgreSQL sorted every receipt of a batch on each claim
+    Index("ix_receipts_claim", "state", "register_group", "next_attempt_at", "id"),
 )
 
 #: one row per register call (or reconciliation), so every receipt's history is visible

@@ -87,6 +87,8 @@ class PlannedRow:
     lines: tuple[int, ...] | None = None
     #: the receipt was issued by another system (a sale before go-live): recorded done, never sent
     issued_elsewhere: bool = False
+    #: the register group that may print it (routing; see docs/pool.md)
+    group: str = "default"
 
 
 class _Built:  # the shape of worker.receipts.config.PlannedReceipt, without importing the builders

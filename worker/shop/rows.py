@@ -94,6 +94,7 @@ class ShopPayment:
     order_ref: Any = None
     refund_of: Any = None
     discount: Any = None
+    route: Any = None     # the routing column's value (register group), None when not mapped
     items: tuple[ShopItem, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:

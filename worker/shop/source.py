@@ -75,6 +75,8 @@ class SourceMapping:
     payment_paid_at: str = "paid_at"
     #: an order-level discount (coupon, bonus points) spread over the lines; most shops have none
     payment_discount: str | None = None
+    #: the column whose value picks the register group (settings ``routing.column``; docs/pool.md)
+    payment_route: str | None = None
 
     items_table: str = "payment_items"
     item_payment_id: str = "payment_id"
@@ -121,7 +123,7 @@ _PAYMENT_COLUMNS = (
     ("id", "payment_id"), ("kind", "payment_kind"), ("order_ref", "payment_order_ref"),
     ("refund_of", "payment_refund_of"), ("amount", "payment_amount"),
     ("customer_email", "payment_customer_email"), ("customer_phone", "payment_customer_phone"),
-    ("paid_at", "payment_paid_at"), ("discount", "payment_discount"),
+    ("paid_at", "payment_paid_at"), ("discount", "payment_discount"), ("route", "payment_route"),
 )
 _ITEM_COLUMNS = (
     ("payment_id", "item_payment_id"), ("line_no", "item_line_no"), ("name", "item_name"),
@@ -131,7 +133,7 @@ _ITEM_COLUMNS = (
     ("marking_code", "item_marking_code"),
 )
 _MONEY = {"amount", "price", "quantity", "discount"}
-_TEXT = {"kind", "order_ref", "customer_email", "customer_phone", "name", "vat",
+_TEXT = {"route", "kind", "order_ref", "customer_email", "customer_phone", "name", "vat",
          "payment_method", "payment_subject", "measure_unit"}
 
 
@@ -387,6 +389,7 @@ def assemble(rows: Sequence[Any], items: Sequence[Any], mapping: SourceMapping,
             order_ref=_normalize("order_ref", r["order_ref"], mapping.payments_table),
             refund_of=r["refund_of"],
             discount=_normalize("discount", r["discount"], mapping.payments_table),
+            route=_normalize("route", r.get("route"), mapping.payments_table),  # not every caller selects it
             items=tuple(by_payment.get(pid, ())),  # ordered by line_no in SQL
         ))
     return out

@@ -1,0 +1,568 @@
+"""The register pool benchmark: throughput, pool efficiency, the farm, latency, idle cost, memory, source scale.
+
+    .venv/bin/python -m bench.pool                 # the full run (tens of minutes on 2 cores)
+    .venv/bin/python -m bench.pool --quick         # smaller sizes, same figures (a few minutes)
+    .venv/bin/python -m bench.pool --quick --only throughput,pool
+
+Everything is real except the registers: a scratch MariaDB shop database (``--admin-url``), the
+worker's own CLI (``python -m worker run``) in a subprocess, SQLite (WAL, synchronous=FULL) and
+PostgreSQL (``--pg-admin-url``) ledgers with durable commits, and in-process emulated registers whose
+latency is set per receipt (``receipt_latency_ms``; the register's own journal is not fsync'ed — it is
+the device, not the worker). Each run ends with the exactly-once invariants
+(``tests/chaos/invariants.py``) checked against the registers' journals: ``"exactly_once": true``.
+
+Prints ONE JSON object (see docs/pool.md, "Reading the benchmark"): ``cores`` and every figure with the
+target it is compared to. Timing-based figures are noisy on a shared 2-core machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import sqlalchemy as sa
+
+from tests.chaos.campaign import ADMIN_URL, create_shop, drop_shop
+from tests.chaos.invariants import check
+from tests.shop import cli_env, run_cli, write_settings
+
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+IDLE_SETTLE_S = 5.0          # let a fresh worker finish starting before the idle window opens
+
+
+# -- the shop ---------------------------------------------------------------------------------------
+
+def fill_shop(shop: sa.URL, n: int, *, items: bool = True) -> tuple[int, int]:
+    """Append *n* paid payments (one item each) in bulk; returns (first id, last id)."""
+    eng = sa.create_engine(shop, poolclass=sa.NullPool)
+    with eng.begin() as c:
+        before = c.exec_driver_sql("SELECT COALESCE(MAX(id), 0) FROM payments").scalar()
+        done = 0
+        while done < n:   # the sequence engine makes a million rows in seconds
+            step = min(200_000, n - done)
+            c.exec_driver_sql(
+                "INSERT INTO payments (kind, order_ref, amount, customer_email, paid_at) "
+                f"SELECT 'sale', CONCAT('ORD', seq), 150.50, 'buyer@example.ru', '2026-11-20 12:00:00' "
+                f"FROM seq_1_to_{step}")
+            done += step
+        last = c.exec_driver_sql("SELECT MAX(id) FROM payments").scalar()
+        if items:
+            c.exec_driver_sql(
+                "INSERT INTO payment_items (payment_id, line_no, name, price, quantity, amount, vat) "
+                "SELECT id, 1, 'Товар', 150.50, 1.000, 150.50, 'vat22' FROM payments WHERE id > %s", (before,))
+    eng.dispose()
+    return int(before) + 1, int(last)
+
+
+@dataclass
+class Ledgers:
+    """Scratch ledgers of one kind (sqlite files or PostgreSQL databases)."""
+
+    kind: str
+    pg_admin: str
+    work: Path
+
+    def __post_init__(self) -> None:
+        self.made: list[str] = []
+
+    def new(self, name: str) -> str:
+        if self.kind == "sqlite":
+            return f"sqlite:///{self.work / (name + '.db')}"
+        db = f"kkt_bench_{name}_{random.randrange(1 << 30):x}"
+        with sa.create_engine(self.pg_admin, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool).connect() as c:
+            c.exec_driver_sql(f'CREATE DATABASE "{db}"')
+        self.made.append(db)
+        return sa.make_url(self.pg_admin).set(database=db).render_as_string(hide_password=False)
+
+    def drop(self) -> None:
+        if not self.made:
+            return
+        with sa.create_engine(self.pg_admin, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool).connect() as c:
+            for db in self.made:
+                c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+# -- running the worker --------------------------------------------------------------------------------
+
+@dataclass
+class Setup:
+    """A settings file with *n* emulated registers."""
+
+    settings: Path
+    ledger_url: str
+    regs: list[Path]
+
+
+def setup(work: Path, name: str, shop: sa.URL, ledger_url: str, registers: int, *, receipt_ms: int = 0,
+          faults: dict[int, str] | None = None, **sections: Any) -> Setup:
+    d = work / name
+    d.mkdir()
+    regs = [d / f"reg{i}" for i in range(registers)]
+    urls = []
+    for i, r in enumerate(regs):
+        q = f"serial=EMU{i:05d}&fsync=0&receipt_latency_ms={receipt_ms}"
+        if faults and i in faults:
+            q += "&" + faults[i]
+        urls.append((f"kkt{i:03d}", f"emulator://{r}?{q}"))
+    sections.setdefault("log", {"level": "WARNING"})
+    settings = write_settings(d / "settings.yaml", source_url=shop.render_as_string(hide_password=False),
+                              ledger_url=ledger_url, registers=urls, **sections)
+    run_cli(settings, "migrate")
+    return Setup(settings, ledger_url, regs)
+
+
+def burst(s: Setup, timeout: float = 3600) -> dict[str, Any]:
+    """``run --burst``: wall time, CPU seconds and peak RSS of the worker process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "worker", "-c", str(s.settings), "run", "--burst"],
+                          cwd=s.settings.parent, env=cli_env(), capture_output=True, text=True, timeout=timeout)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return {"wall_s": wall, "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+            "maxrss_mb": after.ru_maxrss / 1024}
+
+
+def done_span(ledger_url: str) -> tuple[int, float, dict[str, tuple[int, float]]]:
+    """(done receipts, seconds from the first intent to the last outcome, per register (count, span))."""
+    from worker.ledger.schema import receipts
+
+    eng = sa.create_engine(ledger_url, poolclass=sa.NullPool)
+    with eng.connect() as c:   # typed columns: SQLite keeps datetimes as text
+        rows = c.execute(sa.select(receipts.c.register, receipts.c.intent_at, receipts.c.updated_at)
+                         .where(receipts.c.state == "done")).all()
+    eng.dispose()
+    if not rows:
+        return 0, 0.0, {}
+    span = (max(r[2] for r in rows) - min(r[1] for r in rows)).total_seconds()
+    per: dict[str, list] = {}
+    for r in rows:
+        per.setdefault(r[0], []).append(r)
+    per_reg = {k: (len(v), (max(x[2] for x in v) - min(x[1] for x in v)).total_seconds()) for k, v in per.items()}
+    return len(rows), span, per_reg
+
+
+def invariants(shop: sa.URL, s: Setup) -> dict[str, Any]:
+    rep = check(shop, s.ledger_url, s.regs)
+    return {"exactly_once": rep.ok, "done": rep.done, "states": rep.states}
+
+
+# -- the reference: a raw durable loop with the same two commits per receipt ---------------------------
+
+def raw_sqlite_loop(path: Path, n: int) -> float:
+    """Receipts/s of a bare sqlite3 loop: intent commit + outcome commit per receipt, WAL, synchronous=FULL."""
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=FULL")
+    con.execute("CREATE TABLE r (id INTEGER PRIMARY KEY, state TEXT, register TEXT, fd_before INT, fd INT, "
+                "body TEXT, t TEXT)")
+    con.execute("CREATE TABLE a (id INTEGER PRIMARY KEY, rid INT, started TEXT, outcome TEXT)")
+    con.executemany("INSERT INTO r (id, state, body) VALUES (?, 'queued', ?)", [(i, "x" * 400) for i in range(n)])
+    t0 = time.perf_counter()
+    for i in range(n):
+        con.execute("BEGIN IMMEDIATE")
+        rid = con.execute("SELECT id FROM r WHERE state = 'queued' ORDER BY id LIMIT 1").fetchone()[0]
+        con.execute("UPDATE r SET state = 'sending', register = 'k', fd_before = ? WHERE id = ? AND state = 'queued'",
+                    (i, rid))
+        con.execute("INSERT INTO a (rid, started) VALUES (?, datetime('now'))", (rid,))
+        con.execute("COMMIT")
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("UPDATE r SET state = 'done', fd = ? WHERE id = ? AND state = 'sending'", (i + 1, rid))
+        con.execute("UPDATE a SET outcome = 'done' WHERE rid = ?", (rid,))
+        con.execute("COMMIT")
+    rate = n / (time.perf_counter() - t0)
+    con.close()
+    return rate
+
+
+def raw_pg_loop(url: str, n: int) -> float:
+    """The same loop on PostgreSQL (psycopg, synchronous_commit on: each commit is flushed)."""
+    import psycopg
+
+    u = sa.make_url(url)
+    with psycopg.connect(host=u.host, port=u.port, user=u.username, dbname=u.database) as con:
+        con.execute("CREATE TABLE r (id INT PRIMARY KEY, state TEXT, register TEXT, fd_before INT, fd INT, body TEXT)")
+        con.execute("CREATE TABLE a (id SERIAL PRIMARY KEY, rid INT, started TIMESTAMP, outcome TEXT)")
+        with con.cursor() as cur:
+            cur.executemany("INSERT INTO r (id, state, body) VALUES (%s, 'queued', %s)", [(i, "x" * 400) for i in range(n)])
+        con.commit()
+        t0 = time.perf_counter()
+        for i in range(n):
+            rid = con.execute("SELECT id FROM r WHERE state = 'queued' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
+                              ).fetchone()[0]
+            con.execute("UPDATE r SET state = 'sending', register = 'k', fd_before = %s WHERE id = %s", (i, rid))
+            con.execute("INSERT INTO a (rid, started) VALUES (%s, now())", (rid,))
+            con.commit()
+            con.execute("UPDATE r SET state = 'done', fd = %s WHERE id = %s", (i + 1, rid))
+            con.execute("UPDATE a SET outcome = 'done' WHERE rid = %s", (rid,))
+            con.commit()
+        return n / (time.perf_counter() - t0)
+
+
+def register_cpu_ms_per_receipt(work: Path, n: int = 500) -> float:
+    """CPU of the in-process emulated register alone per receipt (status + fiscalize), measured here so
+    that the worker's own CPU per receipt can be told apart from its stand-in register's."""
+    from kkt_drivers import open_driver
+    from tests.ledger.test_ledger import receipt
+
+    drv = open_driver(f"emulator://{work / 'calib'}?serial=CALIB&fsync=0")
+    drv.connect()
+    drv.open_shift(None)
+    t0 = time.process_time()
+    for i in range(n):
+        drv.fiscalize(receipt(f"C{i}"))
+    return (time.process_time() - t0) / n * 1000
+
+
+# -- the figures ----------------------------------------------------------------------------------------
+
+def fig_throughput(ctx: "Ctx") -> dict[str, Any]:
+    """1. Zero-latency throughput on a backlog, one register; CPU per 1 000 receipts; vs the raw loop."""
+    out: dict[str, Any] = {"payments": ctx.backlog, "registers": 1}
+    for kind in ctx.ledger_kinds:
+        shop = ctx.shop()
+        led = Ledgers(kind, ctx.pg_admin, ctx.work)
+        try:
+            fill_shop(shop, ctx.backlog)
+            s = setup(ctx.work, f"tput_{kind}", shop, led.new("tput"), 1)
+            run = burst(s)
+            done, span, _ = done_span(s.ledger_url)
+            if kind == "sqlite":
+                raw = raw_sqlite_loop(ctx.work / "raw.db", min(ctx.backlog, 5000))
+            else:
+                raw = raw_pg_loop(led.new("raw"), min(ctx.backlog, 5000))
+            rate = done / span if span else 0.0
+            reg_ms = register_cpu_ms_per_receipt(ctx.work / f"calib_{kind}")
+            out[kind] = {
+                "receipts_per_s": round(rate, 1), "receipts_per_s_wall": round(done / run["wall_s"], 1),
+                "cpu_s_per_1000_receipts": round(run["cpu_s"] / done * 1000, 2) if done else None,
+                "register_emulator_cpu_s_per_1000": round(reg_ms, 2),
+                "worker_cpu_ms_per_receipt_excluding_register":
+                    round(run["cpu_s"] / done * 1000 - reg_ms, 2) if done else None,
+                "raw_durable_loop_receipts_per_s": round(raw, 1),
+                "ratio_to_raw": round(rate / raw, 3) if raw else None,
+                "target": {"receipts_per_s": 1000 if kind == "sqlite" else 600, "ratio_to_raw": 0.35,
+                           "worker_cpu_ms_per_receipt_excluding_register": 1.0},
+                **invariants(shop, s),
+            }
+        finally:
+            led.drop()
+            ctx.drop(shop)
+    return out
+
+
+def _efficiency(ctx: "Ctx", name: str, registers: int, per_reg: int, receipt_ms: int,
+                faults: dict[int, str] | None = None) -> dict[str, Any]:
+    shop = ctx.shop()
+    led = Ledgers("sqlite", ctx.pg_admin, ctx.work)
+    try:
+        fill_shop(shop, registers * per_reg)
+        s = setup(ctx.work, name, shop, led.new(name), registers, receipt_ms=receipt_ms, faults=faults,
+                  retry={"base_delay_s": 1, "max_delay_s": 5, "device_pause_s": 5, "max_attempts": 50})
+        run = burst(s)
+        done, span, per = done_span(s.ledger_url)
+        ideal = registers * 1000 / receipt_ms
+        res: dict[str, Any] = {"registers": registers, "receipt_ms": receipt_ms, "payments": registers * per_reg,
+                               "receipts_per_s": round(done / span, 2) if span else 0.0,
+                               "ideal_receipts_per_s": ideal,
+                               "efficiency": round(done / span / ideal, 3) if span else 0.0,
+                               # each register's receipts over its own first intent → last outcome (the
+                               # aggregate above also pays for lanes starting one after another)
+                               "per_register_efficiency_mean": round(statistics.mean(
+                                   c / sp * receipt_ms / 1000 for c, sp in per.values() if sp), 3) if per else None,
+                               "worker_cpu_s": round(run["cpu_s"], 1), **invariants(shop, s)}
+        if faults:
+            healthy = {k: v for k, v in per.items() if k not in {f"kkt{i:03d}" for i in faults}}
+            rates = [c / sp * receipt_ms / 1000 for c, sp in healthy.values() if sp]
+            res["healthy_registers_efficiency_min"] = round(min(rates), 3) if rates else None
+            res["healthy_registers_efficiency_mean"] = round(statistics.mean(rates), 3) if rates else None
+            res["failing_register_done"] = sum(c for k, (c, _) in per.items() if k not in healthy)
+        return res
+    finally:
+        led.drop()
+        ctx.drop(shop)
+
+
+def fig_pool(ctx: "Ctx") -> dict[str, Any]:
+    """2. Pool efficiency: 8 registers × 1 s per receipt."""
+    return {**_efficiency(ctx, "pool8", 8, ctx.per_reg, 1000), "target": {"efficiency": 0.95}}
+
+
+def fig_farm(ctx: "Ctx") -> dict[str, Any]:
+    """2b. The farm: 200 registers × 1 s per receipt, one worker process."""
+    return {**_efficiency(ctx, "farm200", 200, ctx.farm_per_reg, 1000), "target": {"efficiency": 0.95}}
+
+
+def fig_failing(ctx: "Ctx") -> dict[str, Any]:
+    """7. One of 8 registers fails half its calls (link errors, certainly unsent): the other seven."""
+    res = _efficiency(ctx, "failing", 8, ctx.per_reg, 1000, faults={0: "fail_before_send=0.5&seed=7"})
+    return {**res, "target": {"healthy_registers_efficiency_min": 0.95}}
+
+
+def _worker_pid_stats(pid: int) -> tuple[float, int]:
+    """(CPU seconds, bytes written to storage) of a running process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / tick
+    io = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return cpu, int(io["write_bytes"])
+
+
+def _ledger_bytes(ledger_url: str) -> int:
+    path = Path(sa.make_url(ledger_url).database or "")
+    return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+
+
+def fig_idle(ctx: "Ctx") -> dict[str, Any]:
+    """4. Idle cost of a worker with 8 lanes at the default poll interval."""
+    shop = ctx.shop()
+    led = Ledgers("sqlite", ctx.pg_admin, ctx.work)
+    try:
+        s = setup(ctx.work, "idle", shop, led.new("idle"), 8, source={"poll_interval_s": 1.0})
+        proc = subprocess.Popen([sys.executable, "-m", "worker", "-c", str(s.settings), "run"],
+                                cwd=s.settings.parent, env=cli_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(IDLE_SETTLE_S)
+            cpu0, w0 = _worker_pid_stats(proc.pid)
+            l0 = _ledger_bytes(s.ledger_url)
+            time.sleep(ctx.idle_s)
+            cpu1, w1 = _worker_pid_stats(proc.pid)
+            l1 = _ledger_bytes(s.ledger_url)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        return {"seconds": ctx.idle_s, "lanes": 8, "poll_interval_s": 1.0,
+                "cpu_percent_of_a_core": round((cpu1 - cpu0) / ctx.idle_s * 100, 2),
+                "ledger_growth_bytes_per_s": round((l1 - l0) / ctx.idle_s, 1),
+                "process_storage_write_bytes_per_s": round((w1 - w0) / ctx.idle_s, 1),
+                "target": {"cpu_percent_of_a_core": 1.0, "ledger_bytes_per_s": 1024}}
+    finally:
+        led.drop()
+        ctx.drop(shop)
+
+
+def fig_latency(ctx: "Ctx") -> dict[str, Any]:
+    """3. MySQL commit → receipt recorded, at a steady rate below capacity (4 registers × 200 ms)."""
+    shop = ctx.shop()
+    led = Ledgers("sqlite", ctx.pg_admin, ctx.work)
+    rate, receipt_ms, poll = 5.0, 200, 1.0
+    try:
+        s = setup(ctx.work, "latency", shop, led.new("latency"), 4, receipt_ms=receipt_ms,
+                  source={"poll_interval_s": poll})
+        proc = subprocess.Popen([sys.executable, "-m", "worker", "-c", str(s.settings), "run"],
+                                cwd=s.settings.parent, env=cli_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        committed: dict[int, float] = {}
+        try:
+            time.sleep(IDLE_SETTLE_S)
+            eng = sa.create_engine(shop, poolclass=sa.NullPool)
+            n = int(rate * ctx.latency_s)
+            t_next = time.time()
+            for _ in range(n):
+                with eng.begin() as c:
+                    pid = c.exec_driver_sql(
+                        "INSERT INTO payments (kind, order_ref, amount, customer_email, paid_at) "
+                        "VALUES ('sale', 'L', 150.50, 'buyer@example.ru', '2026-11-20 12:00:00')").lastrowid
+                    c.exec_driver_sql("INSERT INTO payment_items (payment_id, line_no, name, price, quantity, "
+                                      "amount, vat) VALUES (%s, 1, 'Товар', 150.50, 1, 150.50, 'vat22')", (pid,))
+                committed[int(pid)] = time.time()   # after COMMIT returned
+                t_next += 1 / rate
+                time.sleep(max(0.0, t_next - time.time()))
+            eng.dispose()
+            deadline = time.time() + 30
+            while time.time() < deadline and check(shop, s.ledger_url, s.regs).done < n:
+                time.sleep(0.5)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        from worker.ledger.schema import payments, receipts
+
+        eng = sa.create_engine(s.ledger_url, poolclass=sa.NullPool)
+        with eng.connect() as c:
+            rows = c.execute(sa.select(payments.c.source_id, receipts.c.updated_at)
+                             .select_from(receipts.join(payments, payments.c.id == receipts.c.payment_id))
+                             .where(receipts.c.state == "done")).all()
+        eng.dispose()
+        import calendar
+
+        lat = sorted(calendar.timegm(r[1].timetuple()) + r[1].microsecond / 1e6 - committed[r[0]] for r in rows)
+        p = lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))], 3) if lat else None  # noqa: E731
+        return {"rate_per_s": rate, "registers": 4, "receipt_ms": receipt_ms, "poll_interval_s": poll,
+                "receipts": len(lat), "p50_s": p(0.5), "p99_s": p(0.99), "max_s": round(lat[-1], 3) if lat else None,
+                "target": {"p99_s": poll + receipt_ms / 1000 + 0.1}, **invariants(shop, s)}
+    finally:
+        led.drop()
+        ctx.drop(shop)
+
+
+def fig_rss(ctx: "Ctx") -> dict[str, Any]:
+    """5. Peak RSS after a small and a large backlog (same settings, one register, zero latency)."""
+    out: dict[str, Any] = {}
+    for n in (1000, ctx.rss_big):
+        shop = ctx.shop()
+        led = Ledgers("sqlite", ctx.pg_admin, ctx.work)
+        try:
+            fill_shop(shop, n)
+            s = setup(ctx.work, f"rss{n}", shop, led.new(f"rss{n}"), 1)
+            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            proc = subprocess.Popen([sys.executable, "-m", "worker", "-c", str(s.settings), "run", "--burst"],
+                                    cwd=s.settings.parent, env=cli_env(), stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            peak = 0
+            while proc.poll() is None:   # RUSAGE_CHILDREN is a max over all children: read this one's VmHWM
+                try:
+                    for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                        if line.startswith("VmHWM:"):
+                            peak = max(peak, int(line.split()[1]))
+                except OSError:
+                    pass
+                time.sleep(0.2)
+            del before
+            out[f"peak_rss_mb_after_{n}"] = round(peak / 1024, 1)
+            out[f"exactly_once_{n}"] = invariants(shop, s)["exactly_once"]
+        finally:
+            led.drop()
+            ctx.drop(shop)
+    small, big = out["peak_rss_mb_after_1000"], out[f"peak_rss_mb_after_{ctx.rss_big}"]
+    out["ratio"] = round(big / small, 3) if small else None
+    out["target"] = {"ratio": 1.2, "note": f"large run is {ctx.rss_big} receipts (the brief's is 100 000)"}
+    return out
+
+
+def fig_source(ctx: "Ctx") -> dict[str, Any]:
+    """6. Source scale: the poll query's p99 on a big table vs a small one; ingesting a 100k backlog."""
+    from worker.ingest.poller import Ingestor
+    from worker.ledger import migrate
+    from worker.ledger.store import Ledger
+    from worker.settings import load_settings
+    from worker.wiring import make_planner, open_shop_source
+
+    def poll_p99(src: Any, cursor: int, polls: int = 300) -> float:
+        times = []
+        for _ in range(polls):
+            t0 = time.perf_counter()
+            src.fetch_after(cursor, 500)
+            times.append(time.perf_counter() - t0)
+        times.sort()
+        return round(times[int(0.99 * len(times))] * 1000, 2)
+
+    shop = ctx.shop()
+    led = Ledgers("sqlite", ctx.pg_admin, ctx.work)
+    try:
+        out: dict[str, Any] = {}
+        _, small_last = fill_shop(shop, 1000, items=False)
+        s = setup(ctx.work, "source", shop, led.new("source"), 1)
+        settings = load_settings(s.settings)
+        src = open_shop_source(settings)
+        out["idle_poll_p99_ms_1k_rows"] = poll_p99(src, small_last)
+        _, big_last = fill_shop(shop, ctx.source_rows - 1000 - ctx.source_backlog, items=False)
+        out["idle_poll_p99_ms_big_table"] = poll_p99(src, big_last)
+        first, last = fill_shop(shop, ctx.source_backlog)
+        out["table_rows"] = last
+        ledger = Ledger(s.ledger_url)
+        migrate.upgrade(ledger.engine)
+        ing = Ingestor(src, ledger, make_planner(settings, ledger), start_after_id=first - 1)
+        t0 = time.perf_counter()
+        polls = []
+        while True:
+            p0 = time.perf_counter()
+            r = ing.poll_once()
+            polls.append(time.perf_counter() - p0)
+            if not r.fetched:
+                break
+        out["backlog_rows"] = ctx.source_backlog
+        out["backlog_ingest_s"] = round(time.perf_counter() - t0, 1)
+        out["ingest_rows_per_s"] = round(ctx.source_backlog / (time.perf_counter() - t0), 1)
+        out["full_poll_p99_ms"] = round(sorted(polls)[int(0.99 * len(polls))] * 1000, 1)
+        out["idle_poll_p99_ms_after"] = poll_p99(src, last)
+        out["target"] = {"note": "idle poll p99 must not grow with the table (primary-key range scan)"}
+        src.close()
+        ledger.dispose()
+        return out
+    finally:
+        led.drop()
+        ctx.drop(shop)
+
+
+FIGURES: dict[str, Callable[["Ctx"], dict[str, Any]]] = {
+    "throughput": fig_throughput, "pool": fig_pool, "farm": fig_farm, "latency": fig_latency,
+    "idle": fig_idle, "rss": fig_rss, "source": fig_source, "failing": fig_failing,
+}
+
+
+@dataclass
+class Ctx:
+    """Sizes and scratch resources of one benchmark run."""
+
+    work: Path
+    admin_url: str
+    pg_admin: str
+    ledger_kinds: tuple[str, ...]
+    backlog: int
+    per_reg: int
+    farm_per_reg: int
+    idle_s: float
+    latency_s: float
+    rss_big: int
+    source_rows: int
+    source_backlog: int
+
+    def shop(self) -> sa.URL:
+        return create_shop(self.admin_url)
+
+    def drop(self, shop: sa.URL) -> None:
+        drop_shop(self.admin_url, shop)
+
+
+def sizes(quick: bool) -> dict[str, Any]:
+    if quick:
+        return dict(backlog=2000, per_reg=10, farm_per_reg=5, idle_s=20.0, latency_s=20.0, rss_big=10_000,
+                    source_rows=200_000, source_backlog=20_000)
+    return dict(backlog=20_000, per_reg=30, farm_per_reg=10, idle_s=60.0, latency_s=60.0, rss_big=30_000,
+                source_rows=1_000_000, source_backlog=100_000)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller sizes (the JSON says which)")
+    ap.add_argument("--only", default=",".join(FIGURES), help=f"comma-separated figures: {', '.join(FIGURES)}")
+    ap.add_argument("--ledgers", default="sqlite,postgresql", help="ledgers for the throughput figure")
+    ap.add_argument("--admin-url", default=ADMIN_URL, help="MariaDB URL allowed to create scratch databases")
+    ap.add_argument("--pg-admin-url", default=PG_ADMIN_URL, help="PostgreSQL URL allowed to create databases")
+    args = ap.parse_args()
+    wanted = [f.strip() for f in args.only.split(",") if f.strip()]
+    unknown = [f for f in wanted if f not in FIGURES]
+    if unknown:
+        ap.error(f"unknown figure(s) {unknown}; known: {', '.join(FIGURES)}")
+    result: dict[str, Any] = {"cores": os.cpu_count(), "quick": args.quick, "python": sys.version.split()[0],
+                              "sizes": sizes(args.quick), "figures": {}}
+    with tempfile.TemporaryDirectory(prefix="kkt-pool-bench-") as d:
+        ctx = Ctx(Path(d), args.admin_url, args.pg_admin_url, tuple(args.ledgers.split(",")), **sizes(args.quick))
+        for name in wanted:
+            t0 = time.perf_counter()
+            try:
+                fig = FIGURES[name](ctx)
+            except Exception as exc:  # one broken figure must not hide the others
+                fig = {"error": f"{type(exc).__name__}: {exc}"}
+            fig["bench_seconds"] = round(time.perf_counter() - t0, 1)
+            result["figures"][name] = fig
+            print(f"[bench.pool] {name}: {json.dumps(fig, default=str)}", file=sys.stderr, flush=True)
+    print(json.dumps(result, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Group commit: many lanes' intents and outcomes in one durable ledger transaction.
+
+A durable commit costs one fsync (SQLite WAL with ``synchronous=FULL``); SQLite has one writer, so
+200 lanes each committing their own intent and outcome would queue behind 400 fsyncs a second. Here
+one writer thread takes every claim/outcome that is waiting, runs them in ONE transaction and commits
+once; each lane gets its own result only after that commit, so an intent is still durable before its
+register is called. One request's guard failing (StateConflict: it changed nothing) does not undo the
+others; any other error rolls the whole batch back and every lane in it sees the error — nothing of the
+batch was committed, so no register was called on its strength (an outcome that was lost this way
+leaves its receipt "sending", and recovery finds the document by its tag).
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import Future
+from typing import Any, Callable, Iterator
+
+from sqlalchemy import Connection
+
+from worker.errors import StateConflict
+
+MAX_BATCH = 256   # requests per transaction; a bigger batch only holds the write lock longer
+
+
+class GroupCommit:
+    """One writer thread that batches write requests ``fn(conn) -> result`` into shared transactions."""
+
+    def __init__(self, write: Callable[[], Any]) -> None:
+        self._write = write   # a context manager factory: the ledger's write transaction
+        self._q: queue.SimpleQueue[tuple[Callable[[Connection], Any], Future] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="ledger-group-commit", daemon=True)
+        self._thread.start()
+        self.batches = 0
+        self.requests = 0
+
+    def submit(self, fn: Callable[[Connection], Any]) -> Any:
+        """Run *fn* in the next shared transaction; return its result once that transaction committed."""
+        fut: Future = Future()
+        self._q.put((fn, fut))
+        return fut.result()
+
+    def close(self) -> None:
+        """Finish what was submitted, then stop the writer thread."""
+        self._q.put(None)
+        self._thread.join()
+
+    def _take(self) -> Iterator[tuple[Callable[[Connection], Any], Future]] | None:
+        first = self._q.get()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < MAX_BATCH:
+            try:
+                item = self._q.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._q.put(None)   # stop after this batch
+                break
+            batch.append(item)
+        return iter(batch)
+
+    def _run(self) -> None:
+        while (batch := self._take()) is not None:
+            items = list(batch)
+            done: list[tuple[Future, Any, BaseException | None]] = []
+            try:
+                with self._write() as conn:
+                    for fn, fut in items:
+                        try:
+                            done.append((fut, fn(conn), None))
+                        except StateConflict as exc:   # its guard failed: it wrote nothing
+                            done.append((fut, None, exc))
+            except BaseException as exc:  # the transaction rolled back: nobody's write happened
+                for _fn, fut in items:
+                    fut.set_exception(exc)
+                continue
+            self.batches += 1
+            self.requests += len(items)
+            for fut, result, exc in done:
+                if exc is not None:
+                    fut.set_exception(exc)
+                else:
+                    fut.set_result(result)
