@@ -449,7 +449,7 @@ def fig_source(ctx: "Ctx") -> dict[str, Any]:
     from worker.ledger import migrate
     from worker.ledger.store import Ledger
     from worker.settings import load_settings
-    from worker.wiring import make_planner, open_shop_source
+    from worker.app import build_planner, open_shop_source
 
     def poll_p99(src: Any, cursor: int, polls: int = 300) -> float:
         times = []
@@ -475,7 +475,7 @@ def fig_source(ctx: "Ctx") -> dict[str, Any]:
         out["table_rows"] = last
         ledger = Ledger(s.ledger_url)
         migrate.upgrade(ledger.engine)
-        ing = Ingestor(src, ledger, make_planner(settings, ledger), start_after_id=first - 1)
+        ing = Ingestor(src, ledger, build_planner(settings, ledger, src), start_after_id=first - 1)
         t0 = time.perf_counter()
         polls = []
         while True:

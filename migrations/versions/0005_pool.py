@@ -1,7 +1,7 @@
 """register pool: a register group per receipt (routing) and the claim index
 
 Revision ID: 0005_pool
-Revises: 0005_rcpt
+Revises: 0006_waits
 Create Date: 2026-11-30 15:00:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0005_pool'
-down_revision = '0005_rcpt'
+down_revision = '0006_waits'
 branch_labels = None
 depends_on = None
 

@@ -67,8 +67,8 @@ def test_a_receipt_with_an_intent_stays_bound_to_its_register(ledger: Ledger) ->
     assert a is not None and a.record.fd_before == 5
     assert ledger.claim("B", "default", fn_serial="FN", fd_before=9) is None
     assert [r.id for r in ledger.sending("A")] == [a.record.id] and ledger.sending("B") == []
-    ledger.record_retry(a.record.id, attempt_id=a.attempt_id, error="link down", error_class="transient",
-                        next_attempt_at=utcnow(), burn_attempt=True, max_attempts=5)
+    ledger.record_retry(a.record.id, attempt_id=a.attempt_id, new=State.QUEUED, attempts=1,
+                        next_attempt_at=utcnow(), error="link down", error_class="transient")
     b = ledger.claim("B", "default", fn_serial="FN", fd_before=9)
     assert b is not None and b.record.id == a.record.id and b.record.register == "B"
 
