@@ -14,6 +14,7 @@ from kkt_drivers.errors import DeviceStateError, DriverConfigError, OutcomeUnkno
 from kkt_drivers.memory import MemoryDriver, forget
 from kkt_drivers.receipt import Operation
 from tests.ledger.test_ledger import entry, ingest
+from worker.defaults import LANE_PROBE_BASE_SECONDS
 from worker.fiscal.lane import Lane
 from worker.fiscal.recovery import Reconciler, RegisterUnreachable
 from worker.ledger.schema import metadata
@@ -59,16 +60,17 @@ def test_a_queued_receipt_is_sent_once_after_opening_the_shift(ledger: Ledger, d
 
 
 def test_transient_error_requeues_with_backoff_and_burns_an_attempt(ledger: Ledger, driver: MemoryDriver) -> None:
-    """A link error before the close: the receipt is queued later with one attempt used; the lane goes on."""
+    """A link error before the close: the receipt is queued later with one attempt used; the lane leaves
+    the pool for a short re-probe (docs/pool.md), then comes back and finds nothing due yet."""
     ingest(ledger, [entry(1)], cursor=1)
     driver.fail("fiscalize", TransientError("link down"))
     lane = lane_for(ledger, driver)
-    assert lane.step() == 0.0
+    assert lane.step() == LANE_PROBE_BASE_SECONDS and not lane.healthy
     rec = ledger.list_receipts()[0]
     assert rec.state is State.QUEUED and rec.attempts == 1 and rec.error_class == "transient"
-    assert rec.next_attempt_at > rec.updated_at                 # backoff, not at once
+    assert rec.next_attempt_at > rec.updated_at                 # backoff, not at once (no other register)
     assert driver.called("cancel_receipt") == 1
-    assert lane.step() == pytest.approx(0.5) and lane.idle     # nothing due yet
+    assert lane.step() > 0 and lane.idle and lane.healthy      # the probe passed; nothing due yet
 
 
 def test_device_error_pauses_the_lane_and_keeps_the_attempts(ledger: Ledger, driver: MemoryDriver) -> None:
@@ -76,7 +78,7 @@ def test_device_error_pauses_the_lane_and_keeps_the_attempts(ledger: Ledger, dri
     ingest(ledger, [entry(1)], cursor=1)
     driver.fail("fiscalize", DeviceStateError("paper out", condition=DeviceStateError.COND_PAPER_OUT))
     lane = lane_for(ledger, driver)
-    assert lane.step() == POLICY.device_pause_s
+    assert lane.step() == LANE_PROBE_BASE_SECONDS and not lane.healthy   # re-probed after 1, 2, 4 … s
     rec = ledger.list_receipts()[0]
     assert rec.state is State.QUEUED and rec.attempts == 0
     assert lane_state(ledger)["state"] == "paused" and not lane.stopped
