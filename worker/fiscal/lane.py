@@ -326,10 +326,13 @@ class Lane:
     def _record_health(self, status: DeviceStatus) -> None:
         """FN validity, the OFD backlog and the register's clock, for ``status --check`` and alerts."""
         skew = (status.register_time - self.local_now()).total_seconds() if status.register_time else None
+        oldest = status.ofd_oldest_unsent_at
+        if oldest is not None:
+            # the register writes its own wall clock; the ledger keeps UTC
+            oldest -= (status.register_time or self.local_now()) - utcnow()
         try:
             self.ledger.lane_health(self.name, fn_expires_on=status.fn_valid_until,
-                                    ofd_unsent=status.unsent_documents,
-                                    ofd_oldest_at=status.ofd_oldest_unsent_at, clock_skew_s=skew)
+                                    ofd_unsent=status.unsent_documents, ofd_oldest_at=oldest, clock_skew_s=skew)
             self._health_written = time.monotonic()
         except Exception:
             log.debug("lane health not recorded", exc_info=True)
