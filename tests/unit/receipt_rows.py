@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import ROUND_HALF_UP
 from decimal import Decimal as D
 
 import pytest
@@ -24,9 +25,9 @@ DAY_2025 = dt.datetime(2025, 12, 31, 23, 59)
 
 
 def item(line_no=1, name="Чай зелёный", price="100.00", qty="1", amount=None, vat="vat22", **kw) -> ShopItem:
-    """A valid item row; amount defaults to price × qty."""
+    """A valid item row; amount defaults to price × qty, rounded half up as 54-FZ receipts are."""
     if amount is None:
-        amount = (D(price) * D(qty)).quantize(D("0.01"))
+        amount = (D(price) * D(qty)).quantize(D("0.01"), rounding=ROUND_HALF_UP)
     return ShopItem(
         line_no=line_no,
         name=name,
