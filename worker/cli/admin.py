@@ -46,7 +46,7 @@ def backfill(c: Ctx, from_id: int, to_id: int, dry_run: bool, yes: bool) -> None
 @opt("--id", "ids", multiple=True, type=int, help="shop payment id (repeatable)")
 @opt("--state", "states", multiple=True, type=click.Choice([s.value for s in RESENDABLE]),
      help="every receipt in this state (repeatable)")
-@opt("--reviewed", is_flag=True,
+@opt("--reviewed", is_flag=True, allow_from_autoenv=False, show_envvar=False,
      help="also requeue needs_review receipts: only after you checked on the register that no document exists")
 @opt("--no-refetch", is_flag=True, help="rebuild from the stored snapshot instead of re-reading the shop row")
 @confirm_options

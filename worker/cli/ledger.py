@@ -114,13 +114,24 @@ def ledger_list(c: Ctx, states: tuple[str, ...], day_from: Any, day_to: Any, ids
 
 
 @ledger.command("show")
-@click.argument("shop_id", type=int)
+@click.argument("shop_id", type=int, required=False)
+@opt("--id", "id_option", type=int, default=None, help="shop payment id (the same as the argument)")
+@opt("--output", type=click.Choice(["text", "json"]), default="text", help="output format")
 @pass_ctx
-def ledger_show(c: Ctx, shop_id: int) -> None:
-    """Everything about one shop payment: receipts and every register call."""
+def ledger_show(c: Ctx, shop_id: int | None, id_option: int | None, output: str) -> None:
+    """Everything about one shop payment: receipts and every register call (times in UTC)."""
+    shop_id = shop_id if shop_id is not None else id_option
+    if shop_id is None:
+        raise click.UsageError("name the payment: ledger show ID (or --id ID)")
     rows = c.reader.list_receipts(source_ids=[shop_id])
     if not rows:
         raise click.ClickException(f"payment {shop_id} is not in the ledger")
+    if output == "json":
+        from worker.reports.export import row
+
+        click.echo(json.dumps([{**row(r), "attempts_history": c.reader.attempts_of(r.id)} for r in rows],
+                              ensure_ascii=False, indent=2, default=str))
+        return
     for r in rows:
         click.echo(f"receipt {r.tag} ({r.stage} part {r.part}): {r.state.value}, total {r.total}")
         for key in SHOW_FIELDS:

@@ -45,18 +45,22 @@ def migrate(c: Ctx) -> None:
 
 
 @click.command()
+@opt("--output", type=click.Choice(["text", "json"]), default="text", help="output format")
 @pass_ctx
-def check(c: Ctx) -> None:
+def check(c: Ctx, output: str) -> None:
     """Check settings, the shop source, the ledger revision and every register. Exit 1 on a problem."""
     from worker.ledger import migrate as m
     from worker.ledger.db import sqlite_durability
 
     ok = True
+    results: list[dict[str, object]] = []
 
     def report(name: str, good: bool, detail: str) -> None:
         nonlocal ok
         ok &= good
-        click.echo(f"[{'ok' if good else 'FAIL'}] {name}: {detail}")
+        results.append({"check": name, "ok": good, "detail": detail})
+        if output == "text":
+            click.echo(f"[{'ok' if good else 'FAIL'}] {name}: {detail}")
 
     s = c.settings
     try:
@@ -89,4 +93,6 @@ def check(c: Ctx) -> None:
                    f"{' EXPIRED' if st.shift_expired else ''}{'' if st.paper_ok else ' PAPER OUT'}")
         except Exception as exc:
             report(f"register {r.name}", False, str(exc))
+    if output == "json":
+        click.echo(json.dumps({"ok": ok, "checks": results}, ensure_ascii=False, indent=2))
     sys.exit(0 if ok else 1)
