@@ -106,3 +106,29 @@ def insert_codes(conn: sa.Connection, payment_id: int, line_no: int, codes: Sequ
         conn.execute(sa.text(
             "INSERT INTO payment_item_codes (payment_id, line_no, unit_no, code) VALUES (:p, :l, :u, :c)"),
             {"p": payment_id, "l": line_no, "u": unit_no, "c": code.encode() if isinstance(code, str) else code})
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (for an emulator started in its own process)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_serving(proc: subprocess.Popen[bytes], port: int, timeout: float = 20) -> None:
+    """Wait until *proc* accepts connections on *port*; AssertionError with its stderr if it dies or is slow."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise AssertionError(f"{proc.args} did not start: {proc.stderr.read() if proc.stderr else ''}")
+            time.sleep(0.1)

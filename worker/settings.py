@@ -309,6 +309,10 @@ def _join(path: str, key: Any) -> str:
 
 
 def _validate(s: Settings) -> None:
+    if s.health.heartbeat_stale_s < 2 * d.LANE_HEARTBEAT_SECONDS:
+        # lanes write their heartbeat every LANE_HEARTBEAT_SECONDS: a shorter limit would call a live worker dead
+        raise ConfigError(f"health.heartbeat_stale_s: at least {2 * d.LANE_HEARTBEAT_SECONDS:g} s "
+                          f"(lanes write a heartbeat every {d.LANE_HEARTBEAT_SECONDS:g} s), got {s.health.heartbeat_stale_s:g}")
     positive = {"source.batch_size": s.source.batch_size, "source.poll_interval_s": s.source.poll_interval_s,
                 "source.gap_timeout_s": s.source.gap_timeout_s, "retry.max_attempts": s.retry.max_attempts,
                 "retry.base_delay_s": s.retry.base_delay_s, "retry.max_delay_s": s.retry.max_delay_s}

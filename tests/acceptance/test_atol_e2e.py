@@ -7,7 +7,6 @@ its uuid (derived from the receipt's tag), never print a second receipt.
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,18 +17,21 @@ import pytest
 import sqlalchemy as sa
 
 from tests.chaos.invariants import check
-from tests.shop import cli_env, insert_payment, receipts_by_tag, run_cli, sale_items, write_settings
+from tests.shop import (
+    cli_env,
+    free_port,
+    insert_payment,
+    receipts_by_tag,
+    run_cli,
+    sale_items,
+    wait_serving,
+    write_settings,
+)
 
 pytestmark = pytest.mark.acceptance
 
 PASSWORD = "s3cret-atol"
 DRIVER_OPTIONS = "user=kkt&password_env=KKT_ATOL_PASSWORD&timeout=2&fiscal_timeout=10&status_timeout=10&poll_s=0.05"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -43,16 +45,7 @@ def atol(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Path,
                              "--seed", "3", "--block-s", "0.5", "--user", "kkt:ATOL_EMULATOR_PASSWORD", *args],
                             env=cli_env(ATOL_EMULATOR_PASSWORD=PASSWORD), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise AssertionError(f"emulator did not start: {proc.stderr.read()}")
-            time.sleep(0.1)
+    wait_serving(proc, port)
     yield state, port
     proc.terminate()
     proc.wait(timeout=10)

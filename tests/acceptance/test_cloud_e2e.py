@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,16 @@ import pytest
 import sqlalchemy as sa
 
 from tests.chaos.invariants import check
-from tests.shop import cli_env, insert_payment, receipts_by_tag, run_cli, sale_items, write_settings
+from tests.shop import (
+    cli_env,
+    free_port,
+    insert_payment,
+    receipts_by_tag,
+    run_cli,
+    sale_items,
+    wait_serving,
+    write_settings,
+)
 
 pytestmark = pytest.mark.acceptance
 
@@ -29,26 +37,12 @@ ATOL_PASSWORD_ENV = "ATOL_ONLINE_EMULATOR_PASSWORD"
 ATOL_PASSWORD = "emulator-secret"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(module: str, state: Path, port: int, *args: str) -> subprocess.Popen[bytes]:
     """``python -m <module> STATE --port P …`` and wait until it accepts connections."""
     proc = subprocess.Popen([sys.executable, "-m", module, str(state), "--port", str(port), *args],
                             env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return proc
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise AssertionError(f"{module} did not start: {proc.stderr.read() if proc.stderr else ''}")
-            time.sleep(0.1)
+    wait_serving(proc, port)
+    return proc
 
 
 @pytest.fixture

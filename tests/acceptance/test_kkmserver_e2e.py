@@ -8,7 +8,6 @@ IdCommand and binds that document: exactly one per payment.
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,18 +18,21 @@ import pytest
 import sqlalchemy as sa
 
 from tests.chaos.invariants import check
-from tests.shop import cli_env, insert_payment, receipts_by_tag, run_cli, sale_items, write_settings
+from tests.shop import (
+    cli_env,
+    free_port,
+    insert_payment,
+    receipts_by_tag,
+    run_cli,
+    sale_items,
+    wait_serving,
+    write_settings,
+)
 
 pytestmark = pytest.mark.acceptance
 
 PASSWORD_ENV = "KKT_KKM_PASSWORD"
 PASSWORD = "e2e-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -51,16 +53,7 @@ def kkmserver(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[
     proc = subprocess.Popen([sys.executable, "-m", "kkt_drivers.kkmserver.server", str(state), "--port", str(port),
                              "--seed", "5", "--password-env", PASSWORD_ENV, *extra],
                             env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise AssertionError(f"emulator did not start: {proc.stderr.read() if proc.stderr else ''}")
-            time.sleep(0.1)
+    wait_serving(proc, port)
     yield state, port
     proc.terminate()
     proc.wait(timeout=10)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import signal
-import socket
 import time
 from pathlib import Path
 
@@ -14,15 +13,9 @@ import pytest
 import sqlalchemy as sa
 
 from kkt_drivers.emulator.model import RegisterModel
-from tests.shop import insert_payment, run_cli, sale_items, start_cli, write_settings
+from tests.shop import free_port, insert_payment, run_cli, sale_items, start_cli, write_settings
 
 pytestmark = pytest.mark.acceptance
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make(tmp_path: Path, shop: sa.URL, n: int = 3, **sections) -> tuple[Path, Path]:
@@ -49,7 +42,7 @@ def wait_for(predicate, timeout: float = 30.0) -> None:
 
 def test_status_says_down_after_kill_9_and_check_exits_1(shop_schema: sa.URL, tmp_path: Path) -> None:
     port = free_port()
-    settings, _ = make(tmp_path, shop_schema, health={"heartbeat_stale_s": 3},
+    settings, _ = make(tmp_path, shop_schema, health={"heartbeat_stale_s": 30},
                        http={"enabled": True, "bind": f"127.0.0.1:{port}"})
     proc = start_cli(settings, "run")
     try:
@@ -67,7 +60,7 @@ def test_status_says_down_after_kill_9_and_check_exits_1(shop_schema: sa.URL, tm
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=10)
-    time.sleep(4)
+    time.sleep(31)   # the heartbeat goes stale (lanes write one every 15 s; the limit is 30 s here)
     down = run_cli(settings, "status", "--check", check=False)
     assert down.returncode == 1, down.stdout + down.stderr
     assert "worker: DOWN" in down.stdout and "the worker is not running" in down.stdout

@@ -7,7 +7,6 @@ the case every earlier bridge got wrong. Reconciliation must find it by its tag 
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,15 +17,18 @@ import pytest
 import sqlalchemy as sa
 
 from tests.chaos.invariants import check
-from tests.shop import cli_env, insert_payment, receipts_by_tag, run_cli, sale_items, write_settings
+from tests.shop import (
+    cli_env,
+    free_port,
+    insert_payment,
+    receipts_by_tag,
+    run_cli,
+    sale_items,
+    wait_serving,
+    write_settings,
+)
 
 pytestmark = pytest.mark.acceptance
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -42,16 +44,7 @@ def shtrih(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Pat
         faults = [f"--fault={f}" for f in args]
     proc = subprocess.Popen([sys.executable, "-m", "worker", "emulator", "shtrih", str(state), "--port", str(port),
                              "--seed", "3", *faults], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise AssertionError(f"emulator did not start: {proc.stderr.read()}")
-            time.sleep(0.1)
+    wait_serving(proc, port)
     yield state, port
     proc.terminate()
     proc.wait(timeout=10)
@@ -134,14 +127,7 @@ def test_check_refuses_a_register_that_prints_20_percent_as_22(shop_schema: sa.U
                              "--port", str(port), "--table", "17,1,71=1"], env=cli_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None, "emulator did not start"
-                time.sleep(0.1)
+        wait_serving(proc, port)
         settings, _ = setup(tmp_path, shop_schema, port)
         out = run_cli(settings, "check", check=False)
         assert out.returncode == 1
