@@ -160,6 +160,10 @@ def parse_quantity(value: Any, field: str) -> Decimal:
     return d.quantize(QTY_STEP)
 
 
+#: the largest line number (the shop's column is an INT)
+MAX_LINE_NO = 2**31 - 1
+
+
 def parse_line_no(value: Any, field: str) -> int:
     """A positive integer line number (DB INT → int; an integral Decimal or digit string is fine)."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -180,8 +184,10 @@ def parse_line_no(value: Any, field: str) -> int:
         n = int(value.strip())
     else:
         raise InvalidPayment(field, f"must be a positive integer, got {short_repr(value)}")
-    if n < 1:
-        raise InvalidPayment(field, f"must be a positive integer, got {n}")
+    if not 1 <= n <= MAX_LINE_NO:
+        # bounded before any formatting: a huge int cannot even be printed (Python's 4300-digit limit)
+        raise InvalidPayment(field, f"must be a positive integer up to {MAX_LINE_NO}, got "
+                                    f"{n if -MAX_LINE_NO <= n <= MAX_LINE_NO else 'a number too large'}")
     return n
 
 
