@@ -21,6 +21,7 @@ from worker.errors import ConfigError
 from worker.fiscal.lane import Lane
 from worker.ingest.planner import DeliveryPlanner, Planner
 from worker.ingest.poller import DeliveryIngestor, Ingestor
+from worker.ledger.leases import holder_id
 from worker.ledger.store import Ledger
 from worker.ops.health import Thresholds
 from worker.ops.http import OpsServer
@@ -175,7 +176,9 @@ def build_worker(settings: Settings, ledger: Ledger, stop: threading.Event) -> W
         deliveries = DeliveryIngestor(
             source, ledger, DeliveryPlanner(ledger, config, source, planner, start_after_id=s.start_after_id),
             batch_size=s.batch_size, gap_timeout_s=s.gap_timeout_s, max_gap_span=s.max_gap_span)
-    lanes = [Lane(r.name, open_register(r), ledger, settings.retry, settings.shifts, stop)
+    holder = holder_id("worker")   # one lease holder per process: its lanes fence every register write
+    lanes = [Lane(r.name, open_register(r), ledger, settings.retry, settings.shifts, stop, holder=holder,
+                  lease_ttl_s=settings.lease.ttl_s, max_scan_documents=settings.adoption.max_scan_documents)
              for r in settings.enabled_registers()]
     return WorkerGraph(source, build_ingestor(settings, ledger, source, planner), deliveries, lanes)
 

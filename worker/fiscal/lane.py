@@ -1,5 +1,11 @@
 """One lane per register: recovery first, then one due receipt at a time, strictly serial.
 
+A lane talks to its register only while it holds the register's lease (:mod:`worker.fiscal.lease`);
+every ledger write it makes is fenced by the lease's epoch, and a lane whose lease was taken over
+stops at once and stands by. Before sending anything — at start, after any pause or takeover, and
+whenever the register's last FD is not the ledger's watermark — it examines the documents after the
+watermark (:mod:`worker.fiscal.adoption`): ours are adopted, never sent again.
+
 A lane never sends a receipt while any receipt of its register is left "sending": it reconciles
 those first, and if the register cannot answer, it waits. After an error the lane executes the
 :class:`~worker.fiscal.retry.Decision` it is given: device-state errors pause it (the payments keep
@@ -12,6 +18,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections import Counter
 from typing import Callable
 
 from sqlalchemy.exc import DBAPIError
@@ -19,9 +26,13 @@ from sqlalchemy.exc import DBAPIError
 from kkt_drivers.base import Driver
 from kkt_drivers.errors import DeviceStateError, KktError
 from kkt_drivers.receipt import DeviceStatus
-from worker.defaults import LANE_HEALTH_SECONDS, LANE_IDLE_SECONDS
+from worker.defaults import ADOPTION_MAX_SCAN_DOCUMENTS, LANE_HEALTH_SECONDS, LANE_IDLE_SECONDS, LEASE_TTL_SECONDS
+from worker.errors import LeaseLost
+from worker.fiscal.adoption import Scanner, ScanRefused
 from worker.fiscal.crashpoints import driver_step
+from worker.fiscal.lease import LeaseKeeper
 from worker.fiscal.processor import Processor
+from worker.ledger.leases import holder_id
 from worker.fiscal.recovery import Reconciler, RegisterUnreachable
 from worker.fiscal.retry import decide, describe
 from worker.ledger.states import State
@@ -35,7 +46,8 @@ class Lane:
     """Drives one register from the ledger until *stop* is set."""
 
     def __init__(self, name: str, driver: Driver, ledger: Ledger, retry: RetrySettings, shifts: ShiftSettings,
-                 stop: threading.Event, *,
+                 stop: threading.Event, *, holder: str | None = None, lease_ttl_s: float = LEASE_TTL_SECONDS,
+                 max_scan_documents: int = ADOPTION_MAX_SCAN_DOCUMENTS,
                  local_now: Callable[[], dt.datetime] = dt.datetime.now) -> None:
         self.name = name
         self.driver = driver
@@ -45,8 +57,12 @@ class Lane:
         self.stop = stop
         self.local_now = local_now
         self.driver.step_hook = driver_step
-        self.processor = Processor(name, driver, ledger, retry)
-        self.reconciler = Reconciler(name, driver, ledger, retry)
+        self.lease = LeaseKeeper(ledger, name, holder or holder_id("worker"), lease_ttl_s)
+        self.processor = Processor(name, driver, ledger, retry, fence=self.lease.current,
+                                   check_send=self.lease.check_send, stop=stop)
+        self.reconciler = Reconciler(name, driver, ledger, retry, fence=self.lease.current)
+        self.scanner = Scanner(name, driver, ledger, self.lease.current, max_documents=max_scan_documents,
+                               keep_lease=self.lease.ensure, progress=self._scan_progress)
         self.idle = False          # True when the last step found nothing due
         self.stopped = False       # True once a decision stopped the lane (the register's settings are wrong)
         self.processed = 0
@@ -56,6 +72,8 @@ class Lane:
         if hasattr(driver, "cancel_event"):
             # a driver that waits on a line (Shtrih) gives up within a second of the stop signal
             driver.cancel_event = stop  # type: ignore[attr-defined]
+        self.must_sync = True      # examine the register before the first send, and after every pause
+        self.blocked: str | None = None   # why the lane may not send until an admin acts
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> None:
@@ -69,17 +87,28 @@ class Lane:
                     self.stop.wait(wait)
         finally:
             self.driver.disconnect()
-            if not self.stopped:   # a lane stopped by a decision keeps its reason in the heartbeat
-                self._heartbeat("stopped")
+            if not self.stopped and self.lease.fence is not None:
+                # a lane stopped by a decision keeps its reason in the heartbeat
+                self._heartbeat("stopped", reason=f"blocked: {self.blocked}" if self.blocked else None)
+            self.lease.release()
             log.info("lane stopped", extra={"register": self.name})
 
     def step(self) -> float:
         """Do one unit of work; return how long to wait before the next."""
         self.idle = False
         try:
+            if not self.lease.ensure():
+                # another live holder talks to this register: never both; look again later
+                self.driver.disconnect()
+                self.must_sync = True
+                return min(self.retry.device_pause_s, self.lease.ttl_s / 3)
             self.driver.connect()
+            if self.must_sync:
+                self.scanner.sync(self.driver.status())
+                self.must_sync = False
+                self.blocked = None
             if not self.recover():
-                return self.retry.device_pause_s
+                return self._paused_wait()
             rec = self._next_due()
             if rec is None:
                 self._maybe_daily_close()
@@ -87,6 +116,13 @@ class Lane:
                 self.idle = True
                 return LANE_IDLE_SECONDS
             status = self.prepare_register()
+            if self.scanner.needed(status):
+                # documents the ledger has not accounted for (a shift report, another program, a
+                # takeover): examine them first; the receipt may have been adopted meanwhile
+                self.scanner.sync(status)
+                rec = self.ledger.get(rec.id)
+                if rec.state is not State.QUEUED:
+                    return 0.0
             outcome = self.processor.process(rec, status)
             self.processed += outcome.state is State.DONE
             if outcome.decision is None or outcome.decision.reconcile:
@@ -98,6 +134,18 @@ class Lane:
                 log.warning("register unavailable: %s", describe(exc), extra={"register": self.name})
                 self.driver.disconnect()
             return self._execute(decision.pause_lane, decision.stop_lane, exc)
+        except LeaseLost as exc:
+            log.error("lease lost, this lane stops talking to the register at once: %s", exc,
+                      extra={"register": self.name})
+            self.lease.lost()
+            self.driver.disconnect()
+            self.must_sync = True
+            return min(self.retry.device_pause_s, self.lease.ttl_s / 3)
+        except ScanRefused as exc:
+            log.error("not sending: %s", exc, extra={"register": self.name})
+            self.must_sync = True
+            self.blocked = str(exc)
+            return self._pause(exc, state="blocked")
         except DBAPIError as exc:  # the ledger is away: a "sending" row stays for recovery
             log.warning("ledger unavailable (%s); lane waits", type(exc.orig).__name__, extra={"register": self.name})
             return self._pause(exc)
@@ -123,6 +171,7 @@ class Lane:
             except RegisterUnreachable as exc:
                 log.warning("cannot reconcile yet: %s", exc, extra={"register": self.name, "payment_id": rec.source_id})
                 self._heartbeat("paused", reason=f"reconciling {rec.tag}: {exc}")
+                self.must_sync = True
                 return False
         return True
 
@@ -172,7 +221,18 @@ class Lane:
     def _pause(self, exc: BaseException | None, state: str = "paused") -> float:
         reason = describe(exc) if exc else None
         self._heartbeat(state, reason=reason)
-        return self.retry.device_pause_s
+        return self._paused_wait()
+
+    def _paused_wait(self) -> float:
+        # after any pause the register may have moved on without us: examine it before sending again
+        self.must_sync = True
+        # a paused lane still wakes in time to renew its lease
+        return min(self.retry.device_pause_s, self.lease.ttl_s / 3)
+
+    def _scan_progress(self, pos: int, last: int, counts: Counter) -> None:
+        detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        log.info("examined FD %d of %d (%s)", pos, last, detail, extra={"register": self.name})
+        self._heartbeat("scanning", reason=f"examined FD {pos} of {last}: {detail}")
 
     def _heartbeat(self, state: str, *, reason: str | None = None, status: DeviceStatus | None = None) -> None:
         try:

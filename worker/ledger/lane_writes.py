@@ -7,14 +7,28 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
 
 from kkt_drivers.receipt import FiscalDocument
-from worker.ledger.base import LedgerBase
+from worker.ledger.documents import DocumentWrites
+from worker.ledger.leases import Fence
 from worker.ledger.records import ReceiptRecord, record_from_row, utcnow
-from worker.ledger.schema import ERROR_MAX_CHARS, attempts, lanes, payments, receipts
+from worker.errors import StateConflict
+from worker.ledger.schema import (
+    ERROR_MAX_CHARS,
+    attempts,
+    lanes,
+    payments,
+    receipts,
+    register_documents,
+    register_watermarks,
+)
 from worker.ledger.states import State
 
 
-class LaneWrites(LedgerBase):
-    """Claiming, the write-ahead intent, outcomes and heartbeats."""
+class LaneWrites(DocumentWrites):
+    """Claiming, the write-ahead intent, outcomes and heartbeats.
+
+    Every write for a register takes the lane's *fence* and checks it in the same transaction
+    (:meth:`~worker.ledger.leases.LeaseWrites.check_fence`): LeaseLost when the epoch moved on.
+    """
 
     def due(self, now: dt.datetime, limit: int = 10) -> list[ReceiptRecord]:
         """Queued receipts whose time has come and whose prerequisites are done, oldest first."""
@@ -65,24 +79,46 @@ class LaneWrites(LedgerBase):
                                .where(receipts.c.id == receipt_id)).one()
         return row[0], row[1]
 
-    def record_intent(self, receipt_id: int, *, register: str, fn_serial: str, fd_before: int) -> int:
+    def record_intent(self, receipt_id: int, *, register: str, fn_serial: str, fd_before: int,
+                      fence: Fence | None = None) -> int:
         """queued → sending with the register's position; committed durably BEFORE the register call.
 
-        Returns the attempt id. StateConflict if the receipt is no longer queued.
+        Returns the attempt id. StateConflict if the receipt is no longer queued — or if a register
+        already holds a document with its tag (it is adopted instead: never printed twice).
         """
         now = utcnow()
         with self.write() as conn:
-            self._cas(conn, receipt_id, State.QUEUED, State.SENDING, register=register, fn_serial=fn_serial,
-                      fd_before=fd_before, intent_at=now)
-            return conn.execute(insert(attempts).values(
-                receipt_id=receipt_id, register=register, action="send", started_at=now, fd_before=fd_before,
-            )).inserted_primary_key[0]
+            self.check_fence(conn, fence)
+            tag = conn.execute(select(receipts.c.tag).where(receipts.c.id == receipt_id)).scalar_one()
+            if conn.execute(select(register_documents.c.fd_number).where(
+                    register_documents.c.tag == tag, register_documents.c.disposition == "unclaimed")).first():
+                self.claim_for(conn, receipt_id, tag, now)   # committed with this transaction
+                adopted = True
+            else:
+                adopted = False
+                self._cas(conn, receipt_id, State.QUEUED, State.SENDING, register=register, fn_serial=fn_serial,
+                          fd_before=fd_before, intent_at=now)
+                attempt_id = conn.execute(insert(attempts).values(
+                    receipt_id=receipt_id, register=register, action="send", started_at=now, fd_before=fd_before,
+                )).inserted_primary_key[0]
+        if adopted:
+            raise StateConflict(f"receipt {tag} is already on a register: adopted, not sent")
+        return attempt_id
 
     def record_done(self, receipt_id: int, doc: FiscalDocument, *, attempt_id: int | None,
-                    expected: State = State.SENDING, outcome: str = "done") -> None:
-        """sending → done with the document's requisites."""
+                    expected: State = State.SENDING, outcome: str = "done", fence: Fence | None = None,
+                    register: str | None = None, fd_before: int | None = None) -> None:
+        """sending → done with the document's requisites.
+
+        With *register* and *fd_before*: if the watermark stood at *fd_before* (nothing unexamined before
+        our document), it moves to the document's number in the same transaction.
+        """
         now = utcnow()
         with self.write() as conn:
+            self.check_fence(conn, fence)
+            if register is not None and fd_before is not None and doc.fd_number == fd_before + 1 \
+                    and self._watermark_in(conn, register, doc.fn_serial) == fd_before:
+                self._put_watermark(conn, register, doc.fn_serial, doc.fd_number, only_up=True)
             self._cas(conn, receipt_id, expected, State.DONE, fd_number=doc.fd_number, fiscal_sign=doc.fiscal_sign,
                       fn_serial=doc.fn_serial, shift_number=doc.shift_number, receipt_number=doc.receipt_number,
                       fiscal_at=doc.issued_at, qr=doc.qr, error_class=None)
@@ -90,29 +126,33 @@ class LaneWrites(LedgerBase):
 
     def record_retry(self, receipt_id: int, *, attempt_id: int | None, new: State, attempts: int,
                      next_attempt_at: dt.datetime, error: str, error_class: str,
-                     outcome: str | None = None) -> State:
+                     outcome: str | None = None, fence: Fence | None = None) -> State:
         """sending → queued (due at *next_attempt_at*) or failed, with the attempts used, as decided by
         :func:`worker.fiscal.retry.decide`; the ledger records the decision, it does not make it."""
         if new not in (State.QUEUED, State.FAILED):
             raise ValueError(f"record_retry records a retry or a failure, not {new.value}")
         now = utcnow()
         with self.write() as conn:
+            self.check_fence(conn, fence)
             self._cas(conn, receipt_id, State.SENDING, new, attempts=attempts, next_attempt_at=next_attempt_at,
                       error_class=error_class, last_error=error[:ERROR_MAX_CHARS])
             self._finish_attempt(conn, attempt_id, now, outcome or error_class, error=error)
         return new
 
     def record_final(self, receipt_id: int, new: State, *, attempt_id: int | None, error: str, error_class: str,
-                     expected: State = State.SENDING) -> None:
+                     expected: State = State.SENDING, fence: Fence | None = None) -> None:
         """sending → rejected / needs_review / failed with the reason."""
         now = utcnow()
         with self.write() as conn:
+            self.check_fence(conn, fence)
             self._cas(conn, receipt_id, expected, new, error_class=error_class, last_error=error[:ERROR_MAX_CHARS])
             self._finish_attempt(conn, attempt_id, now, new.value, error=error)
 
-    def open_attempt(self, receipt_id: int, *, register: str, action: str, fd_before: int | None) -> int:
+    def open_attempt(self, receipt_id: int, *, register: str, action: str, fd_before: int | None,
+                     fence: Fence | None = None) -> int:
         """Start an attempts row (reconciliation); finished by the record_* call that follows."""
         with self.write() as conn:
+            self.check_fence(conn, fence)
             return conn.execute(insert(attempts).values(
                 receipt_id=receipt_id, register=register, action=action, started_at=utcnow(),
                 fd_before=fd_before)).inserted_primary_key[0]
@@ -141,6 +181,10 @@ class LaneWrites(LedgerBase):
                 fn_expires_on=fn_expires_on, ofd_unsent=ofd_unsent, ofd_oldest_at=ofd_oldest_at,
                 clock_skew_s=clock_skew_s))
 
+    @staticmethod
+    def _watermark_in(conn: Any, register: str, fn_serial: str) -> int | None:
+        return conn.execute(select(register_watermarks.c.last_fd).where(
+            register_watermarks.c.register == register, register_watermarks.c.fn_serial == fn_serial)).scalar()
 
 def _prerequisites_done() -> ColumnElement[bool]:
     """SQL: the receipt waits for nothing, or every receipt it waits for exists and is done.
