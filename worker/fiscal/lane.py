@@ -103,12 +103,14 @@ class Lane:
                 self.must_sync = True
                 return min(self.retry.device_pause_s, self.lease.ttl_s / 3)
             self.driver.connect()
+            # receipts left "sending" are resolved by their own protocol first (by key where the API keeps
+            # it, else by the documents after their fd_before); then the rest of the register is examined
+            if not self.recover():
+                return self._paused_wait()
             if self.must_sync:
                 self.scanner.sync(self.driver.status())
                 self.must_sync = False
                 self.blocked = None
-            if not self.recover():
-                return self._paused_wait()
             rec = self._next_due()
             if rec is None:
                 self._maybe_daily_close()
