@@ -1,15 +1,15 @@
 """fencing: register leases with an epoch, watermarks, examined register documents, schedules, drift
 
-Revision ID: 0006_fence
-Revises: 0005_rcpt
+Revision ID: 0007_fence
+Revises: 0006_waits
 Create Date: 2026-11-30 15:00:00
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0006_fence'
-down_revision = '0005_rcpt'
+revision = '0007_fence'
+down_revision = '0006_waits'
 branch_labels = None
 depends_on = None
 
