@@ -63,6 +63,19 @@ def settings_for(path: Path, shop: sa.URL, ledger_url: str, reg: Path, **section
                           **sections)
 
 
+def start_second(settings: Path, log_path: Path, deadline_s: float = 60) -> subprocess.Popen[str]:
+    """Start a second `run` the way a supervisor would (systemd Restart=): again while it exits because
+    the first still holds the run lock; return it once its lanes have started."""
+    end = time.monotonic() + deadline_s
+    while True:
+        proc = subprocess.Popen([sys.executable, "-m", "worker", "-c", str(settings), "run"], cwd=settings.parent,
+                                env=cli_env(), stdout=subprocess.DEVNULL, stderr=log_path.open("w"), text=True)
+        wait_until(lambda: proc.poll() is not None or "lane started" in log_path.read_text(), 60, "second run")
+        if proc.poll() is None:
+            return proc
+        assert "advisory lock" in log_path.read_text() and time.monotonic() < end, log_path.read_text()[-2000:]
+
+
 def stop(proc: subprocess.Popen[str]) -> str:
     if proc.poll() is None:
         proc.terminate()
@@ -85,18 +98,33 @@ def test_link_drop_then_a_second_worker_never_two_writers(shop_schema: sa.URL, p
         add(shop_schema, 80)
         a = start_cli(sa_, "run")
         b = None
+        log_b = tmp_path / "b" / "stderr.log"
         try:
             wait_until(lambda: done(direct) >= 10, 30, "A printing")
             proxy.outage()
-            b = start_cli(sb, "run")
+            # the server ends the dropped session (in production: its TCP keepalive gives up), and the
+            # advisory lock dies with it; here at once, not after the proxy's RST races with the backend
+            with sa.create_engine(direct, poolclass=sa.NullPool, isolation_level="AUTOCOMMIT").connect() as conn:
+                conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"))
+            b = start_second(sb, log_b)
             took = wait_until(lambda: scalar(direct, "SELECT epoch FROM register_leases") >= 2, 30, "B's takeover")
             proxy.restore()
             add(shop_schema, 20)
             wait_until(lambda: done(direct) == 100, 120, "all done")
             assert a.poll() is None and b.poll() is None
+        except AssertionError:
+            with sa.create_engine(direct, poolclass=sa.NullPool).connect() as conn:
+                print("LOCKS:", conn.execute(sa.text(
+                    "SELECT a.pid, a.client_port, a.state, a.backend_start, a.query FROM pg_locks l "
+                    "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'")).all())
+            print("A:", stop(a)[-3000:], "\nB:", log_b.read_text()[-3000:] if log_b.exists() else "")
+            raise
         finally:
             err_a = stop(a)
-            err_b = stop(b) if b is not None else ""
+            if b is not None and b.poll() is None:
+                b.terminate()
+                b.wait(timeout=60)
+            err_b = log_b.read_text() if log_b.exists() else ""
     report = check(shop_schema, direct, [reg])
     print(json.dumps({"takeover_s": round(took, 1), **report.summary()}))
     assert report.ok and report.done == 100 and not report.duplicates, (report.summary(), err_a[-3000:])
@@ -127,14 +155,7 @@ def test_server_ends_idle_sessions_admin_commands_refused(shop_schema: sa.URL, p
         wait_until(lambda: done(direct) == 30, 60, "A printing")
         # the run lock's session sits idle > 3 s and the server ends it; A takes the lock again at its next
         # check, so a second `run` (restarted by its supervisor, like systemd's Restart=) gets in between
-        deadline = time.monotonic() + 60
-        while True:
-            b = subprocess.Popen([sys.executable, "-m", "worker", "-c", str(sb), "run"], cwd=sb.parent, env=cli_env(),
-                                 stdout=subprocess.DEVNULL, stderr=log_b.open("w"), text=True)
-            wait_until(lambda: b.poll() is not None or "lane started" in log_b.read_text(), 60, "B starting")
-            if b.poll() is None:
-                break
-            assert "advisory lock" in log_b.read_text() and time.monotonic() < deadline
+        b = start_second(sb, log_b)
         wait_until(lambda: "standing by" in log_b.read_text(), 30, "B standing by")
         for cmd in (("reconcile",), ("shift", "status"), ("shift", "open"), ("report", "x")):
             out = run_cli(sb, *cmd, check=False)
