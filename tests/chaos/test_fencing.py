@@ -204,7 +204,7 @@ def test_ledger_disk_full_outcome_first_nothing_lost(shop_schema: sa.URL, tmp_pa
         time.sleep(3)
         assert scalar(ledger, "SELECT COUNT(*) FROM payments") == 3, "ingest must pause on a short disk"
         status = run_cli(settings, "status", env=env).stdout
-        assert "ledger disk: 20 MB free" in status
+        assert "ingest: PAUSED (ledger disk 20 MB free" in status
         free.write_text("5000")
         wait_until(lambda: done(ledger) == 7, 60, "ingest resumed")
     finally:
