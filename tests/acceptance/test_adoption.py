@@ -117,7 +117,7 @@ def test_tags_seen_before_their_payment_are_adopted_at_ingest(shop_schema: sa.UR
     burst(settings)
     status = json.loads(run_cli(settings, "status", "--json").stdout)
     assert {"register": "kkt1", "disposition": "unclaimed", "n": 5} in status["register_documents"]
-    out = run_cli(settings, "backfill", "--from-id", "1", "--to-id", "5")
+    out = run_cli(settings, "backfill", "--from-id", "1", "--to-id", "5", "--yes")
     assert "added 5 payments" in out.stdout and "adopted at ingest" in out.stderr
     burst(settings)
     assert len(journal(reg)) == before
