@@ -25,6 +25,7 @@ from worker.fiscal.pool import Pool
 from worker.ingest.planner import DeliveryPlanner, Planner
 from worker.ingest.poller import DeliveryIngestor, Ingestor
 from worker.ingest.routing import Router
+from worker.ledger.leases import holder_id
 from worker.ledger.store import Ledger
 from worker.ops.health import Thresholds
 from worker.ops.http import OpsServer
@@ -178,6 +179,11 @@ class WorkerGraph:
         self.source.close()
 
 
+def build_pool() -> Pool:
+    """The worker's register pool: doorbells, health, and lane states flushed in one transaction."""
+    return Pool(batched=True)
+
+
 def build_worker(settings: Settings, ledger: Ledger, stop: threading.Event, pool: Pool | None = None) -> WorkerGraph:
     """Everything the worker runs: source, planners, pollers, lanes (one pool). Nothing is started."""
     source = open_shop_source(settings)
@@ -196,8 +202,10 @@ def build_worker(settings: Settings, ledger: Ledger, stop: threading.Event, pool
         """The shop's local wall clock (shifts.daily_close_at is in the shop's zone)."""
         return dt.datetime.now(zone).replace(tzinfo=None)
 
+    holder = holder_id("worker")   # one lease holder per process: its lanes fence every register write
     lanes = [Lane(r.name, open_register(r), ledger, settings.retry, settings.shifts, stop, local_now=shop_now,
-                  group=r.group, inn=r.inn, pool=pool)
+                  group=r.group, inn=r.inn, pool=pool, holder=holder, lease_ttl_s=settings.lease.ttl_s,
+                  max_scan_documents=settings.adoption.max_scan_documents)
              for r in settings.enabled_registers()]
     return WorkerGraph(source, build_ingestor(settings, ledger, source, planner), deliveries, lanes)
 

@@ -82,3 +82,8 @@ ALERT_SMTP_PASSWORD_ENV = "KKT_ALERT_SMTP_PASSWORD"
 SMTP_PORT = 587                      # submission port (STARTTLS)
 CALLBACK_SECRET_ENV = "KKT_CALLBACK_SECRET"
 CALLBACK_INTERVAL_SECONDS = 2.0      # how often due shop callbacks are sent
+
+# -- fencing and adoption ------------------------------------------------------------------
+LEASE_TTL_SECONDS = 30.0             # a register lease lives this long without renewal (server clock)
+ADOPTION_MAX_SCAN_DOCUMENTS = 1000   # more unexamined register documents than this wait for `kkt-worker adopt`
+LEDGER_MIN_FREE_MB = 100             # below this much free space on the ledger's disk, ingest pauses

@@ -32,3 +32,19 @@ class LedgerError(WorkerError):
 
 class StateConflict(LedgerError):
     """A compare-and-set state change found the row in another state (someone else moved it)."""
+
+
+class LeaseLost(LedgerError):
+    """This process's lease on a register was taken over (its epoch is stale): it must not write or send."""
+
+
+class LeaseHeld(LockHeld):
+    """Another live holder has the register's lease; the message names it and when it expires."""
+
+    def __init__(self, register: str, holder: str, epoch: int, expires_at: object) -> None:
+        super().__init__(f"register {register} is held by {holder} (epoch {epoch}) until {expires_at} UTC; "
+                         "stop that worker or command first (or wait for its lease to expire)")
+        self.register = register
+        self.holder = holder
+        self.epoch = epoch
+

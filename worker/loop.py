@@ -6,19 +6,21 @@ them: start the lanes, poll until stopped (or drained, with burst), stop and joi
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from worker.app import WorkerGraph, build_ops, build_worker
+from worker.app import WorkerGraph, build_ops, build_pool, build_worker
 from worker.defaults import BURST_POLL_SECONDS, SOURCE_BACKOFF_MIN_SECONDS
-from worker.errors import ConfigError, SourceConfigError, SourceUnavailable
-from worker.fiscal.pool import Pool
+from worker.errors import ConfigError, SourceConfigError, SourceUnavailable, StateConflict
+from worker.ledger.space import free_mb
 from worker.ledger.states import State
-from worker.ledger.store import Ledger
+from worker.ledger.store import Ledger, utcnow
 from worker.log import OutageLog
 from worker.ops import systemd
 from worker.ops.runner import OpsRunner, loops_alive
@@ -31,6 +33,10 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_CONFIG = 2          # the shop refuses us, or every lane stopped on a register configuration error
 EXIT_BURST_TIMEOUT = 3   # --burst gave up with work left
+#: the anti-entropy sweep's timer in the ledger's schedules table (so restarts do not reset it)
+SWEEP_SCHEDULE = "sweep:payments"
+#: how often the run lock's session is checked (a PostgreSQL session can end under us)
+RUNLOCK_CHECK_SECONDS = 5.0
 
 
 @dataclass
@@ -46,8 +52,11 @@ class Worker:
     """Polls the shop into the ledger and fiscalizes through one lane per register."""
 
     def __init__(self, settings: Settings, ledger: Ledger, *, burst: bool = False,
-                 burst_timeout_s: float | None = None, settings_path: str | None = None) -> None:
+                 burst_timeout_s: float | None = None, settings_path: str | None = None,
+                 runlock: Any = None) -> None:
         self.settings = settings
+        self.runlock = runlock
+        self.space_short = False
         self.ledger = ledger
         self.burst = burst
         self.burst_timeout_s = burst_timeout_s
@@ -56,7 +65,7 @@ class Worker:
         self.settings_path = settings_path
         #: monotonic time of the poll loop's last turn (the systemd watchdog watches it)
         self.poll_beat = time.monotonic()
-        self.pool = Pool(batched=True)   # the lanes' doorbells, health and states (docs/pool.md)
+        self.pool = build_pool()   # the lanes' doorbells, health and states (docs/pool.md)
 
     def run(self, *, install_signals: bool = True) -> int:
         """Run until stopped (or drained, with burst). Returns the process exit code."""
@@ -120,7 +129,9 @@ class Worker:
         backoff = 0.0
         started = time.monotonic()
         cap = self.settings.retry.source_backoff_max_s
-        next_sweep = time.monotonic() + self.settings.source.sweep_interval_s
+        interval = dt.timedelta(seconds=self.settings.source.sweep_interval_s)
+        next_sweep: dt.datetime | None = None
+        next_lock_check = time.monotonic() + RUNLOCK_CHECK_SECONDS
         outage = OutageLog("polling (shop database or ledger)", log)
         while not self.stop.is_set():
             self.poll_beat = time.monotonic()
@@ -128,14 +139,29 @@ class Worker:
                 log.critical("every lane stopped on a register configuration error; see `kkt-worker status`")
                 return EXIT_CONFIG
             try:
+                if self.runlock is not None and time.monotonic() >= next_lock_check:
+                    self.runlock.check()
+                    next_lock_check = time.monotonic() + RUNLOCK_CHECK_SECONDS
+                if self._ledger_disk_short():
+                    # outcomes and recovery go first: the lanes keep the little space there is
+                    self._flush_lane_states()   # an upsert of existing rows: the lanes still show alive
+                    self.stop.wait(self.settings.source.poll_interval_s)
+                    continue
                 result = ingestor.poll_once()
                 delivered = deliveries.poll_once() if deliveries is not None else None
-                if time.monotonic() >= next_sweep:
+                if next_sweep is None:   # kept in the ledger: a worker restarted often still sweeps
+                    next_sweep = self.ledger.schedule_at(SWEEP_SCHEDULE) or utcnow() + interval
+                    self.ledger.set_schedule(SWEEP_SCHEDULE, next_sweep)
+                if utcnow() >= next_sweep:
                     self.summary.ingested += ingestor.sweep(self.settings.source.sweep_window)
-                    next_sweep = time.monotonic() + self.settings.source.sweep_interval_s
+                    next_sweep = utcnow() + interval
+                    self.ledger.set_schedule(SWEEP_SCHEDULE, next_sweep)
             except SourceConfigError as exc:
                 log.critical("the shop database refuses us: %s", exc)
                 return EXIT_CONFIG
+            except StateConflict as exc:   # another worker's ingest moved the cursor first: read again
+                log.info("%s; polling again", exc)
+                continue
             except (SourceUnavailable, OperationalError, DBAPIError) as exc:
                 backoff = min(cap, max(SOURCE_BACKOFF_MIN_SECONDS, backoff * 2))
                 # the shop's database or the ledger: the cause once per outage, then "recovered after N s"
@@ -168,6 +194,19 @@ class Worker:
             self.pool.flush(self.ledger.lane_heartbeats)
         except Exception:  # informational (``status``); the ledger being away is the lanes' business
             log.debug("lane states not recorded", exc_info=True)
+
+    def _ledger_disk_short(self) -> bool:
+        """True (and logged once per episode) while the ledger's disk is below ``ledger.min_free_mb``."""
+        free = free_mb(self.settings.ledger_url)
+        short = free is not None and free < self.settings.ledger.min_free_mb
+        if short != self.space_short:
+            if short:
+                log.error("ledger disk has %.0f MB free (< ledger.min_free_mb %d): ingest paused; registers "
+                          "keep recording outcomes", free, self.settings.ledger.min_free_mb)
+            else:
+                log.warning("ledger disk has %.0f MB free again: ingest resumes", free or 0)
+            self.space_short = short
+        return short
 
     def _drained(self) -> bool:
         counts = self.ledger.counts()

@@ -63,6 +63,8 @@ class LedgerSettings:
 
     url: str = d.LEDGER_URL
     password_env: str = d.LEDGER_PASSWORD_ENV
+    #: below this much free space on the ledger's disk ingest pauses (outcomes and recovery go on)
+    min_free_mb: int = d.LEDGER_MIN_FREE_MB
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,21 @@ class ShiftSettings:
     close_expired: bool = d.SHIFT_CLOSE_EXPIRED
     daily_close_at: str | None = None   # "HH:MM" local time, or None
     cashier: str | None = None
+
+
+@dataclass(frozen=True)
+class LeaseSettings:
+    """Register leases (fencing): how long one lives without renewal, by the ledger server's clock."""
+
+    ttl_s: float = d.LEASE_TTL_SECONDS
+
+
+@dataclass(frozen=True)
+class AdoptionSettings:
+    """Examining a register's documents the ledger has not accounted for."""
+
+    #: a longer unexamined history waits for `kkt-worker adopt` (a real register reads ~1 document/s)
+    max_scan_documents: int = d.ADOPTION_MAX_SCAN_DOCUMENTS
 
 
 @dataclass(frozen=True)
@@ -181,6 +198,8 @@ class Settings:
     health: HealthSettings = field(default_factory=HealthSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
+    lease: LeaseSettings = field(default_factory=LeaseSettings)
+    adoption: AdoptionSettings = field(default_factory=AdoptionSettings)
 
     @property
     def source_url(self) -> str:
@@ -315,7 +334,8 @@ def _validate(s: Settings) -> None:
                           f"(lanes write a heartbeat every {d.LANE_HEARTBEAT_SECONDS:g} s), got {s.health.heartbeat_stale_s:g}")
     positive = {"source.batch_size": s.source.batch_size, "source.poll_interval_s": s.source.poll_interval_s,
                 "source.gap_timeout_s": s.source.gap_timeout_s, "retry.max_attempts": s.retry.max_attempts,
-                "retry.base_delay_s": s.retry.base_delay_s, "retry.max_delay_s": s.retry.max_delay_s}
+                "retry.base_delay_s": s.retry.base_delay_s, "retry.max_delay_s": s.retry.max_delay_s,
+                "lease.ttl_s": s.lease.ttl_s, "adoption.max_scan_documents": s.adoption.max_scan_documents}
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: must be positive, got {value}")

@@ -93,6 +93,9 @@ class FaultProxy:
                 continue
             with self._lock:
                 self._conns += [client, upstream]
+            if self._down.is_set():   # an outage began while this connection was being set up
+                self._kill_all()
+                continue
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 

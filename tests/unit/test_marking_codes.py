@@ -5,7 +5,7 @@ import base64
 import zlib
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from kkt_drivers import marking as mk
@@ -95,6 +95,8 @@ def gs1_codes(draw):
 def test_generated_gs1_codes_round_trip(parts):
     gtin, serial, kw, extra = parts
     raw = mk.build_gs1(gtin, serial, extra=extra, **kw)
+    # a code holding the text "[GS]", "<GS>"… is refused on purpose (a GS written as text): not a round trip
+    assume(not any(token.lower() in raw.decode("latin-1").lower() for token in mk._GS_AS_TEXT))
     # a variable-length value must not itself contain the start of an AI ambiguity: GS ends it
     c = mk.parse(raw)
     assert (c.gtin, c.serial) == (gtin, serial)

@@ -31,13 +31,21 @@ def test_transitions_replan_used_to_write_unguarded_are_now_explicit(old: State,
 
 
 @pytest.mark.parametrize("old, new", [
-    (State.QUEUED, State.DONE), (State.QUEUED, State.SUPERSEDED), (State.SENDING, State.SUPERSEDED),
-    (State.FAILED, State.SENDING), (State.SUPERSEDED, State.DONE),
+    (State.DONE, State.QUEUED), (State.QUEUED, State.SUPERSEDED), (State.SENDING, State.SUPERSEDED),
+    (State.FAILED, State.SENDING), (State.SUPERSEDED, State.SENDING),
 ])
 def test_forbidden_transitions_are_refused(old: State, new: State) -> None:
-    """A receipt is never done without being sent, and what is in flight is never dropped."""
+    """A done receipt is never sent again, only a queued one is sent, and what is in flight is never
+    dropped."""
     with pytest.raises(ValueError, match=f"from {old.value} to {new.value}"):
         check_transition(old, new)
+
+
+@pytest.mark.parametrize("old", [State.QUEUED, State.FAILED, State.REJECTED, State.NEEDS_REVIEW,
+                                 State.SUPERSEDED])
+def test_adoption_makes_any_unfinished_receipt_done(old: State) -> None:
+    """The register is the truth: a document with the receipt's tag makes it done, whatever the ledger said."""
+    check_transition(old, State.DONE)
 
 
 def test_every_state_has_a_row() -> None:

@@ -91,6 +91,7 @@ def resend(c: Ctx, ids: tuple[int, ...], states: tuple[str, ...], reviewed: bool
 @pass_ctx
 def reconcile(c: Ctx, register: str | None) -> None:
     """Resolve receipts left "sending" against the registers' documents (run with the worker stopped)."""
+    from worker.cli.registers import held_register
     from worker.fiscal.recovery import Reconciler, RegisterUnreachable
     from worker.ledger.runlock import RunLock
 
@@ -98,8 +99,9 @@ def reconcile(c: Ctx, register: str | None) -> None:
         for r in c.settings.enabled_registers():
             if register and r.name != register:
                 continue
-            with app.open_register(r) as drv:
-                rec = Reconciler(r.name, drv, c.ledger, c.settings.retry)
+            # the lease too: the run lock alone has holes (a PostgreSQL session can end under a worker)
+            with held_register(c, r, "reconcile") as (drv, keeper):
+                rec = Reconciler(r.name, drv, c.ledger, c.settings.retry, fence=keeper.current)
                 for row in c.ledger.sending(r.name):
                     try:
                         click.echo(f"{row.tag}: {rec.reconcile(row).value}")

@@ -31,12 +31,16 @@ def status(c: Ctx, output: str, as_json: bool, check: bool) -> None:
     """Is the worker running, what needs a person, counts by state, cursor, gaps, lanes."""
     from worker.ops.health import evaluate, worker_running
     from worker.ops.runner import thresholds
+    from worker.ledger.space import free_mb
     from worker.ops.snapshot import take_snapshot
 
     ledger = c.reader
     counts = ledger.counts()
     details = ledger.status_details()
     snap = take_snapshot(ledger)
+    docs = ledger.document_counts()[0]
+    details.update(leases=ledger.leases(), watermarks=docs["watermarks"], register_documents=docs["documents"],
+                   ledger_free_mb=free_mb(c.settings.ledger_url), ingest_pauses_below_mb=c.settings.ledger.min_free_mb)
     limits = thresholds(c.settings)
     problems = evaluate(snap, limits)
     running = worker_running(snap, limits)
@@ -64,6 +68,7 @@ def status(c: Ctx, output: str, as_json: bool, check: bool) -> None:
                        f"{' — ' + lane['reason'] if lane['reason'] else ''}")
         if snap.free_bytes is not None:
             click.echo(f"ledger disk: {snap.free_bytes // (1024 * 1024)} MiB free")
+        _print_fencing(details)
         click.echo("needs a person: " + ("nothing" if not problems else f"{len(problems)}"))
         for p in problems:
             click.echo(f"  [{p.severity}] {p.message}")
@@ -195,3 +200,22 @@ def ledger_prune(c: Ctx, days: int, yes: bool) -> None:
         click.confirm(f"erase the contacts of settled payments ingested more than {days} days ago?", abort=True)
     n = c.ledger.anonymise_contacts(utcnow() - dt.timedelta(days=days))
     click.echo(f"anonymised {n} payments")
+
+
+def _print_fencing(details: dict[str, Any]) -> None:
+    """Leases, watermarks, examined documents, swept-in and drifted rows, whether ingest pauses for space."""
+    for lease in details["leases"]:
+        click.echo(f"lease {lease['register']}: epoch {lease['epoch']} {lease['holder']} "
+                   f"{'live' if lease['live'] else 'expired'} until {lease['expires_at']:%H:%M:%S} UTC")
+    for mark in details["watermarks"]:
+        docs = {d["disposition"]: d["n"] for d in details["register_documents"] if d["register"] == mark["register"]}
+        click.echo(f"register {mark['register']} FN {mark['fn_serial']}: accounted up to FD {mark['last_fd']}"
+                   + (f"; examined: {', '.join(f'{k} {v}' for k, v in sorted(docs.items()))}" if docs else ""))
+    if details["swept_in"]:
+        click.echo(f"swept in late: {', '.join(str(g['id']) for g in details['swept_in'][:STATUS_GAPS_SHOWN])}")
+    for d in details["drifted"][:STATUS_GAPS_SHOWN]:
+        click.echo(f"shop row {d['source_id']} changed after ingest (receipt stays as printed): {d['drift']}")
+    free, floor = details["ledger_free_mb"], details["ingest_pauses_below_mb"]
+    if free is not None:
+        click.echo(f"ingest: {'PAUSED' if free < floor else 'running'} (ledger disk {free:.0f} MB free, "
+                   f"pauses below {floor} MB)")

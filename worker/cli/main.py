@@ -12,7 +12,7 @@ import click
 
 from worker import __version__
 from worker import log as wlog
-from worker.cli import admin, corrections, demo, emulator, exitcodes, ledger, reports, run, shift, tools
+from worker.cli import admin, corrections, demo, emulator, exitcodes, ledger, registers, reports, run, shift, tools
 from worker.cli.options import Ctx, opt
 from worker.defaults import SETTINGS_FILE
 
@@ -39,7 +39,7 @@ def cli(ctx: click.Context, config: str | None, log_level: str | None) -> None:
 
 for command in (run.run, run.migrate, run.check, ledger.status, ledger.ledger, admin.backfill, admin.resend,
                 admin.reconcile, shift.shift, shift.report, demo.demo, emulator.emulator, corrections.correction,
-                tools.drivers, tools.preview):
+                tools.drivers, tools.preview, registers.adopt):
     cli.add_command(command)
 for command in (reports.daily, reports.shift_report, reports.period):  # the accountant's reports
     shift.report.add_command(command)

@@ -25,8 +25,9 @@ def run(c: Ctx, burst: bool, burst_timeout: float | None) -> None:
     from worker.loop import Worker, check_ledger_ready
 
     check_ledger_ready(c.ledger)
-    with RunLock(c.ledger):
-        worker = Worker(c.settings, c.ledger, burst=burst, burst_timeout_s=burst_timeout, settings_path=c.config_path)
+    with RunLock(c.ledger) as lock:
+        worker = Worker(c.settings, c.ledger, burst=burst, burst_timeout_s=burst_timeout, settings_path=c.config_path,
+                        runlock=lock)
         code = worker.run()
     if burst:
         s = worker.summary
@@ -83,7 +84,22 @@ def check(c: Ctx, output: str) -> None:
         report("ledger", cur == head, f"{mask_url(s.ledger_url)} revision {cur} (head {head}){extra}")
     except Exception as exc:
         report("ledger", False, str(exc))
+    from worker.ledger.space import free_mb
+
+    free = free_mb(s.ledger_url)
+    report("ledger disk", free is None or free >= s.ledger.min_free_mb,
+           "free space unknown (database server)" if free is None else
+           f"{free:.0f} MB free (ingest pauses below {s.ledger.min_free_mb} MB)")
+    try:
+        live = {lease["register"]: lease for lease in c.ledger.leases() if lease["live"]}
+    except Exception:
+        live = {}
     for r in s.enabled_registers():
+        if r.name in live:   # never a second link to a register its lease holder talks to
+            lease = live[r.name]
+            report(f"register {r.name}", True, f"in use by {lease['holder']} (lease epoch {lease['epoch']} until "
+                                              f"{lease['expires_at']:%H:%M:%S} UTC); not opened")
+            continue
         try:
             with app.open_register(r) as drv:
                 st = drv.status()

@@ -1,21 +1,23 @@
 """``shift status|open|close`` and ``report x``: one register, by hand."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import click
 
 from kkt_drivers.base import Driver
-from worker import app
 from worker.cli.options import Ctx, pass_ctx, register_option
 
 
-def _driver(c: Ctx, register: str | None) -> Driver:
-    """The driver of the named register (or the only one)."""
-    chosen = app.registers_named(c.settings, register)
-    if not chosen:
-        raise click.BadParameter(f"no register named {register!r}")
-    if len(chosen) > 1:
-        raise click.UsageError("several registers are configured: name one with --register")
-    return app.open_register(chosen[0])
+@contextmanager
+def _driver(c: Ctx, register: str | None) -> Iterator[Driver]:
+    """The connected driver of the named register (or the only one), under the register's lease:
+    never a second link to a register a live worker talks to."""
+    from worker.cli.registers import choose_register, held_register
+
+    with held_register(c, choose_register(c, register), "shift") as (drv, _):
+        yield drv
 
 
 @click.group()

@@ -1,5 +1,11 @@
 """One lane per register: recovery first, then one due receipt at a time, strictly serial.
 
+A lane talks to its register only while it holds the register's lease (:mod:`worker.fiscal.lease`);
+every ledger write it makes is fenced by the lease's epoch, and a lane whose lease was taken over
+stops at once and stands by. Before sending anything — at start, after any pause or takeover, and
+whenever the register's last FD is not the ledger's watermark — it examines the documents after the
+watermark (:mod:`worker.fiscal.adoption`): ours are adopted, never sent again.
+
 A lane never sends a receipt while any receipt of its register is left "sending": it reconciles
 those first, and if the register cannot answer, it waits. After an error the lane executes the
 :class:`~worker.fiscal.retry.Decision` it is given: device-state errors pause it (the payments keep
@@ -17,9 +23,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import dataclasses
+import threading
 import time
+from collections import Counter
 from typing import Any, Callable
 
 from sqlalchemy.exc import DBAPIError
@@ -28,20 +35,26 @@ from kkt_drivers.base import Driver
 from kkt_drivers.errors import DeviceStateError, KktError
 from kkt_drivers.receipt import DeviceStatus
 from worker.defaults import (
+    ADOPTION_MAX_SCAN_DOCUMENTS,
     DEFAULT_REGISTER_GROUP,
     LANE_HEALTH_SECONDS,
     LANE_HEARTBEAT_SECONDS,
     LANE_IDLE_MAX_SECONDS,
     LANE_PROBE_BASE_SECONDS,
+    LEASE_TTL_SECONDS,
     SHIFT_MARGIN_SECONDS,
     SHIFT_MAX_HOURS,
     STATUS_REUSE_SECONDS,
 )
+from worker.errors import LeaseLost
+from worker.fiscal.adoption import Scanner, ScanRefused
 from worker.fiscal.crashpoints import crashpoint, driver_step
+from worker.fiscal.lease import LeaseKeeper
 from worker.fiscal.pool import Pool
 from worker.fiscal.processor import Processor
 from worker.fiscal.recovery import Reconciler, RegisterUnreachable
 from worker.fiscal.retry import decide, describe
+from worker.ledger.leases import holder_id
 from worker.ledger.states import State
 from worker.ledger.store import Ledger, utcnow
 from worker.settings import RetrySettings, ShiftSettings
@@ -60,7 +73,8 @@ class Lane:
 
     def __init__(self, name: str, driver: Driver, ledger: Ledger, retry: RetrySettings, shifts: ShiftSettings,
                  stop: threading.Event, *, group: str = DEFAULT_REGISTER_GROUP, inn: str | None = None,
-                 pool: Pool | None = None,
+                 pool: Pool | None = None, holder: str | None = None, lease_ttl_s: float = LEASE_TTL_SECONDS,
+                 max_scan_documents: int = ADOPTION_MAX_SCAN_DOCUMENTS,
                  local_now: Callable[[], dt.datetime] = dt.datetime.now) -> None:
         self.name = name
         self.driver = driver
@@ -74,8 +88,12 @@ class Lane:
         self.pool = pool if pool is not None else Pool()
         self.doorbell = self.pool.join(name, group)
         self.driver.step_hook = driver_step
-        self.processor = Processor(name, driver, ledger, retry)
-        self.reconciler = Reconciler(name, driver, ledger, retry)
+        self.lease = LeaseKeeper(ledger, name, holder or holder_id("worker"), lease_ttl_s)
+        self.processor = Processor(name, driver, ledger, retry, fence=self.lease.current,
+                                   check_send=self.lease.check_send, stop=stop)
+        self.reconciler = Reconciler(name, driver, ledger, retry, fence=self.lease.current)
+        self.scanner = Scanner(name, driver, ledger, self.lease.current, max_documents=max_scan_documents,
+                               keep_lease=self.lease.ensure, progress=self._scan_progress)
         self.idle = False          # True when the last step found nothing due
         self.stopped = False       # True once a decision stopped the lane (the register's settings are wrong)
         self.processed = 0
@@ -96,6 +114,8 @@ class Lane:
         if hasattr(driver, "cancel_event"):
             # a driver that waits on a line (Shtrih) gives up within a second of the stop signal
             driver.cancel_event = stop  # type: ignore[attr-defined]
+        self.must_sync = True      # examine the register before the first send, and after every pause
+        self.blocked: str | None = None   # why the lane may not send until an admin acts
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> None:
@@ -111,23 +131,39 @@ class Lane:
                     self.stop.wait(wait)
         finally:
             self.driver.disconnect()
-            if not self.stopped:   # a lane stopped by a decision keeps its reason in the heartbeat
-                self._heartbeat("stopped")
+            if not self.stopped and self.lease.fence is not None:
+                # a lane stopped by a decision keeps its reason in the heartbeat
+                self._heartbeat("stopped", reason=f"blocked: {self.blocked}" if self.blocked else None)
+            self.lease.release()
             log.info("lane stopped", extra={"register": self.name})
 
     def step(self) -> float:
         """Do one unit of work; return how long to wait before the next."""
         self.idle = False
         try:
+            if not self.lease.ensure():
+                # another live holder talks to this register: never both; look again later
+                return self._stand_by()
             self.driver.connect()
+            # receipts left "sending" are resolved by their own protocol first (by key where the API keeps
+            # it, else by the documents after their fd_before); then the rest of the register is examined
             if self._needs_recovery:
                 if not self.recover():
                     return self._leave_pool(None)
                 self._needs_recovery = False
+            if self.must_sync:
+                # at start, after a pause or a takeover: the register may have moved on without us
+                self.scanner.sync(self.driver.status())
+                self.must_sync = False
+                self.blocked = None
             status = self._ready_status()
+            if self.scanner.needed(status):
+                # documents the ledger has not accounted for (a shift report, another program, a
+                # takeover): examine them first; a receipt found there is adopted, not claimed
+                self.scanner.sync(status)
             crashpoint("before_intent")
             claim = self.ledger.claim(self.name, self.group, fn_serial=status.fn_serial,
-                                      fd_before=status.last_fd_number)
+                                      fd_before=status.last_fd_number, fence=self.lease.current())
             if claim is None:
                 self._maybe_daily_close()
                 self._heartbeat("running")
@@ -170,6 +206,16 @@ class Lane:
             if decision.stop_lane:
                 return self._execute(False, True, exc)
             return self._leave_pool(exc)
+        except LeaseLost as exc:
+            log.error("lease lost, this lane stops talking to the register at once: %s", exc,
+                      extra={"register": self.name})
+            self.lease.lost()
+            return self._stand_by()
+        except ScanRefused as exc:
+            log.error("not sending: %s", exc, extra={"register": self.name})
+            self.blocked = str(exc)
+            self._out_of_pool()
+            return self._pause(exc, state="blocked")
         except DBAPIError as exc:  # the ledger is away: a "sending" row stays for recovery
             log.warning("ledger unavailable (%s); lane waits", type(exc.orig).__name__, extra={"register": self.name})
             self._needs_recovery = True
@@ -216,19 +262,38 @@ class Lane:
         self._inn_checked = True
 
     def _leave_pool(self, exc: BaseException | None, *, at_cap: bool = False) -> float:
-        """Stop claiming; re-probe after 1, 2, 4 … s (capped at ``retry.device_pause_s``)."""
-        cap = self.retry.device_pause_s
+        """Stop claiming; re-probe after 1, 2, 4 … s (capped at ``retry.device_pause_s``, and short
+        enough to renew the lease)."""
+        cap = min(self.retry.device_pause_s, self._lease_wake())
         self._backoff = cap if at_cap else min(cap, max(LANE_PROBE_BASE_SECONDS, self._backoff * 2))
-        self.healthy = False
-        self._status = None
-        self.pool.set_health(self.name, False)
+        self._out_of_pool()
         reason = describe(exc) if exc else "reconciling receipts left sending"
         self._heartbeat("paused", reason=f"{reason}; next probe in {self._backoff:.0f} s")
         return self._backoff
 
+    def _out_of_pool(self) -> None:
+        """Claim nothing until the register is ready again; examine it before the next send."""
+        self.healthy = False
+        self._status = None
+        self.must_sync = True   # after any pause the register may have moved on without us
+        self.pool.set_health(self.name, False)
+
+    def _stand_by(self) -> float:
+        """Another holder has the register's lease (or took it over): talk to it no more, write nothing
+        for it, and look again in time; the next holder's lane reconciles and examines it first."""
+        self.driver.disconnect()
+        self._out_of_pool()
+        self._needs_recovery = True
+        return min(self.retry.device_pause_s, self._lease_wake())
+
+    def _lease_wake(self) -> float:
+        """The longest a lane may sleep and still renew its lease in time."""
+        return self.lease.ttl_s / 3
+
     def _idle_wait(self) -> float:
-        """How long an idle lane sleeps on its doorbell: until its group's earliest retry, at most a while."""
-        wait = LANE_IDLE_MAX_SECONDS
+        """How long an idle lane sleeps on its doorbell: until its group's earliest retry, at most a while
+        (and never so long that its lease would lapse)."""
+        wait = min(LANE_IDLE_MAX_SECONDS, self._lease_wake())
         nxt = self.ledger.next_due_at(self.group)
         if nxt is not None:
             wait = min(wait, max(MIN_IDLE_WAIT_SECONDS, (nxt - utcnow()).total_seconds()))
@@ -252,6 +317,7 @@ class Lane:
             except RegisterUnreachable as exc:
                 log.warning("cannot reconcile yet: %s", exc, extra={"register": self.name, "payment_id": rec.source_id})
                 self._heartbeat("paused", reason=f"reconciling {rec.tag}: {exc}")
+                self.must_sync = True
                 return False
         return True
 
@@ -296,11 +362,23 @@ class Lane:
             log.info("daily close at %s: Z report for shift %d", close_at, status.shift_number,
                      extra={"register": self.name})
             self.driver.close_shift(self.shifts.cashier)
+            self._status = None   # the shift is closed and a Z report was printed: read the register again
 
     def _pause(self, exc: BaseException | None, state: str = "paused") -> float:
         reason = describe(exc) if exc else None
         self._heartbeat(state, reason=reason)
-        return self.retry.device_pause_s
+        return self._paused_wait()
+
+    def _paused_wait(self) -> float:
+        # after any pause the register may have moved on without us: examine it before sending again
+        self.must_sync = True
+        # a paused lane still wakes in time to renew its lease
+        return min(self.retry.device_pause_s, self._lease_wake())
+
+    def _scan_progress(self, pos: int, last: int, counts: Counter) -> None:
+        detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        log.info("examined FD %d of %d (%s)", pos, last, detail, extra={"register": self.name})
+        self._heartbeat("scanning", reason=f"examined FD {pos} of {last}: {detail}")
 
     def _heartbeat(self, state: str, *, reason: str | None = None, status: DeviceStatus | None = None,
                    force: bool = False) -> None:

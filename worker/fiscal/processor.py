@@ -8,20 +8,31 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, TypeVar
+
+from sqlalchemy.exc import DBAPIError
 
 from kkt_drivers.base import Driver
 from kkt_drivers.errors import KktError
 from kkt_drivers.receipt import DeviceStatus, FiscalDocument
 from worker.errors import StateConflict
-from worker.fiscal.crashpoints import crashpoint
+from worker.fiscal.crashpoints import crashpoint, failpoint
 from worker.fiscal.retry import Decision, Reaction, decide, describe
 from worker.ledger.states import State
-from worker.ledger.store import Ledger, ReceiptRecord, utcnow
+from worker.ledger.store import Fence, Ledger, ReceiptRecord, utcnow
 from worker.settings import RetrySettings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: first and longest wait between tries to record an outcome the register already made
+RECORD_RETRY_FIRST_SECONDS = 0.5
+RECORD_RETRY_CAP_SECONDS = 30.0
+#: tries left once a stop was requested (the receipt then stays "sending" and is reconciled at the next start)
+RECORD_TRIES_AFTER_STOP = 3
 
 
 @dataclass(frozen=True)
@@ -39,29 +50,42 @@ class Processor:
     """Fiscalizes single receipts on one register for one lane."""
 
     def __init__(self, lane: str, driver: Driver, ledger: Ledger, policy: RetrySettings, *,
-                 clock: Callable[[], dt.datetime] = utcnow) -> None:
+                 clock: Callable[[], dt.datetime] = utcnow,
+                 fence: Callable[[], Fence | None] = lambda: None,
+                 check_send: Callable[[], None] = lambda: None,
+                 stop: threading.Event | None = None) -> None:
         self.lane = lane
         self.driver = driver
         self.ledger = ledger
         self.policy = policy
         self.clock = clock
+        self.fence = fence            # the lane's lease: every write is checked against its epoch
+        self.check_send = check_send  # LeaseLost unless the lease was renewed recently enough to send
+        self.stop = stop or threading.Event()
 
     def process(self, rec: ReceiptRecord, status: DeviceStatus) -> Outcome:
         """Fiscalize *rec* on a register whose *status* was just checked (shift open, no receipt open)."""
         crashpoint("before_intent")
         try:
             attempt_id = self.ledger.record_intent(rec.id, register=self.lane, fn_serial=status.fn_serial,
-                                                   fd_before=status.last_fd_number)
-        except StateConflict:
-            return Outcome(None)  # another lane took it first
+                                                   fd_before=status.last_fd_number, fence=self.fence())
+        except StateConflict as exc:
+            log.info("not sent: %s", exc, extra={"receipt_tag": rec.tag, "register": self.lane})
+            return Outcome(None)  # another lane took it first, or the register already has it (adopted)
         return self.send(rec, attempt_id, status.last_fd_number)
 
     def send(self, rec: ReceiptRecord, attempt_id: int, fd_before: int) -> Outcome:
-        """Fiscalize *rec*, whose intent (``attempt_id``) is already committed, and record the outcome."""
+        """Fiscalize *rec*, whose intent (``attempt_id``) is already committed, and record the outcome.
+
+        LeaseLost (before anything reaches the register) when the lease is not fresh enough to send:
+        the receipt stays "sending" and whoever holds the register next reconciles it.
+        """
         ctx = {"payment_id": rec.source_id, "receipt_tag": rec.tag, "register": self.lane,
                "attempt": rec.attempts + 1}
         receipt = rec.receipt()
         crashpoint("after_intent")
+        # the register cannot check our epoch: the last check is that the lease is fresh enough now
+        self.check_send()
         log.debug("sending receipt (total %s, fd_before %d)", receipt.total, fd_before, extra=ctx)
         try:
             doc = self.driver.fiscalize(receipt)
@@ -72,15 +96,40 @@ class Processor:
             msg = (f"register answered with document {doc.fd_number} (tag {doc.tag!r}, total {doc.total}) "
                    f"that does not match tag {receipt.tag!r}, total {receipt.total}")
             log.error(msg, extra=ctx)
-            self.ledger.record_final(rec.id, State.NEEDS_REVIEW, attempt_id=attempt_id, error=msg,
-                                     error_class="mismatch")
+            self._record(doc, ctx, lambda: self.ledger.record_final(
+                rec.id, State.NEEDS_REVIEW, attempt_id=attempt_id, error=msg, error_class="mismatch",
+                fence=self.fence()))
             return Outcome(State.NEEDS_REVIEW)
-        self.ledger.record_done(rec.id, doc, attempt_id=attempt_id)
+        self._record(doc, ctx, lambda: self.ledger.record_done(
+            rec.id, doc, attempt_id=attempt_id, fence=self.fence(), register=self.lane,
+            fd_before=fd_before))
         crashpoint("after_outcome")
         if log.isEnabledFor(logging.INFO):
             log.info("receipt done: FD %d, FP %d, shift %d", doc.fd_number, doc.fiscal_sign, doc.shift_number,
                      extra=ctx)
         return Outcome(State.DONE, document=doc)
+
+    def _record(self, doc: object, ctx: dict, write: Callable[[], T]) -> T:
+        """Record what the register already made; never give up while the ledger is away (disk full,
+        link down): the document exists, only the ledger does not know yet. LeaseLost propagates —
+        the new holder adopts the document by scanning the register."""
+        delay, left_after_stop = RECORD_RETRY_FIRST_SECONDS, RECORD_TRIES_AFTER_STOP
+        while True:
+            try:
+                failpoint("record_outcome")
+                return write()
+            except DBAPIError as exc:
+                if self.stop.is_set():
+                    left_after_stop -= 1
+                    if left_after_stop <= 0:
+                        log.error("stopping with the outcome unrecorded: the receipt stays sending and is "
+                                  "reconciled at the next start (register document %s)", doc, extra=ctx)
+                        raise
+                log.error("the register made %s but recording it in the ledger failed (%s: %s); "
+                          "retrying in %.1f s — nothing else is sent meanwhile", doc, type(exc.orig).__name__,
+                          str(exc.orig).splitlines()[0] if exc.orig else exc, delay, extra=ctx)
+                self.stop.wait(delay)
+                delay = min(RECORD_RETRY_CAP_SECONDS, delay * 2)
 
     def _failed(self, rec: ReceiptRecord, attempt_id: int, exc: BaseException, ctx: dict) -> Outcome:
         """Execute :func:`~worker.fiscal.retry.decide`'s decision; nothing is decided here."""
@@ -99,11 +148,12 @@ class Processor:
         if decision.state is State.REJECTED:
             log.error("register rejected the receipt: %s", message, extra=ctx)
             self.ledger.record_final(rec.id, State.REJECTED, attempt_id=attempt_id, error=message,
-                                     error_class=decision.reaction.value)
+                                     error_class=decision.reaction.value, fence=self.fence())
             return Outcome(State.REJECTED, decision, exc)
         new = self.ledger.record_retry(rec.id, attempt_id=attempt_id, new=decision.state,
                                        attempts=decision.attempts, next_attempt_at=decision.when,
-                                       error=message, error_class=decision.reaction.value)
+                                       error=message, error_class=decision.reaction.value,
+                                       fence=self.fence())
         log.warning("not fiscalized (%s): %s; now %s", decision.reaction.value, message, new.value, extra=ctx)
         return Outcome(new, decision, exc)
 

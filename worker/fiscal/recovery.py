@@ -21,6 +21,7 @@ own result, never a second document), still processing → stays "sending".
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from kkt_drivers.base import Driver
 from kkt_drivers.errors import KktError
@@ -28,7 +29,7 @@ from kkt_drivers.receipt import FiscalDocument
 from worker.defaults import RECONCILE_MAX_DOCUMENTS
 from worker.fiscal.retry import Reaction, decide, describe
 from worker.ledger.states import State
-from worker.ledger.store import Ledger, ReceiptRecord, utcnow
+from worker.ledger.store import Fence, Ledger, ReceiptRecord, utcnow
 from worker.settings import RetrySettings
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,10 @@ class Reconciler:
     """Resolves "sending" receipts of one lane against its register."""
 
     def __init__(self, lane: str, driver: Driver, ledger: Ledger, policy: RetrySettings,
-                 max_documents: int = RECONCILE_MAX_DOCUMENTS) -> None:
+                 max_documents: int = RECONCILE_MAX_DOCUMENTS,
+                 fence: Callable[[], Fence | None] = lambda: None) -> None:
         self.lane = lane
+        self.fence = fence
         self.driver = driver
         self.ledger = ledger
         self.policy = policy
@@ -61,7 +64,8 @@ class Reconciler:
         except KktError as exc:
             raise RegisterUnreachable(describe(exc)) from exc
 
-        attempt_id = self.ledger.open_attempt(rec.id, register=self.lane, action="reconcile", fd_before=rec.fd_before)
+        attempt_id = self.ledger.open_attempt(rec.id, register=self.lane, action="reconcile", fd_before=rec.fd_before,
+                                              fence=self.fence())
         if self.driver.lookup_by_key:
             return self._reconcile_by_key(rec, attempt_id, ctx, status.last_fd_number)
         fd_before = rec.fd_before if rec.fd_before is not None else 0
@@ -70,7 +74,7 @@ class Reconciler:
         def review(reason: str) -> State:
             log.error("needs review: %s", reason, extra=ctx)
             self.ledger.record_final(rec.id, State.NEEDS_REVIEW, attempt_id=attempt_id, error=reason,
-                                     error_class="review")
+                                     error_class="review", fence=self.fence())
             return State.NEEDS_REVIEW
 
         if rec.fn_serial and status.fn_serial != rec.fn_serial:
@@ -130,7 +134,7 @@ class Reconciler:
     def _review(self, rec: ReceiptRecord, attempt_id: int, ctx: dict, reason: str) -> State:
         log.error("needs review: %s", reason, extra=ctx)
         self.ledger.record_final(rec.id, State.NEEDS_REVIEW, attempt_id=attempt_id, error=reason,
-                                 error_class="review")
+                                 error_class="review", fence=self.fence())
         return State.NEEDS_REVIEW
 
     def _settle(self, rec: ReceiptRecord, attempt_id: int, matches: list[FiscalDocument], ctx: dict) -> State:
@@ -140,7 +144,7 @@ class Reconciler:
         def review(reason: str) -> State:
             log.error("needs review: %s", reason, extra=ctx)
             self.ledger.record_final(rec.id, State.NEEDS_REVIEW, attempt_id=attempt_id, error=reason,
-                                     error_class="review")
+                                     error_class="review", fence=self.fence())
             return State.NEEDS_REVIEW
 
         if len(matches) > 1:
@@ -150,13 +154,14 @@ class Reconciler:
             doc = matches[0]
             if doc.total != rec.total:
                 return review(f"document {doc.fd_number} has our tag but total {doc.total}, expected {rec.total}")
-            self.ledger.record_done(rec.id, doc, attempt_id=attempt_id, outcome="reconciled_done")
+            self.ledger.record_done(rec.id, doc, attempt_id=attempt_id, outcome="reconciled_done",
+                                   fence=self.fence())
             log.info("reconciled: the register has it as FD %d", doc.fd_number, extra=ctx)
             return State.DONE
         decision = decide(Reaction.NOT_FISCALIZED, rec.attempts, self.policy, now=utcnow())
         new = self.ledger.record_retry(rec.id, attempt_id=attempt_id, new=decision.state,
                                        attempts=decision.attempts, next_attempt_at=decision.when,
                                        error="reconciled: not fiscalized", error_class="unknown",
-                                       outcome="reconciled_retry")
+                                       outcome="reconciled_retry", fence=self.fence())
         log.info("reconciled: no document carries our tag; %s", new.value, extra=ctx)
         return new

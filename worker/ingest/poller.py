@@ -9,6 +9,7 @@ what a row becomes.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Sequence, TypeVar
@@ -143,16 +144,39 @@ class Ingestor:
         pos = max(self.start_after_id, cursor - window)
         while pos < cursor:
             rows = [r for r in self.source.fetch_after(pos, self.batch_size) if r.id <= cursor]
+            hi = rows[-1].id if rows else cursor
+            known = self.ledger.snapshots_between(pos + 1, hi)
+            late += [r for r in rows if r.id not in known and r.id not in open_ids]
+            self._check_drift(rows, known)
             if not rows:
                 break
-            known = self.ledger.known_source_ids(rows[0].id, rows[-1].id)
-            late += [r for r in rows if r.id not in known and r.id not in open_ids]
             pos = rows[-1].id
         if not late:
             return 0
         log.error("rows %s appeared after their gap had expired; ingesting them now (gap_timeout_s too short?)",
                   [r.id for r in late], extra={"source": self.name})
-        return self.ledger.add_payments(self.plan_all(late))
+        added = self.ledger.add_payments(self.plan_all(late))
+        self.ledger.mark_swept(self.name, [r.id for r in late])
+        # receipts that waited for these rows (a refund rejected because its sale was not here) are rebuilt
+        self.replan_orphan_refunds(late)
+        return added
+
+    def _check_drift(self, rows: Sequence[ShopPayment], known: dict[int, str]) -> None:
+        """Log (once) and record shop rows that changed or vanished after ingest; the receipt stays as printed."""
+        seen = {r.id: r for r in rows}
+        for source_id, snapshot in known.items():
+            row = seen.get(source_id)
+            if row is None:
+                drift = "deleted in the shop after ingest"
+            elif row.to_json() != json.loads(snapshot):
+                now, then = row.to_json(), json.loads(snapshot)
+                fields = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
+                drift = f"changed in the shop after ingest: {', '.join(fields)}"
+            else:
+                continue
+            if self.ledger.record_drift(source_id, drift):
+                log.warning("shop row %d %s; the receipt stays what was ingested", source_id, drift,
+                            extra={"source": self.name, "source_id": source_id})
 
     def backfill(self, from_id: int, to_id: int, *, chunk: int = POLL_BATCH_SIZE,
                  progress: Callable[[int], None] | None = None) -> int:

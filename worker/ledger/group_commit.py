@@ -4,7 +4,8 @@ A durable commit costs one fsync (SQLite WAL with ``synchronous=FULL``); SQLite 
 200 lanes each committing their own intent and outcome would queue behind 400 fsyncs a second. Here
 one writer thread takes every claim/outcome that is waiting, runs them in ONE transaction and commits
 once; each lane gets its own result only after that commit, so an intent is still durable before its
-register is called. One request's guard failing (StateConflict: it changed nothing) does not undo the
+register is called. One request's guard failing (StateConflict, or LeaseLost — that lane's lease
+was taken over — raised before it wrote anything) fails only that request and does not undo the
 others; any other error rolls the whole batch back and every lane in it sees the error — nothing of the
 batch was committed, so no register was called on its strength (an outcome that was lost this way
 leaves its receipt "sending", and recovery finds the document by its tag).
@@ -18,9 +19,11 @@ from typing import Any, Callable, Iterator
 
 from sqlalchemy import Connection
 
-from worker.errors import StateConflict
+from worker.errors import LeaseLost, StateConflict
 
 MAX_BATCH = 256   # requests per transaction; a bigger batch only holds the write lock longer
+#: a request's guard failures: raised before the request wrote anything, so the batch may go on
+GUARD_ERRORS = (StateConflict, LeaseLost)
 
 
 class GroupCommit:
@@ -70,7 +73,7 @@ class GroupCommit:
                     for fn, fut in items:
                         try:
                             done.append((fut, fn(conn), None))
-                        except StateConflict as exc:   # its guard failed: it wrote nothing
+                        except GUARD_ERRORS as exc:   # its guard failed: it wrote nothing
                             done.append((fut, None, exc))
             except BaseException as exc:  # the transaction rolled back: nobody's write happened
                 for _fn, fut in items:

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, insert, select, update
 from kkt_drivers import receipt_json
 from worker.defaults import DEFAULT_REGISTER_GROUP
 from worker.errors import StateConflict
-from worker.ledger.base import LedgerBase
+from worker.ledger.documents import DocumentWrites
 from worker.ledger.records import (
     Gap, IngestEntry, PlannedRow, ReceiptRecord, SettlementEntry, decimal_or_none, naive_utc, record_from_row,
     utcnow,
@@ -23,7 +23,7 @@ from worker.receipts.plan import Stage, prerequisite
 from worker.shop.rows import ShopPayment
 
 
-class IngestWrites(LedgerBase):
+class IngestWrites(DocumentWrites):
     """Payments, planned receipts, the ingest cursor and gaps."""
 
     def ingest_position(self, source: str) -> tuple[int, list[Gap]]:
@@ -131,18 +131,20 @@ class IngestWrites(LedgerBase):
             added += 1
         return added
 
-    @staticmethod
-    def _insert_planned(conn: Connection, payment_id: int, planned: Sequence[PlannedRow], now: dt.datetime, *,
+    def _insert_planned(self, conn: Connection, payment_id: int, planned: Sequence[PlannedRow], now: dt.datetime, *,
                         source_id: int, refund_of: Any = None) -> None:
         for p in planned:
             state = State.DONE if p.issued_elsewhere else State.QUEUED if p.receipt else State.REJECTED
-            conn.execute(insert(receipts).values(
+            rid = conn.execute(insert(receipts).values(
                 corrects_tag=p.corrects_tag, corrects_fiscal_sign=p.corrects_fiscal_sign,
                 payment_id=payment_id, stage=str(p.stage), part=p.part, tag=p.tag, register_group=p.group,
                 state=state.value,
                 attempts=0, next_attempt_at=now, created_at=now, updated_at=now,
                 **_plan_values(p, source_id, refund_of),
-            ))
+            )).inserted_primary_key[0]
+            if state is State.QUEUED:
+                # the register may already hold this tag (a lost or restored ledger): adopt, never print
+                self.claim_for(conn, rid, p.tag, now)
 
     def payment_snapshot(self, source_id: int) -> ShopPayment | None:
         """The stored snapshot of shop row *source_id*, if ingested."""
@@ -189,7 +191,7 @@ class IngestWrites(LedgerBase):
             pid = conn.execute(select(payments.c.id).where(payments.c.source_id == source_id)).scalar_one()
             conn.execute(update(payments).where(payments.c.id == pid).values(
                 snapshot=json.dumps(payment.to_json(), ensure_ascii=False), refetched_at=now,
-                amount=decimal_or_none(payment.amount)))
+                amount=decimal_or_none(payment.amount), drift=None))
             current = {(r.stage, r.part): r for r in conn.execute(
                 select(receipts.c.id, receipts.c.stage, receipts.c.part, receipts.c.state)
                 .where(receipts.c.payment_id == pid))}
@@ -259,6 +261,28 @@ class IngestWrites(LedgerBase):
             return set(conn.execute(select(payments.c.source_id).where(
                 payments.c.source_id >= lo, payments.c.source_id <= hi)).scalars())
 
+
+    def snapshots_between(self, lo: int, hi: int) -> dict[int, str]:
+        """Stored snapshots (JSON text) of shop ids in [lo, hi], for the sweep's drift check."""
+        with self.read() as conn:
+            return dict(conn.execute(select(payments.c.source_id, payments.c.snapshot).where(
+                payments.c.source_id >= lo, payments.c.source_id <= hi)).all())
+
+    def record_drift(self, source_id: int, drift: str) -> bool:
+        """Note that shop row *source_id* differs from its ingested snapshot. True if this is news."""
+        with self.write() as conn:
+            res = conn.execute(update(payments).where(
+                payments.c.source_id == source_id,
+                (payments.c.drift.is_(None)) | (payments.c.drift != drift[:2000])).values(drift=drift[:2000]))
+            return res.rowcount == 1
+
+    def mark_swept(self, source: str, ids: Sequence[int]) -> None:
+        """Ids the sweep found after their gap expired are no longer expired gaps (kept for forensics)."""
+        if not ids:
+            return
+        with self.write() as conn:
+            conn.execute(update(gap_log).where(gap_log.c.source == source, gap_log.c.id.in_(list(ids)),
+                                               gap_log.c.reason == "expired").values(reason="swept in late"))
 
 def _plan_values(p: PlannedRow, source_id: int, refund_of: Any) -> dict[str, Any]:
     """The columns a planned receipt sets: its body (or the rejection) and what it waits for."""

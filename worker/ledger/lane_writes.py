@@ -9,11 +9,23 @@ from sqlalchemy import Connection, ColumnElement, and_, bindparam, func, insert,
 
 from kkt_drivers.receipt import FiscalDocument
 from worker.errors import StateConflict
-from worker.ledger.base import LedgerBase
+from worker.ledger.documents import DocumentWrites
 from worker.ledger.group_commit import GroupCommit
+from worker.ledger.leases import Fence
 from worker.ledger.records import RECORD_COLS, ReceiptRecord, record_from_row, utcnow
-from worker.ledger.schema import ERROR_MAX_CHARS, attempts, lanes, payments, receipts
+from worker.ledger.schema import (
+    ERROR_MAX_CHARS,
+    attempts,
+    lanes,
+    payments,
+    receipts,
+    register_documents,
+    register_watermarks,
+)
 from worker.ledger.states import State, check_transition
+
+#: receipts adopted (their tag already on a register) that one claim may pass over before it gives up
+CLAIM_MAX_ADOPTIONS = 16
 
 
 class Claim(NamedTuple):
@@ -23,8 +35,12 @@ class Claim(NamedTuple):
     attempt_id: int
 
 
-class LaneWrites(LedgerBase):
-    """Claiming, the write-ahead intent, outcomes and heartbeats."""
+class LaneWrites(DocumentWrites):
+    """Claiming, the write-ahead intent, outcomes and heartbeats.
+
+    Every write for a register takes the lane's *fence* and checks it in the same transaction
+    (:meth:`~worker.ledger.leases.LeaseWrites.check_fence`): LeaseLost when the epoch moved on.
+    """
 
     def due(self, now: dt.datetime, limit: int = 10) -> list[ReceiptRecord]:
         """Queued receipts whose time has come and whose prerequisites are done, oldest first."""
@@ -76,7 +92,7 @@ class LaneWrites(LedgerBase):
         return row[0], row[1]
 
     def claim(self, register: str, group: str, *, fn_serial: str, fd_before: int,
-              now: dt.datetime | None = None) -> Claim | None:
+              now: dt.datetime | None = None, fence: Fence | None = None) -> Claim | None:
         """Take the head of *group*'s due queue for *register*: claim and intent in ONE guarded write.
 
         queued → sending with the register's position (``fn_serial``, ``fd_before``) and an attempts row,
@@ -88,22 +104,38 @@ class LaneWrites(LedgerBase):
         transaction is ``BEGIN IMMEDIATE`` — the single writer lock is held from the SELECT to the
         UPDATE, so no other lane can even read-for-claim in between. The UPDATE is still guarded by
         ``state = 'queued'`` and must hit one row (belt and braces). Returns None when nothing is due.
+
+        Fenced: *fence* (the lane's lease) is checked first in the same transaction — LeaseLost, and
+        nothing written, when the epoch moved on. A head whose tag a register already holds (an
+        "unclaimed" examined document: the ledger was lost or restored) is adopted in this write,
+        never sent, and the next head is taken (:meth:`DocumentWrites.claim_for`).
         """
         now = now or utcnow()
         check_transition(State.QUEUED, State.SENDING)
 
         def claim_in(conn: Connection) -> Claim | None:
-            row = conn.execute(_CLAIM_HEAD, {"b_group": group, "b_now": now}).first()
-            if row is None:
-                return None
-            rec = record_from_row(row)
-            values = {"b_id": rec.id, "b_now": now, "b_register": register, "b_fn": fn_serial,
-                      "b_fd_before": fd_before}
-            if conn.execute(_CLAIM_SET, values).rowcount != 1:
-                raise StateConflict(f"receipt {rec.id}: expected state queued, it moved")
-            attempt_id = conn.execute(_ATTEMPT_OPEN, values).inserted_primary_key[0]
-            return Claim(dataclasses.replace(rec, state=State.SENDING, register=register, fn_serial=fn_serial,
-                                             fd_before=fd_before), attempt_id)
+            # guards first: LeaseLost / StateConflict leave nothing written (group commit relies on it)
+            self.check_fence(conn, fence)
+            for adopted in range(CLAIM_MAX_ADOPTIONS + 1):
+                row = conn.execute(_CLAIM_HEAD, {"b_group": group, "b_now": now}).first()
+                if row is None:
+                    return None
+                rec = record_from_row(row)
+                if conn.execute(_UNCLAIMED_TAG, {"b_tag": rec.tag}).first() is not None:
+                    if adopted == CLAIM_MAX_ADOPTIONS:
+                        return None   # the adoptions are written; the lane claims again at once
+                    self.claim_for(conn, rec.id, rec.tag, now)   # adopted (or needs review): not sent
+                    continue
+                values = {"b_id": rec.id, "b_now": now, "b_register": register, "b_fn": fn_serial,
+                          "b_fd_before": fd_before}
+                if conn.execute(_CLAIM_SET, values).rowcount != 1:
+                    if adopted:
+                        return None   # keep the adoptions already written in this transaction
+                    raise StateConflict(f"receipt {rec.id}: expected state queued, it moved")
+                attempt_id = conn.execute(_ATTEMPT_OPEN, values).inserted_primary_key[0]
+                return Claim(dataclasses.replace(rec, state=State.SENDING, register=register, fn_serial=fn_serial,
+                                                 fd_before=fd_before), attempt_id)
+            return None
 
         return self._hot_write(claim_in)
 
@@ -136,64 +168,91 @@ class LaneWrites(LedgerBase):
             conn.execute(update(receipts).where(receipts.c.id == receipt_id, receipts.c.state == State.QUEUED.value)
                          .values(next_attempt_at=when or utcnow()))
 
-    def record_intent(self, receipt_id: int, *, register: str, fn_serial: str, fd_before: int) -> int:
+    def record_intent(self, receipt_id: int, *, register: str, fn_serial: str, fd_before: int,
+                      fence: Fence | None = None) -> int:
         """queued → sending with the register's position; committed durably BEFORE the register call.
 
-        Returns the attempt id. StateConflict if the receipt is no longer queued.
+        Returns the attempt id. StateConflict if the receipt is no longer queued — or if a register
+        already holds a document with its tag (it is adopted instead: never printed twice).
         """
         now = utcnow()
         with self.write() as conn:
-            self._cas(conn, receipt_id, State.QUEUED, State.SENDING, register=register, fn_serial=fn_serial,
-                      fd_before=fd_before, intent_at=now)
-            return conn.execute(insert(attempts).values(
-                receipt_id=receipt_id, register=register, action="send", started_at=now, fd_before=fd_before,
-            )).inserted_primary_key[0]
+            self.check_fence(conn, fence)
+            tag = conn.execute(select(receipts.c.tag).where(receipts.c.id == receipt_id)).scalar_one()
+            if conn.execute(select(register_documents.c.fd_number).where(
+                    register_documents.c.tag == tag, register_documents.c.disposition == "unclaimed")).first():
+                self.claim_for(conn, receipt_id, tag, now)   # committed with this transaction
+                adopted = True
+            else:
+                adopted = False
+                self._cas(conn, receipt_id, State.QUEUED, State.SENDING, register=register, fn_serial=fn_serial,
+                          fd_before=fd_before, intent_at=now)
+                attempt_id = conn.execute(insert(attempts).values(
+                    receipt_id=receipt_id, register=register, action="send", started_at=now, fd_before=fd_before,
+                )).inserted_primary_key[0]
+        if adopted:
+            raise StateConflict(f"receipt {tag} is already on a register: adopted, not sent")
+        return attempt_id
 
     def record_done(self, receipt_id: int, doc: FiscalDocument, *, attempt_id: int | None,
-                    expected: State = State.SENDING, outcome: str = "done") -> None:
-        """sending → done with the document's requisites."""
+                    expected: State = State.SENDING, outcome: str = "done", fence: Fence | None = None,
+                    register: str | None = None, fd_before: int | None = None) -> None:
+        """sending → done with the document's requisites.
+
+        With *register* and *fd_before*: if the watermark stood at *fd_before* (nothing unexamined before
+        our document), it moves to the document's number in the same transaction.
+        """
         now = utcnow()
         if expected is State.SENDING and outcome == "done" and attempt_id is not None:
             def done_in(conn: Connection) -> None:   # the hot path: prebuilt statements
+                # guards first (fence, then the state-guarded UPDATE): a failed guard has written nothing
+                self.check_fence(conn, fence)
                 if conn.execute(_DONE_SET, {
                         "b_id": receipt_id, "b_now": now, "b_fd": doc.fd_number, "b_fp": doc.fiscal_sign,
                         "b_fn": doc.fn_serial, "b_shift": doc.shift_number, "b_receipt_no": doc.receipt_number,
                         "b_at": doc.issued_at, "b_qr": doc.qr}).rowcount != 1:
                     raise StateConflict(f"receipt {receipt_id}: expected state sending, it moved")
                 conn.execute(_ATTEMPT_DONE, {"b_attempt": attempt_id, "b_now": now, "b_fd": doc.fd_number})
+                self._advance_watermark(conn, register, fd_before, doc)
             self._hot_write(done_in)
             return
         with self.write() as conn:
+            self.check_fence(conn, fence)
             self._cas(conn, receipt_id, expected, State.DONE, fd_number=doc.fd_number, fiscal_sign=doc.fiscal_sign,
                       fn_serial=doc.fn_serial, shift_number=doc.shift_number, receipt_number=doc.receipt_number,
                       fiscal_at=doc.issued_at, qr=doc.qr, error_class=None)
+            self._advance_watermark(conn, register, fd_before, doc)
             self._finish_attempt(conn, attempt_id, now, outcome, fd_number=doc.fd_number)
 
     def record_retry(self, receipt_id: int, *, attempt_id: int | None, new: State, attempts: int,
                      next_attempt_at: dt.datetime, error: str, error_class: str,
-                     outcome: str | None = None) -> State:
+                     outcome: str | None = None, fence: Fence | None = None) -> State:
         """sending → queued (due at *next_attempt_at*) or failed, with the attempts used, as decided by
         :func:`worker.fiscal.retry.decide`; the ledger records the decision, it does not make it."""
         if new not in (State.QUEUED, State.FAILED):
             raise ValueError(f"record_retry records a retry or a failure, not {new.value}")
         now = utcnow()
         with self.write() as conn:
+            self.check_fence(conn, fence)
             self._cas(conn, receipt_id, State.SENDING, new, attempts=attempts, next_attempt_at=next_attempt_at,
                       error_class=error_class, last_error=error[:ERROR_MAX_CHARS])
             self._finish_attempt(conn, attempt_id, now, outcome or error_class, error=error)
         return new
 
     def record_final(self, receipt_id: int, new: State, *, attempt_id: int | None, error: str, error_class: str,
-                     expected: State = State.SENDING) -> None:
+                     expected: State = State.SENDING, fence: Fence | None = None) -> None:
         """sending → rejected / needs_review / failed with the reason."""
         now = utcnow()
         with self.write() as conn:
+            self.check_fence(conn, fence)
             self._cas(conn, receipt_id, expected, new, error_class=error_class, last_error=error[:ERROR_MAX_CHARS])
             self._finish_attempt(conn, attempt_id, now, new.value, error=error)
 
-    def open_attempt(self, receipt_id: int, *, register: str, action: str, fd_before: int | None) -> int:
+    def open_attempt(self, receipt_id: int, *, register: str, action: str, fd_before: int | None,
+                     fence: Fence | None = None) -> int:
         """Start an attempts row (reconciliation); finished by the record_* call that follows."""
         with self.write() as conn:
+            self.check_fence(conn, fence)
             return conn.execute(insert(attempts).values(
                 receipt_id=receipt_id, register=register, action=action, started_at=utcnow(),
                 fd_before=fd_before)).inserted_primary_key[0]
@@ -235,6 +294,18 @@ class LaneWrites(LedgerBase):
             conn.execute(update(lanes).where(lanes.c.name == name).values(
                 fn_expires_on=fn_expires_on, ofd_unsent=ofd_unsent, ofd_oldest_at=ofd_oldest_at,
                 clock_skew_s=clock_skew_s))
+
+    def _advance_watermark(self, conn: Connection, register: str | None, fd_before: int | None,
+                           doc: FiscalDocument) -> None:
+        """Our document directly follows a watermark at *fd_before*: nothing unexamined lies between."""
+        if register is not None and fd_before is not None and doc.fd_number == fd_before + 1 \
+                and self._watermark_in(conn, register, doc.fn_serial) == fd_before:
+            self._put_watermark(conn, register, doc.fn_serial, doc.fd_number, only_up=True)
+
+    @staticmethod
+    def _watermark_in(conn: Any, register: str, fn_serial: str) -> int | None:
+        return conn.execute(select(register_watermarks.c.last_fd).where(
+            register_watermarks.c.register == register, register_watermarks.c.fn_serial == fn_serial)).scalar()
 
 
 def _prerequisites_done() -> ColumnElement[bool]:
@@ -279,5 +350,7 @@ _DONE_SET = (update(receipts)
                      error_class=None))
 _ATTEMPT_DONE = (update(attempts).where(attempts.c.id == bindparam("b_attempt"))
                  .values(finished_at=bindparam("b_now"), outcome="done", error=None, fd_number=bindparam("b_fd")))
+_UNCLAIMED_TAG = select(register_documents.c.fd_number).where(
+    register_documents.c.tag == bindparam("b_tag"), register_documents.c.disposition == "unclaimed").limit(1)
 _NEXT_DUE = select(func.min(receipts.c.next_attempt_at)).where(
     receipts.c.state == State.QUEUED.value, receipts.c.register_group == bindparam("b_group"))

@@ -1,14 +1,23 @@
-"""What the admin and the accountant read: counts, status, lists, attempt history."""
+"""What the admin and the accountant read: counts, status, lists, attempt history (and the timers)."""
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any, Sequence
 
-from sqlalchemy import and_, func, or_, select, true
+from sqlalchemy import and_, func, insert, or_, select, true, update
 
 from worker.ledger.base import LedgerBase
 from worker.ledger.records import ReceiptRecord, record_from_row
-from worker.ledger.schema import attempts, gap_log, ingest_cursor, ingest_gaps, lanes, payments, receipts
+from worker.ledger.schema import (
+    attempts,
+    gap_log,
+    ingest_cursor,
+    ingest_gaps,
+    lanes,
+    payments,
+    receipts,
+    schedules,
+)
 
 
 class AdminReads(LedgerBase):
@@ -25,7 +34,14 @@ class AdminReads(LedgerBase):
             return {
                 "cursors": [dict(r._mapping) for r in conn.execute(select(ingest_cursor))],
                 "open_gaps": [dict(r._mapping) for r in conn.execute(select(ingest_gaps).order_by(ingest_gaps.c.id))],
-                "expired_gaps": [dict(r._mapping) for r in conn.execute(select(gap_log).order_by(gap_log.c.id))],
+                # an id the sweep found later is no longer an expired gap (kept in gap_log for forensics)
+                "expired_gaps": [dict(r._mapping) for r in conn.execute(
+                    select(gap_log).where(~gap_log.c.reason.like("swept%")).order_by(gap_log.c.id))],
+                "swept_in": [dict(r._mapping) for r in conn.execute(
+                    select(gap_log).where(gap_log.c.reason.like("swept%")).order_by(gap_log.c.id))],
+                "drifted": [dict(r._mapping) for r in conn.execute(
+                    select(payments.c.source_id, payments.c.drift).where(payments.c.drift.is_not(None))
+                    .order_by(payments.c.source_id))],
                 "lanes": [dict(r._mapping) for r in conn.execute(select(lanes).order_by(lanes.c.name))],
             }
 
@@ -89,3 +105,14 @@ class AdminReads(LedgerBase):
     def receipts_of(self, source_id: int) -> list[ReceiptRecord]:
         """Every receipt of shop row *source_id*, by stage and part."""
         return self.list_receipts(source_ids=[source_id])
+
+    def schedule_at(self, name: str) -> dt.datetime | None:
+        """When the timer *name* fires next (None if never set)."""
+        with self.read() as conn:
+            return conn.execute(select(schedules.c.next_at).where(schedules.c.name == name)).scalar()
+
+    def set_schedule(self, name: str, at: dt.datetime) -> None:
+        """Set the timer *name* (kept across restarts)."""
+        with self.write() as conn:
+            if conn.execute(update(schedules).where(schedules.c.name == name).values(next_at=at)).rowcount == 0:
+                conn.execute(insert(schedules).values(name=name, next_at=at))

@@ -4,10 +4,16 @@ Two senders on one register could each print a receipt for the same payment, so 
 exactly-once. SQLite ledger: ``flock`` on ``<ledger>.lock`` (released by the kernel when the
 process dies, even by SIGKILL). PostgreSQL: a session advisory lock on a dedicated connection
 (released when the session ends).
+
+The run lock is the coarse first guard, not the fence: a PostgreSQL session can end under a live
+worker (a dropped link, ``idle_session_timeout``), and then a second ``run`` gets the lock. The
+register leases (:mod:`worker.ledger.leases`) fence every register write whatever happens to this
+lock; :meth:`RunLock.check` notices a lost session, says so at ERROR and takes the lock again if free.
 """
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import zlib
 from types import TracebackType
@@ -20,6 +26,8 @@ from worker.ledger.store import Ledger
 
 LOCK_KEY = zlib.crc32(b"kkt-worker run lock")
 
+log = logging.getLogger(__name__)
+
 
 class RunLock:
     """Context manager holding the ledger's run lock."""
@@ -28,6 +36,7 @@ class RunLock:
         self.ledger = ledger
         self._fd: int | None = None
         self._conn: Any = None
+        self._held: bool | None = True
 
     def __enter__(self) -> "RunLock":
         engine = self.ledger.engine
@@ -47,6 +56,35 @@ class RunLock:
                 self._conn.close()
                 raise LockHeld("another kkt-worker holds the ledger's advisory lock: one worker per ledger")
         return self
+
+    def check(self) -> bool:
+        """PostgreSQL: whether the lock's session still lives; if it ended, log it and try to take the
+        lock again. True while held. (SQLite: the kernel keeps the flock as long as we live.)"""
+        if self._conn is None:
+            return True
+        try:
+            self._conn.execute(text("SELECT 1")).scalar()
+            self._conn.commit()
+            if self._held:
+                return True
+        except Exception as exc:
+            log.error("the run lock's database session ended (%s): another `run` may start now; the register "
+                      "leases keep fencing every register write", type(exc).__name__)
+            self._held = False
+            try:
+                self._conn.close()
+            except Exception:
+                pass
+            self._conn = self.ledger.engine.connect()
+        got = bool(self._conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}).scalar())
+        self._conn.commit()
+        if got:
+            log.warning("run lock taken again")
+            self._held = True
+        elif self._held is not None:
+            log.error("another kkt-worker holds the run lock; this one goes on only where it holds register leases")
+            self._held = None   # said once
+        return got
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         if self._fd is not None:

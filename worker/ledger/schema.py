@@ -46,6 +46,8 @@ payments = Table(
     Column("snapshot", Text, nullable=False),         # ShopPayment.to_json(), Decimals as strings
     Column("ingested_at", DateTime, nullable=False),
     Column("refetched_at", DateTime, nullable=True),
+    # the shop row changed or vanished after ingest (the receipt stays what was printed)
+    Column("drift", Text, nullable=True),
 )
 
 #: the unit of exactly-once: one fiscal document per row
@@ -182,4 +184,50 @@ callbacks = Table(
     Column("next_try_at", DateTime, nullable=False),
     Column("delivered_at", DateTime, nullable=True),
     Column("last_error", Text, nullable=True),
+)
+
+#: who may talk to a register: a lease with a fencing epoch (the database server's clock decides expiry)
+register_leases = Table(
+    "register_leases", metadata,
+    Column("register", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),    # "<role>@<host>:<pid>:<process start>"
+    Column("epoch", Integer, nullable=False),         # bumped by every new holder: the fencing token
+    Column("expires_at", DateTime, nullable=False),   # server time (UTC)
+    Column("acquired_at", DateTime, nullable=False),
+)
+
+#: per register and FN: the highest FD number the ledger has accounted for (made or examined)
+register_watermarks = Table(
+    "register_watermarks", metadata,
+    Column("register", String(64), primary_key=True),
+    Column("fn_serial", String(32), primary_key=True),
+    Column("last_fd", Integer, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+#: every register document the ledger examined that it did not make in the normal path:
+#: adopted ones (ours), foreign ones (shift reports, other software) and tags waiting for their payment
+register_documents = Table(
+    "register_documents", metadata,
+    Column("fn_serial", String(32), primary_key=True),
+    Column("fd_number", Integer, primary_key=True),
+    Column("register", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("tag", String(16), nullable=True, index=True),
+    Column("operation", Integer, nullable=True),
+    Column("total", MONEY, nullable=True),
+    Column("fiscal_sign", BigInteger, nullable=True),
+    Column("shift_number", Integer, nullable=True),
+    Column("receipt_number", Integer, nullable=True),
+    Column("issued_at", DateTime, nullable=True),
+    Column("disposition", String(16), nullable=False),  # ours, adopted, foreign, unclaimed, conflict
+    Column("receipt_id", Integer, nullable=True),
+    Column("examined_at", DateTime, nullable=False),
+)
+
+#: timers that must survive restarts (the anti-entropy sweep)
+schedules = Table(
+    "schedules", metadata,
+    Column("name", String(32), primary_key=True),
+    Column("next_at", DateTime, nullable=False),
 )

@@ -12,6 +12,11 @@ was never fiscalized from the (fixed) shop row: it is queued again, or stays/bec
 the new reason; a part the new plan no longer has becomes *superseded* (kept, never deleted: its
 attempt history stays readable). Every state change, a replan's included, goes through
 :func:`check_transition`.
+
+Adoption (the register is the truth): queued / failed / rejected / needs_review / superseded ──▶ done
+when the register's fiscal storage holds a document with the receipt's tag, operation and total (a
+ledger restored from a backup, a lost ledger, another worker that printed it); queued ──▶ needs_review
+when the register holds our tag with another total or operation.
 """
 from __future__ import annotations
 
@@ -34,13 +39,14 @@ class State(str, enum.Enum):
 
 
 TRANSITIONS: dict[State, frozenset[State]] = {
-    State.QUEUED: frozenset({State.SENDING, State.REJECTED}),
+    State.QUEUED: frozenset({State.SENDING, State.REJECTED, State.DONE, State.NEEDS_REVIEW}),
     State.SENDING: frozenset({State.DONE, State.QUEUED, State.REJECTED, State.FAILED, State.NEEDS_REVIEW}),
-    # replan: requeued, rebuilt but still rejected (with the new reason), or no longer in the plan
-    State.REJECTED: frozenset({State.QUEUED, State.REJECTED, State.SUPERSEDED}),
-    State.FAILED: frozenset({State.QUEUED, State.REJECTED, State.SUPERSEDED}),
+    # replan: requeued, rebuilt but still rejected (with the new reason), or no longer in the plan;
+    # adoption: done, when the register shows the document
+    State.REJECTED: frozenset({State.QUEUED, State.REJECTED, State.SUPERSEDED, State.DONE}),
+    State.FAILED: frozenset({State.QUEUED, State.REJECTED, State.SUPERSEDED, State.DONE}),
     State.NEEDS_REVIEW: frozenset({State.QUEUED, State.DONE, State.REJECTED, State.SUPERSEDED}),
-    State.SUPERSEDED: frozenset({State.QUEUED, State.REJECTED}),
+    State.SUPERSEDED: frozenset({State.QUEUED, State.REJECTED, State.DONE}),
     State.DONE: frozenset(),
 }
 
@@ -52,6 +58,9 @@ NOT_ISSUED = (State.REJECTED, State.FAILED, State.SUPERSEDED)
 
 #: states a replan may rebuild (never fiscalized, or checked by an admin on the register)
 REPLANNABLE = (State.REJECTED, State.FAILED, State.NEEDS_REVIEW, State.SUPERSEDED)
+
+#: states a receipt is adopted from when the register shows its document (any state but done)
+ADOPTABLE = (State.QUEUED, State.SENDING, State.FAILED, State.REJECTED, State.NEEDS_REVIEW, State.SUPERSEDED)
 
 
 def check_transition(old: State, new: State) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from worker.ledger.callback_writes import CallbackWrites
 from worker.ledger.ingest_writes import IngestWrites
+from worker.ledger.leases import Fence
 from worker.ledger.lane_writes import LaneWrites
 from worker.ledger.ops_writes import OpsWrites
 from worker.ledger.reads import AdminReads
@@ -22,7 +23,7 @@ from worker.ledger.records import (
     utcnow,
 )
 
-__all__ = ["Ledger", "Gap", "IngestEntry", "PlannedRow", "ReceiptRecord",
+__all__ = ["Ledger", "Fence", "Gap", "IngestEntry", "PlannedRow", "ReceiptRecord",
            "SettlementEntry", "utcnow"]
 
 

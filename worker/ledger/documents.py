@@ -1,0 +1,195 @@
+"""The register is the truth: watermarks, examined documents, adoption of our own documents.
+
+Per register and FN the ledger keeps the highest FD number it has accounted for (a document it made
+or examined). Documents after the watermark are read back and recorded here:
+
+* ``ours``      — the document the normal path recorded (the receipt is done with this FD);
+* ``adopted``   — a document with one of our tags (1192 + operation + total) whose receipt the
+  ledger did not have as done (queued, failed, rejected, … — a restored or rebuilt ledger, a
+  takeover): the receipt becomes done with its requisites and is never sent again;
+* ``unclaimed`` — a tag of ours whose payment is not in the ledger yet (ledger lost): adopted the
+  moment ingest plans a receipt with that tag (:meth:`DocumentWrites.claim_for`);
+* ``foreign``   — shift reports, other software printing on the same register: examined once;
+* ``conflict``  — our tag with another total or operation, or a second document with a tag already
+  done: never adopted, shown in ``status`` and logged at ERROR (a correction may be needed).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from kkt_drivers.receipt import DocumentKind, FiscalDocument
+from worker.ledger.leases import Fence, LeaseWrites
+from worker.ledger.records import utcnow
+from worker.ledger.schema import attempts, register_documents, register_watermarks, receipts
+from worker.ledger.states import State
+
+log = logging.getLogger(__name__)
+
+_RECEIPT_KINDS = (DocumentKind.RECEIPT, DocumentKind.CORRECTION)
+
+
+@dataclass(frozen=True)
+class Examined:
+    """What one examined document turned out to be."""
+
+    fd_number: int
+    disposition: str
+    tag: str | None
+    receipt_id: int | None = None
+    note: str | None = None
+
+
+class DocumentWrites(LeaseWrites):
+    """Watermarks, examined documents and adoption (every write fenced by the register's lease)."""
+
+    def watermark(self, register: str, fn_serial: str) -> int | None:
+        """The highest FD the ledger accounted for on (*register*, *fn_serial*); None if never scanned."""
+        with self.read() as conn:
+            return conn.execute(select(register_watermarks.c.last_fd).where(
+                register_watermarks.c.register == register, register_watermarks.c.fn_serial == fn_serial)).scalar()
+
+    def own_last_fd(self, fn_serial: str) -> int:
+        """The highest FD of a done receipt on FN *fn_serial* (0 if none): the start of a first scan."""
+        with self.read() as conn:
+            return int(conn.execute(select(func.max(receipts.c.fd_number)).where(
+                receipts.c.fn_serial == fn_serial, receipts.c.state == State.DONE.value)).scalar() or 0)
+
+    def set_watermark(self, register: str, fn_serial: str, last_fd: int, *, fence: Fence | None) -> None:
+        """Move the watermark to *last_fd* (an admin's ``adopt --from-fd`` may move it down or up)."""
+        with self.write() as conn:
+            self.check_fence(conn, fence)
+            self._put_watermark(conn, register, fn_serial, last_fd, only_up=False)
+
+    def record_examined(self, register: str, fn_serial: str, docs: Sequence[FiscalDocument], upto: int, *,
+                        fence: Fence | None) -> list[Examined]:
+        """Record *docs* (read back after the watermark), adopt ours, move the watermark to *upto*.
+
+        One transaction, fenced: a worker whose lease was taken over records nothing.
+        """
+        now = utcnow()
+        out: list[Examined] = []
+        with self.write() as conn:
+            self.check_fence(conn, fence)
+            known = set(conn.execute(select(register_documents.c.fd_number).where(
+                register_documents.c.fn_serial == fn_serial,
+                register_documents.c.fd_number.in_([d.fd_number for d in docs]))).scalars()) if docs else set()
+            for doc in docs:
+                if doc.fd_number in known:
+                    continue
+                ex = self._examine(conn, register, doc, now)
+                conn.execute(insert(register_documents).values(
+                    fn_serial=fn_serial, fd_number=doc.fd_number, register=register, kind=doc.kind.value[:16],
+                    tag=doc.tag, operation=int(doc.operation) if doc.operation is not None else None,
+                    total=doc.total, fiscal_sign=doc.fiscal_sign, shift_number=doc.shift_number,
+                    receipt_number=doc.receipt_number, issued_at=doc.issued_at, disposition=ex.disposition,
+                    receipt_id=ex.receipt_id, examined_at=now))
+                out.append(ex)
+            self._put_watermark(conn, register, fn_serial, upto, only_up=True)
+        return out
+
+    def _examine(self, conn: Connection, register: str, doc: FiscalDocument, now: dt.datetime) -> Examined:
+        if doc.kind not in _RECEIPT_KINDS or not doc.tag:
+            return Examined(doc.fd_number, "foreign", doc.tag)
+        row = self._receipt_for_tag(conn, doc)
+        if row is None:
+            return Examined(doc.fd_number, "unclaimed", doc.tag)
+        state = State(row.state)
+        if state is State.DONE:
+            if row.fd_number == doc.fd_number and row.fn_serial == doc.fn_serial:
+                return Examined(doc.fd_number, "ours", doc.tag, row.id)
+            note = (f"DUPLICATE: FD {doc.fd_number} carries tag {doc.tag} of receipt {row.tag}, "
+                    f"already done as FD {row.fd_number}; a correction is needed")
+            log.error(note, extra={"register": register, "receipt_tag": row.tag})
+            return Examined(doc.fd_number, "conflict", doc.tag, row.id, note)
+        if doc.total != row.total or (doc.operation is not None and row.operation is not None
+                                      and int(doc.operation) != row.operation):
+            note = (f"FD {doc.fd_number} carries tag {doc.tag} but operation {doc.operation} total {doc.total}; "
+                    f"receipt {row.tag} expects operation {row.operation} total {row.total}")
+            log.error("needs review: %s", note, extra={"register": register, "receipt_tag": row.tag})
+            if state is not State.NEEDS_REVIEW:
+                self._cas(conn, row.id, state, State.NEEDS_REVIEW, error_class="review", last_error=note)
+            return Examined(doc.fd_number, "conflict", doc.tag, row.id, note)
+        self._adopt(conn, row.id, state, doc, register, now)
+        log.warning("adopted FD %d as receipt %s (it was %s in the ledger)", doc.fd_number, row.tag, state.value,
+                    extra={"register": register, "receipt_tag": row.tag})
+        return Examined(doc.fd_number, "adopted", doc.tag, row.id, f"was {state.value}")
+
+    @staticmethod
+    def _receipt_for_tag(conn: Connection, doc: FiscalDocument):  # type: ignore[no-untyped-def]
+        cols = (receipts.c.id, receipts.c.tag, receipts.c.state, receipts.c.total, receipts.c.operation,
+                receipts.c.fd_number, receipts.c.fn_serial)
+        row = conn.execute(select(*cols).where(receipts.c.tag == doc.tag)).first()
+        if row is None and doc.tag and doc.tag.isdigit():
+            # a reverse/correct correction pair carries the corrected receipt's ФПД in 1192: the operation
+            # tells the two documents apart
+            row = conn.execute(select(*cols).where(
+                receipts.c.stage == "correction", receipts.c.corrects_fiscal_sign == int(doc.tag),
+                receipts.c.operation == (int(doc.operation) if doc.operation is not None else None))).first()
+        return row
+
+    def _adopt(self, conn: Connection, receipt_id: int, state: State, doc: FiscalDocument, register: str,
+               now: dt.datetime) -> None:
+        self._cas(conn, receipt_id, state, State.DONE, register=register, fd_number=doc.fd_number,
+                  fiscal_sign=doc.fiscal_sign, fn_serial=doc.fn_serial, shift_number=doc.shift_number,
+                  receipt_number=doc.receipt_number, fiscal_at=doc.issued_at, qr=doc.qr, error_class=None,
+                  last_error=f"adopted from the register (was {state.value})")
+        conn.execute(insert(attempts).values(receipt_id=receipt_id, register=register, action="adopt",
+                                             started_at=now, finished_at=now, outcome="adopted",
+                                             fd_number=doc.fd_number))
+
+    def claim_for(self, conn: Connection, receipt_id: int, tag: str, now: dt.datetime) -> bool:
+        """Inside ingest's transaction: adopt a just-planned receipt whose tag is already on a register."""
+        doc = conn.execute(select(register_documents).where(
+            register_documents.c.tag == tag, register_documents.c.disposition == "unclaimed")
+            .order_by(register_documents.c.fd_number)).first()
+        if doc is None:
+            return False
+        row = conn.execute(select(receipts.c.state, receipts.c.total, receipts.c.operation)
+                           .where(receipts.c.id == receipt_id)).one()
+        fdoc = FiscalDocument(fd_number=doc.fd_number, fiscal_sign=doc.fiscal_sign, fn_serial=doc.fn_serial,
+                              kind=DocumentKind(doc.kind), issued_at=doc.issued_at, shift_number=doc.shift_number,
+                              receipt_number=doc.receipt_number, operation=doc.operation, total=doc.total, tag=tag)
+        if row.total != doc.total or (row.operation is not None and doc.operation is not None
+                                      and row.operation != doc.operation):
+            note = f"FD {doc.fd_number} on {doc.register} carries tag {tag} with total {doc.total}; expected {row.total}"
+            log.error("needs review: %s", note, extra={"receipt_tag": tag})
+            if State(row.state) is State.QUEUED:
+                self._cas(conn, receipt_id, State.QUEUED, State.NEEDS_REVIEW, error_class="review", last_error=note)
+            disposition = "conflict"
+        else:
+            self._adopt(conn, receipt_id, State(row.state), fdoc, doc.register, now)
+            log.warning("receipt %s adopted at ingest: the register already has it as FD %d", tag, doc.fd_number,
+                        extra={"receipt_tag": tag, "register": doc.register})
+            disposition = "adopted"
+        conn.execute(update(register_documents).where(register_documents.c.fn_serial == doc.fn_serial,
+                                                      register_documents.c.fd_number == doc.fd_number)
+                     .values(disposition=disposition, receipt_id=receipt_id))
+        return True
+
+    def document_counts(self) -> list[dict]:
+        """Examined documents by register and disposition, with the watermarks (for ``status``)."""
+        with self.read() as conn:
+            counts = [dict(r._mapping) for r in conn.execute(
+                select(register_documents.c.register, register_documents.c.disposition,
+                       func.count().label("n")).group_by(register_documents.c.register,
+                                                         register_documents.c.disposition))]
+            marks = [dict(r._mapping) for r in conn.execute(select(register_watermarks))]
+        return [{"watermarks": marks, "documents": counts}]
+
+    @staticmethod
+    def _put_watermark(conn: Connection, register: str, fn_serial: str, last_fd: int, *, only_up: bool) -> None:
+        now = utcnow()
+        cur = conn.execute(select(register_watermarks.c.last_fd).where(
+            register_watermarks.c.register == register, register_watermarks.c.fn_serial == fn_serial)).scalar()
+        if cur is None:
+            conn.execute(insert(register_watermarks).values(register=register, fn_serial=fn_serial, last_fd=last_fd,
+                                                            updated_at=now))
+        elif not only_up or last_fd > cur:
+            conn.execute(update(register_watermarks).where(
+                register_watermarks.c.register == register, register_watermarks.c.fn_serial == fn_serial)
+                .values(last_fd=last_fd, updated_at=now))

@@ -1,0 +1,137 @@
+"""Register leases with a fencing epoch: who may talk to a register, checked inside every write.
+
+A lease row ``(register, holder, epoch, expires_at)`` is taken at start and renewed; every new
+holder bumps the epoch. Every intent, outcome, adoption and watermark write for a register runs
+:meth:`LeaseWrites.check_fence` in the *same* transaction (the lease row is locked ``FOR UPDATE`` on
+PostgreSQL, the whole write is ``BEGIN IMMEDIATE`` on SQLite), so a process whose epoch is stale
+cannot write anything for that register (Kleppmann, "How to do distributed locking").
+
+Expiry is decided by the **database server's** clock (``clock_timestamp()`` on PostgreSQL,
+``strftime('now')`` on SQLite), never the worker's. A PostgreSQL session advisory lock dies with its
+connection (link drop, ``idle_session_timeout``); the lease row does not.
+
+A holder on the same host whose process is gone (pid and process start time no longer match) is
+taken over at once — after ``kill -9`` the next run must not wait for the lease to expire.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from worker.errors import LeaseHeld, LeaseLost
+from worker.ledger.base import LedgerBase
+from worker.ledger.schema import register_leases
+
+
+@dataclass(frozen=True)
+class Fence:
+    """A lease as its holder knows it: the epoch every write is checked against."""
+
+    register: str
+    holder: str
+    epoch: int
+    expires_at: dt.datetime
+
+
+def _process_start(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22, after the parenthesised command name
+
+
+def holder_id(role: str) -> str:
+    """``role@host:pid:start``: unique per process, and checkable for liveness on the same host."""
+    pid = os.getpid()
+    return f"{role}@{socket.gethostname()}:{pid}:{_process_start(pid) or 0}"[:128]
+
+
+def holder_is_dead(holder: str) -> bool:
+    """True only when *holder* ran on this host and its process is certainly gone."""
+    try:
+        _, where = holder.split("@", 1)
+        host, pid, start = where.rsplit(":", 2)
+    except ValueError:
+        return False
+    if host != socket.gethostname():
+        return False   # another host: only the lease's expiry can tell
+    return _process_start(int(pid)) != start
+
+
+def db_now(conn: Connection) -> dt.datetime:
+    """The database server's time, naive UTC."""
+    if conn.dialect.name == "postgresql":
+        return conn.execute(text("SELECT clock_timestamp() AT TIME ZONE 'UTC'")).scalar_one()
+    return dt.datetime.fromisoformat(conn.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one())
+
+
+class LeaseWrites(LedgerBase):
+    """Taking, renewing, releasing and checking register leases."""
+
+    def acquire_lease(self, register: str, holder: str, ttl_s: float) -> Fence:
+        """Take *register*'s lease with a new epoch. LeaseHeld while another live holder has it."""
+        ttl = dt.timedelta(seconds=ttl_s)
+        try:
+            with self.write() as conn:
+                now = db_now(conn)
+                row = conn.execute(select(register_leases).where(register_leases.c.register == register)
+                                   .with_for_update()).first()
+                if row is None:
+                    epoch = 1
+                    conn.execute(insert(register_leases).values(register=register, holder=holder, epoch=epoch,
+                                                                expires_at=now + ttl, acquired_at=now))
+                else:
+                    if row.expires_at > now and row.holder != holder and not holder_is_dead(row.holder):
+                        raise LeaseHeld(register, row.holder, row.epoch, row.expires_at)
+                    epoch = row.epoch + 1
+                    conn.execute(update(register_leases).where(register_leases.c.register == register,
+                                                               register_leases.c.epoch == row.epoch)
+                                 .values(holder=holder, epoch=epoch, expires_at=now + ttl, acquired_at=now))
+        except IntegrityError as exc:  # two first-time holders raced on the insert
+            raise LeaseHeld(register, "another process", 1, "now") from exc
+        return Fence(register, holder, epoch, now + ttl)
+
+    def renew_lease(self, fence: Fence, ttl_s: float) -> Fence:
+        """Extend the lease; LeaseLost if the epoch moved on (someone took it over)."""
+        with self.write() as conn:
+            now = db_now(conn)
+            expires = now + dt.timedelta(seconds=ttl_s)
+            res = conn.execute(update(register_leases).where(
+                register_leases.c.register == fence.register, register_leases.c.epoch == fence.epoch,
+                register_leases.c.holder == fence.holder).values(expires_at=expires))
+            if res.rowcount != 1:
+                raise LeaseLost(f"register {fence.register}: lease epoch {fence.epoch} was taken over")
+        return Fence(fence.register, fence.holder, fence.epoch, expires)
+
+    def release_lease(self, fence: Fence) -> None:
+        """Let the lease expire now (a clean stop), if it is still ours."""
+        with self.write() as conn:
+            now = db_now(conn)
+            conn.execute(update(register_leases).where(
+                register_leases.c.register == fence.register, register_leases.c.epoch == fence.epoch,
+                register_leases.c.holder == fence.holder).values(expires_at=now))
+
+    def leases(self) -> list[dict]:
+        """Every lease with the server's now (for ``status``)."""
+        with self.read() as conn:
+            now = db_now(conn)
+            return [{**dict(r._mapping), "live": r.expires_at > now}
+                    for r in conn.execute(select(register_leases).order_by(register_leases.c.register))]
+
+    @staticmethod
+    def check_fence(conn: Connection, fence: Fence | None) -> None:
+        """Inside a write transaction: LeaseLost unless *fence* is still the register's epoch."""
+        if fence is None:
+            return
+        row = conn.execute(select(register_leases.c.epoch, register_leases.c.holder)
+                           .where(register_leases.c.register == fence.register).with_for_update()).first()
+        if row is None or row.epoch != fence.epoch or row.holder != fence.holder:
+            raise LeaseLost(f"register {fence.register}: lease epoch {fence.epoch} is stale "
+                            f"(now {row.epoch if row else 'none'} held by {row.holder if row else 'nobody'})")
