@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "ops": {"ledger", "base", "kkt_drivers"},                     # health, metrics, alerts, callbacks, systemd
     "web": {"ops", "reports", "ledger", "base"},                  # the accountant's page
     "app": {"fiscal", "ingest", "ledger", "receipts", "shop", "ops", "reports", "web", "base", "kkt_drivers"},
-    "loop": {"app", "fiscal", "ledger", "ops", "base"},
+    "loop": {"app", "ledger", "ops", "base"},
     "demo": set(),
     "cli": {"app", "loop", "fiscal", "ingest", "ledger", "receipts", "shop", "ops", "reports", "web", "base",
             "demo", "kkt_drivers"},
