@@ -84,6 +84,7 @@ CALLBACK_SECRET_ENV = "KKT_CALLBACK_SECRET"
 CALLBACK_INTERVAL_SECONDS = 2.0      # how often due shop callbacks are sent
 
 # -- fencing and adoption ------------------------------------------------------------------
-LEASE_TTL_SECONDS = 30.0             # a register lease lives this long without renewal (server clock)
+LEASE_TTL_SECONDS = 60.0             # a register lease lives this long without renewal (server clock); a crashed
+                                     #   holder on another host is taken over after this long (same host: at once)
 ADOPTION_MAX_SCAN_DOCUMENTS = 1000   # more unexamined register documents than this wait for `kkt-worker adopt`
 LEDGER_MIN_FREE_MB = 100             # below this much free space on the ledger's disk, ingest pauses

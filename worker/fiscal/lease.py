@@ -19,8 +19,9 @@ from worker.ledger.store import Ledger
 
 log = logging.getLogger(__name__)
 
-#: renew when this share of the TTL has passed since the last renewal started
-RENEW_AT = 0.25
+#: renew when this share of the TTL has passed since the last renewal started (an idle lane wakes every
+#: TTL/3, so it renews by 2/3 of the TTL at the latest; a lane about to send renews first: SEND_DEADLINE)
+RENEW_AT = 0.5
 #: never start sending a receipt later than this share of the TTL after the last renewal started
 SEND_DEADLINE = 0.5
 
