@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 import click
 
 from kkt_drivers.base import Driver
-from kkt_drivers.errors import KktError
 from kkt_drivers.receipt import DocumentKind, FiscalDocument
 from worker import app
 from worker.cli import exitcodes
@@ -153,29 +152,26 @@ def shift_report(c: Ctx, register: str | None, shift_no: int, reconcile: bool, o
 def shift_documents(drv: Driver, shift_no: int, rows: list[ReceiptRecord]) -> list[FiscalDocument]:
     """The documents of shift *shift_no*, read back from the register between its opening and closing
     reports (bounded: at most RECONCILE_MAX_DOCUMENTS beyond the ledger's own FD numbers each way)."""
-    try:
-        last = drv.status().last_fd_number
-        known = [r.fd_number for r in rows if r.fd_number]
-        start = min(known) if known else last
-        docs: dict[int, FiscalDocument] = {}
-        fd = start
-        while fd >= 1 and start - fd <= RECONCILE_MAX_DOCUMENTS:           # back to the opening report
-            doc = drv.document(fd)
-            if doc is None or doc.shift_number < shift_no:
-                break
-            docs[fd] = doc
-            if doc.kind is DocumentKind.OPEN_SHIFT:
-                break
-            fd -= 1
-        fd = start + 1
-        while fd <= last and fd - max(known or [start]) <= RECONCILE_MAX_DOCUMENTS:  # on to the Z report
-            doc = drv.document(fd)
-            if doc is None or doc.shift_number > shift_no:
-                break
-            docs[fd] = doc
-            if doc.kind is DocumentKind.CLOSE_SHIFT:
-                break
-            fd += 1
-    except KktError:
-        raise
+    last = drv.status().last_fd_number
+    known = [r.fd_number for r in rows if r.fd_number]
+    start = min(known) if known else last
+    docs: dict[int, FiscalDocument] = {}
+    fd = start
+    while fd >= 1 and start - fd <= RECONCILE_MAX_DOCUMENTS:           # back to the opening report
+        doc = drv.document(fd)
+        if doc is None or doc.shift_number < shift_no:
+            break
+        docs[fd] = doc
+        if doc.kind is DocumentKind.OPEN_SHIFT:
+            break
+        fd -= 1
+    fd = start + 1
+    while fd <= last and fd - max(known or [start]) <= RECONCILE_MAX_DOCUMENTS:  # on to the Z report
+        doc = drv.document(fd)
+        if doc is None or doc.shift_number > shift_no:
+            break
+        docs[fd] = doc
+        if doc.kind is DocumentKind.CLOSE_SHIFT:
+            break
+        fd += 1
     return [d for d in docs.values() if d.shift_number == shift_no]
