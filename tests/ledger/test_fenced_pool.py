@@ -126,3 +126,16 @@ def test_done_right_after_the_watermark_moves_it_and_a_stale_done_writes_nothing
     assert ledger.watermark("kkt2", fn) == 51
     states = {r.tag: r.state for r in ledger.list_receipts()}
     assert states == {"S1": State.DONE, "S2": State.SENDING}
+
+
+def test_examined_documents_are_sorted_into_service_foreign_and_unclaimed(ledger: Ledger) -> None:
+    """A shift opening (the lane's own) is a service document, an untagged sale is foreign, a tag of ours
+    whose payment the ledger lacks is unclaimed: status must not call our own shift report foreign."""
+    import dataclasses
+
+    from kkt_drivers.receipt import DocumentKind
+
+    opening = dataclasses.replace(doc(1, ""), kind=DocumentKind.OPEN_SHIFT, tag=None, operation=None, total=None)
+    examined = ledger.record_examined("kkt1", "9999078900000001",
+                                      [opening, doc(2, ""), doc(3, "S99")], 3, fence=None)
+    assert [(e.fd_number, e.disposition) for e in examined] == [(1, "service"), (2, "foreign"), (3, "unclaimed")]

@@ -9,7 +9,9 @@ or examined). Documents after the watermark are read back and recorded here:
   takeover): the receipt becomes done with its requisites and is never sent again;
 * ``unclaimed`` — a tag of ours whose payment is not in the ledger yet (ledger lost): adopted the
   moment ingest plans a receipt with that tag (:meth:`DocumentWrites.claim_for`);
-* ``foreign``   — shift reports, other software printing on the same register: examined once;
+* ``service``   — not a receipt: shift openings, Z reports, FN reports (ours or anyone's): examined once;
+* ``foreign``   — a receipt without one of our tags (other software printing on the same register):
+  examined once;
 * ``conflict``  — our tag with another total or operation, or a second document with a tag already
   done: never adopted, shown in ``status`` and logged at ERROR (a correction may be needed).
 """
@@ -93,7 +95,9 @@ class DocumentWrites(LeaseWrites):
         return out
 
     def _examine(self, conn: Connection, register: str, doc: FiscalDocument, now: dt.datetime) -> Examined:
-        if doc.kind not in _RECEIPT_KINDS or not doc.tag:
+        if doc.kind not in _RECEIPT_KINDS:
+            return Examined(doc.fd_number, "service", doc.tag)
+        if not doc.tag:
             return Examined(doc.fd_number, "foreign", doc.tag)
         row = self._receipt_for_tag(conn, doc)
         if row is None:

@@ -206,7 +206,7 @@ register_watermarks = Table(
 )
 
 #: every register document the ledger examined that it did not make in the normal path:
-#: adopted ones (ours), foreign ones (shift reports, other software) and tags waiting for their payment
+#: adopted ones (ours), service documents (shift reports), foreign ones (other software) and tags waiting for their payment
 register_documents = Table(
     "register_documents", metadata,
     Column("fn_serial", String(32), primary_key=True),
@@ -220,7 +220,7 @@ register_documents = Table(
     Column("shift_number", Integer, nullable=True),
     Column("receipt_number", Integer, nullable=True),
     Column("issued_at", DateTime, nullable=True),
-    Column("disposition", String(16), nullable=False),  # ours, adopted, foreign, unclaimed, conflict
+    Column("disposition", String(16), nullable=False),  # ours, adopted, service, foreign, unclaimed, conflict
     Column("receipt_id", Integer, nullable=True),
     Column("examined_at", DateTime, nullable=False),
 )
