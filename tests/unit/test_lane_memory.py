@@ -218,3 +218,16 @@ def test_daily_close_uses_the_shop_clock_whatever_zone_the_register_keeps(ledger
     driver.register.register_time = dt.datetime(2026, 12, 1, 3, 5)
     lane._maybe_daily_close()
     assert not driver.register.shift_open and [c for c, _ in driver.calls].count("close_shift") == 1
+
+
+def test_the_lane_row_shows_the_register_position_after_the_last_receipt(ledger: Ledger,
+                                                                          driver: MemoryDriver) -> None:
+    """`status` prints each lane's last FD: after two receipts it is the second receipt's FD, not the FD the
+    register reported before the first one (the demo's status said "last FD 14" with FD 16 printed)."""
+    ingest(ledger, [entry(1), entry(2)], cursor=2)
+    lane = lane_for(ledger, driver)
+    lane.step()
+    lane.step()
+    lane._heartbeat("stopped")
+    done = [r.fd_number for r in ledger.list_receipts()]
+    assert lane_state(ledger)["last_fd"] == max(done) == 3

@@ -179,6 +179,7 @@ class Lane:
             if outcome.state is State.DONE and outcome.document is not None:
                 # the register's position after our document; an fd_before that is too low is safe
                 self._status = dataclasses.replace(status, last_fd_number=outcome.document.fd_number)
+                self._seen["last_fd"] = outcome.document.fd_number   # status shows the register's real position
                 return 0.0
             self._status = None   # anything else: read the register again before the next receipt
             if outcome.decision is None:
