@@ -16,6 +16,10 @@ Contract every implementation keeps (the shared contract suite in ``tests/contra
   service's ``external_id``), :attr:`Driver.lookup_by_key` is True and :meth:`find_by_key` answers
   "what became of the receipt with this tag?" without reading documents by number. Recovery uses
   whichever the driver supports (see ``worker/fiscal/recovery.py``).
+* Where the register keeps its own shift counters (Z report, FN shift totals, cash registers),
+  :attr:`Driver.reads_counters` is True and :meth:`shift_totals` returns them, so the accountant's
+  report compares the ledger with the register's own totals (``report shift``); a driver without
+  them is listed as "counters not available", never silently passed.
 * No method retries a fiscal command by itself; status-like reads may retry internally.
 """
 from __future__ import annotations
@@ -25,6 +29,7 @@ import functools
 from types import TracebackType
 from typing import Callable
 
+from kkt_drivers.counters import ShiftTotals
 from kkt_drivers.errors import RejectedError
 from kkt_drivers.receipt import DeviceStatus, FiscalDocument, Receipt
 
@@ -50,6 +55,9 @@ class Driver(abc.ABC):
     #: True when the register has a fiscal storage readable by FD number (:meth:`document`);
     #: False for a cloud service that only answers by our key
     reads_documents: bool = True
+
+    #: True when :meth:`shift_totals` reads the register's own shift counters
+    reads_counters: bool = False
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         """Guard every driver's :meth:`fiscalize`: marked lines never reach a driver that cannot
@@ -122,6 +130,15 @@ class Driver(abc.ABC):
         still processes the request, TransientError when it cannot be asked now.
         """
         raise NotImplementedError(f"{self.model} has no lookup by idempotency key")
+
+    def shift_totals(self, shift: int | None = None) -> ShiftTotals | None:
+        """The register's own counters of shift *shift* (None: the current or last one).
+
+        Only where :attr:`reads_counters` is True. Returns None when the register cannot say for
+        that shift (most keep running counters of the open shift only; a closed shift's totals are
+        in its Z report, which not every driver can read back).
+        """
+        raise NotImplementedError(f"{self.model} cannot read the register's shift counters")
 
     def continue_print(self) -> None:
         """Finish printing a document interrupted by a paper fault (no-op where not needed)."""

@@ -19,10 +19,12 @@ lost: use it with :class:`~kkt_drivers.errors.OutcomeUnknownError`).
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
 from kkt_drivers.base import Driver
+from kkt_drivers.counters import ShiftTotals, TotalsBuilder, skewed
 from kkt_drivers.errors import DriverConfigError, OutcomeUnknownError
 from kkt_drivers.receipt import DeviceStatus, DocumentKind, FiscalDocument, Receipt
 
@@ -48,6 +50,10 @@ class MemoryRegister:
     receipts_in_shift: int = 0
     #: what the register's clock says now (None: it does not tell)
     register_time: dt.datetime | None = None
+    #: FD number → the receipt's payments ((type, amount) pairs), for the shift counters
+    payments: dict[int, tuple[tuple[str, Decimal], ...]] = field(default_factory=dict)
+    #: a test's drift of the register's own counters: ``{operation: {"amount": "1.00"}}``
+    counter_skew: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,6 +78,7 @@ class MemoryDriver(Driver):
     """A register in memory. ``calls`` lists every method called, in order, with its main argument."""
 
     model = "memory"
+    reads_counters = True
 
     def __init__(self, register: MemoryRegister | None = None, *, lookup_by_key: bool = False) -> None:
         self.register = register or MemoryRegister()
@@ -168,6 +175,7 @@ class MemoryDriver(Driver):
         r.receipts_in_shift += 1
         kind = DocumentKind.CORRECTION if receipt.correction else DocumentKind.RECEIPT
         doc = self._document(kind, receipt)
+        r.payments[doc.fd_number] = tuple((p.type.value, p.amount) for p in receipt.payments)
         r.receipt_open = False
         self._fault("fiscalize", after=True)   # e.g. OutcomeUnknownError: the document exists, the reply is lost
         return doc
@@ -180,6 +188,24 @@ class MemoryDriver(Driver):
         self._call("document", fd_number)
         docs = self.register.documents
         return docs[fd_number - 1] if 1 <= fd_number <= len(docs) else None
+
+    def shift_totals(self, shift: int | None = None) -> ShiftTotals | None:
+        """Counters added up from the register's documents (every shift: memory forgets nothing)."""
+        self._call("shift_totals", shift)
+        r = self.register
+        number = r.shift_number if shift is None else shift
+        if not 1 <= number <= r.shift_number:
+            return None
+        b = TotalsBuilder()
+        closed = False
+        for d in r.documents:
+            if d.shift_number != number:
+                continue
+            closed = closed or d.kind is DocumentKind.CLOSE_SHIFT
+            if d.operation is not None and d.total is not None:
+                b.add(d.operation.name.lower(), d.total, r.payments.get(d.fd_number, ()))
+        totals = b.build(number, "memory register documents", final=closed)
+        return skewed(totals, r.counter_skew) if r.counter_skew else totals
 
     def find_by_key(self, receipt: Receipt) -> FiscalDocument | None:
         self._call("find_by_key", receipt.tag)

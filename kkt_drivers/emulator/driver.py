@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from kkt_drivers import marking_flow, permit
 from kkt_drivers.base import Driver
+from kkt_drivers.counters import ShiftTotals
 from kkt_drivers.emulator.faults import FAULT_NAMES, Faults
 from kkt_drivers.emulator.model import RegisterModel, to_fiscal_document
 from kkt_drivers.emulators import RunningEmulator
@@ -58,6 +59,7 @@ class EmulatorDriver(Driver):
 
     model = "emulator"
     supports_marking = True
+    reads_counters = True
 
     def __init__(self, register: RegisterModel, *, latency_s: float = 0.0,
                  sell_unanswered_codes: bool = False, receipt_latency_s: float = 0.0,
@@ -127,6 +129,11 @@ class EmulatorDriver(Driver):
     def document(self, fd_number: int) -> FiscalDocument | None:
         self._command()
         return self.register.fiscal_document(fd_number)
+
+    def shift_totals(self, shift: int | None = None) -> ShiftTotals | None:
+        """The model's counters: running for the open shift, the Z report's for a closed one."""
+        self._command()
+        return self.register.shift_totals(shift)
 
     def fiscalize(self, receipt: Receipt) -> FiscalDocument:
         """Open, fill and close; link faults are injected where a real link would fail."""

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 from zoneinfo import ZoneInfo
 
+from kkt_drivers import counters
+from kkt_drivers.counters import ShiftTotals
 from kkt_drivers.emulator import fn_marking
 from kkt_drivers.emulator.faults import Faults
 from kkt_drivers.errors import DeviceStateError, RejectedError
@@ -320,11 +322,54 @@ class RegisterModel:
                 raise DeviceStateError("a receipt is open", condition=DeviceStateError.COND_RECEIPT_OPEN)
             now = self._now(s)
             s.update(shift_open=False)
+            # the Z report carries the shift's counters (FFD 1194 "счётчики итогов смены"), as its
+            # register counted them — a tampered counter (tests) is printed tampered
+            totals = self._running_totals(s, s["shift_number"], final=True)
             doc = {"kind": "close_shift", "dt": now.isoformat(), "shift": s["shift_number"],
-                   "cashier": cashier, "receipts": s["receipts_in_shift"]}
+                   "cashier": cashier, "receipts": s["receipts_in_shift"], "totals": totals.to_json()}
             if cashier_inn is not None:
                 doc["cashier_inn"] = cashier_inn
             return self._append_document(s, doc)
+
+    # -- the register's own counters --------------------------------------------------------
+    def shift_totals(self, shift: int | None = None) -> ShiftTotals | None:
+        """The register's counters of *shift* (default: the current or last one).
+
+        The open shift's are running counters (added up from the journal, as the register adds
+        every closed receipt up); a closed shift's come from its Z report. None for a shift this FN
+        does not hold.
+        """
+        with self._locked() as s:
+            number = s["shift_number"] if shift is None else shift
+            if number == s["shift_number"] and s["shift_open"]:
+                return self._running_totals(s, number)
+            for doc in self._index.values():
+                if doc["fn"] == s["fn_serial"] and doc["kind"] == "close_shift" and doc["shift"] == number:
+                    if "totals" not in doc:
+                        return None      # a Z report written before the emulator kept counters
+                    return counters.from_json(doc["totals"], source=f"Z report FD {doc['fd']}")
+            return None
+
+    def _running_totals(self, s: dict[str, Any], shift: int, *, final: bool = False) -> ShiftTotals:
+        b = counters.TotalsBuilder()
+        for doc in self._index.values():
+            if doc["fn"] == s["fn_serial"] and doc["shift"] == shift and doc["kind"] in ("receipt", "correction"):
+                b.add(Operation(doc["operation"]).name.lower(), Decimal(doc["total"]),
+                      [(p["type"], Decimal(p["amount"])) for p in doc.get("payments", ())])
+        totals = b.build(shift, "Z report" if final else "running shift counters (journal)", final=final)
+        skew = s.get("counter_skew")
+        return counters.skewed(totals, skew) if skew else totals
+
+    def tamper_counter(self, operation: str, amount: Decimal | str, payment: str | None = None) -> None:
+        """A test's fault: the register's own counter of *operation* drifts by *amount* (on
+        *payment*), from now on and in the next Z report; the documents stay as they are."""
+        if operation not in counters.OPERATIONS:
+            raise ValueError(f"unknown operation {operation!r} (known: {', '.join(counters.OPERATIONS)})")
+        with self._locked() as s:
+            skew = s.setdefault("counter_skew", {})
+            prev = skew.get(operation, {})
+            skew[operation] = {"amount": str(money(Decimal(prev.get("amount", "0")) + money(amount))),
+                               **({"payment": payment} if payment else {})}
 
     def x_report(self) -> None:
         """An X report prints but makes no fiscal document."""

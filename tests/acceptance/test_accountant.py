@@ -1,5 +1,7 @@
 """The accountant's reports through the real CLI: daily totals with refunds subtracted, a shift
-reconciled with the register's own documents (a deliberate mismatch shows up), ledger show as JSON."""
+reconciled with the register's own documents and its own counters (a deliberate mismatch of each
+shows up and exits 1), the Z report's counters after the shift closed, CSV for a Russian-locale
+spreadsheet, ledger show as JSON."""
 from __future__ import annotations
 
 import json
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from kkt_drivers.emulator.model import RegisterModel
 from tests.shop import insert_payment, run_cli, sale_items, write_settings
 
 pytestmark = pytest.mark.acceptance
@@ -36,13 +39,44 @@ def test_reports_and_a_shift_reconciled_with_the_register(shop_schema: sa.URL, t
     assert daily["by_vat"] == {"vat22": "249.90"} and daily["without_receipt"]["payments"] == []
 
     ok = run_cli(settings, "report", "shift", "--register", "kkt1", "--shift", "1")
-    assert "no differences" in ok.stdout and "3 receipts" in ok.stdout
+    assert "3 receipts" in ok.stdout
+    assert "documents: no differences" in ok.stdout and "(running): no differences" in ok.stdout, ok.stdout
+    assert "sale: register 2 receipts 399.90" in ok.stdout and "sale_refund: register 1 receipts 150.00" in ok.stdout
+
+    # the register's own counter drifts by a rouble; its documents and the ledger still agree
+    RegisterModel(tmp_path / "reg").tamper_counter("sale", "1.00", "electronic")
+    drift = run_cli(settings, "report", "shift", "--register", "kkt1", "--shift", "1", "--output", "json",
+                    check=False)
+    assert drift.returncode == 1, drift.stdout + drift.stderr
+    report = json.loads(drift.stdout)
+    assert report["differences"] == [] and report["counters"]["status"] == "checked"
+    kinds = {(d["kind"], d["ledger_total"], d["register_total"]) for d in report["counters"]["differences"]}
+    assert kinds == {("counter_differs", "399.90", "400.90"), ("payment_differs", "399.90", "400.90")}
+    assert "its own counter disagrees" in report["counters"]["differences"][0]["note"]
+    RegisterModel(tmp_path / "reg").tamper_counter("sale", "-1.00", "electronic")
 
     with sqlite3.connect(ledger) as db:          # the ledger is off by a rouble on one receipt
         db.execute("UPDATE receipts SET total = total + 1 WHERE tag = 'S1'")
     bad = run_cli(settings, "report", "shift", "--register", "kkt1", "--shift", "1", check=False)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "total_differs" in bad.stdout and "tag S1" in bad.stdout
+    # the ledger's sum now differs from the register's counter too, and the document points at S1
+    assert "counter_differs: sale: register counter 399.90" in bad.stdout
+    assert "behind it: FD" in bad.stdout and "tag S1 (total_differs)" in bad.stdout
+    with sqlite3.connect(ledger) as db:
+        db.execute("UPDATE receipts SET total = total - 1 WHERE tag = 'S1'")
+
+    # after the Z report the counters come from it (final)
+    run_cli(settings, "shift", "close", "--register", "kkt1")
+    closed = run_cli(settings, "report", "shift", "--register", "kkt1", "--shift", "1")
+    assert "counters from Z report FD 5 (final): no differences" in closed.stdout, closed.stdout
+
+    sheet = run_cli(settings, "report", "daily", "--counters", "--output", "csv")
+    assert sheet.stdout.startswith("\ufeff")            # the BOM: a spreadsheet reads the file as UTF-8
+    lines = sheet.stdout.lstrip("\ufeff").splitlines()
+    assert lines[0] == "Раздел;Показатель;Количество;Сумма;Сумма по ККТ;Примечание"
+    assert "итого;net;;249,90;;" in lines
+    assert any(line.startswith("счётчики ККТ kkt1 смена 1;sale;2;399,90;399,90;Z report FD 5") for line in lines)
 
     shown = json.loads(run_cli(settings, "ledger", "show", "--id", str(sale), "--output", "json").stdout)
     assert shown[0]["fd_number"] and shown[0]["qr"].startswith("t=") and shown[0]["attempts_history"]

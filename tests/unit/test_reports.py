@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from decimal import Decimal
+from typing import Any
 
 from kkt_drivers import receipt_json
 from kkt_drivers.receipt import (
@@ -115,3 +116,66 @@ def test_csv_is_for_a_russian_spreadsheet_and_xlsx_has_typed_cells(tmp_path) -> 
     assert isinstance(when.value, dt.datetime) and when.value == T0        # a date, not text
     assert ws.cell(row=2, column=keys.index("fd_number") + 1).value == 5
     assert ws.max_row == len(records) + 1
+
+
+# -- the register's own counters -----------------------------------------------------------------
+
+def _counters(sale: str, refund: str, *, cash: str = "500.00", count: int = 2) -> Any:
+    from kkt_drivers.counters import OperationTotals, ShiftTotals
+
+    electronic = D(sale) - D(cash)
+    return ShiftTotals(1, {"sale": OperationTotals(count, D(sale), {"cash": D(cash), "electronic": electronic}),
+                           "sale_refund": OperationTotals(1, D(refund), {"electronic": D(refund)}),
+                           "expense": OperationTotals(0, D("0.00")), "expense_refund": OperationTotals(0, D("0.00"))},
+                       "test counters")
+
+
+def test_counters_that_match_the_ledger_have_no_differences() -> None:
+    from worker.reports.counters import compare_counters
+
+    records = ledger_sample()[:3]
+    check = compare_counters("kkt1", records, _counters("1720.00", "220.00"))
+    assert check.status == "checked" and check.differences == []
+    assert check.ledger_totals.operations["sale"].by_payment == {"cash": D("500.00"), "electronic": D("1220.00")}
+
+
+def test_a_counter_that_drifts_from_its_own_documents_is_reported_with_why() -> None:
+    from worker.reports.counters import compare_counters
+
+    records = ledger_sample()[:3]
+    docs = [doc(5, "S1", "1220.00"), doc(6, "S2", "500.00"), doc(7, "S3", "220.00", Operation.SALE_REFUND)]
+    check = compare_counters("kkt1", records, _counters("1721.00", "220.00", cash="501.00", count=3), docs)
+    got = {(d.kind, d.ledger_total, d.register_total) for d in check.differences}
+    assert got == {("counter_differs", D("1720.00"), D("1721.00")), ("counter_count_differs", None, None),
+                   ("payment_differs", D("500.00"), D("501.00"))}
+    assert all("its own counter disagrees" in d.note for d in check.differences if d.kind != "payment_differs")
+
+
+def test_a_counter_difference_names_the_receipts_the_documents_point_at() -> None:
+    from worker.reports.counters import compare_counters
+
+    records = ledger_sample()[:3]
+    records[1] = dataclasses.replace(records[1], total=D("499.00"))      # the ledger is off by a rouble
+    docs = [doc(5, "S1", "1220.00"), doc(6, "S2", "500.00"), doc(7, "S3", "220.00", Operation.SALE_REFUND)]
+    doc_diffs = reconcile_shift(records, docs)
+    check = compare_counters("kkt1", records, _counters("1720.00", "220.00"), docs, doc_diffs)
+    sale = [d for d in check.differences if d.kind == "counter_differs"]
+    assert len(sale) == 1 and sale[0].ledger_total == D("1719.00") and sale[0].register_total == D("1720.00")
+    assert sale[0].receipts == ("FD 6 tag S2 (total_differs)",)
+
+
+def test_the_memory_register_counts_its_shift_and_a_tampered_counter_shows() -> None:
+    from kkt_drivers.memory import MemoryDriver
+
+    drv = MemoryDriver()
+    drv.open_shift()
+    for rec in ledger_sample()[:3]:
+        drv.fiscalize(rec.receipt())
+    totals = drv.shift_totals()
+    assert totals is not None and totals.amounts()["sale"] == D("1720.00") and totals.amount("sale_refund") == D("220.00")
+    assert totals.operations["sale"].count == 2 and not totals.final
+    drv.register.counter_skew = {"sale": {"amount": "-0.01", "payment": "cash"}}
+    skewed = drv.shift_totals(1)
+    assert skewed is not None and skewed.operations["sale"].by_payment["cash"] == D("499.99")
+    drv.close_shift()
+    assert drv.shift_totals(1).final and drv.shift_totals(2) is None

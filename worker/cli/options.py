@@ -126,3 +126,27 @@ def confirmed(question: str, *, yes: bool) -> None:
     if not sys.stdin.isatty():
         raise click.UsageError("this queues receipts for printing: add --yes (or --dry-run to see what it would do)")
     click.confirm(question, abort=True)
+
+
+#: ``--output text|json|csv`` of the read commands (csv: a Russian-locale spreadsheet, see :func:`echo_csv`)
+OUTPUT_FORMATS = ("text", "json", "csv")
+
+
+def output_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--output text|json|csv``, declared once for every read command."""
+    return opt("--output", "output", type=click.Choice(OUTPUT_FORMATS), default="text",
+               help="text for people; json (money as exact strings); csv for a Russian-locale "
+                    "spreadsheet (UTF-8 with BOM, ';', decimal comma)")(f)
+
+
+def echo_csv(write: Callable[[Any], Any]) -> None:
+    """Run ``write(text_stream)`` and put the result on stdout as UTF-8 **with a BOM**, whatever
+    the terminal's encoding: a spreadsheet opening the redirected file then reads Cyrillic right."""
+    import io
+    import sys
+
+    buf = io.StringIO(newline="")
+    write(buf)
+    sys.stdout.flush()
+    sys.stdout.buffer.write(buf.getvalue().encode("utf-8-sig"))
+    sys.stdout.buffer.flush()

@@ -4,7 +4,13 @@ Days are the shop's local days (``receipts.timezone``). Every report shows sales
 corrections and net; sums per VAT rate and payment type; per register and shift; counts by state;
 and every amount that has **no receipt** (rejected, failed, needing review, still queued) with its
 reason. ``report shift --reconcile`` reads the shift's documents back from the register and lists
-every difference with the ledger, payment by payment.
+every difference with the ledger, payment by payment, then compares the ledger's sums with the
+register's OWN counters (Z report, FN shift totals, cash registers: ``Driver.shift_totals``); a
+register that cannot report them is listed as "counters not available", never passed silently.
+``report daily --counters`` does the counter check for every register shift of the day.
+
+``--output text|json|csv`` on every report; csv is one flat table (section, key, count, amount,
+register's amount, note) for a Russian-locale spreadsheet.
 """
 from __future__ import annotations
 
@@ -20,13 +26,15 @@ from kkt_drivers.base import Driver
 from kkt_drivers.receipt import DocumentKind, FiscalDocument
 from worker import app
 from worker.cli import exitcodes
-from worker.cli.options import Ctx, opt, pass_ctx, register_option
+from worker.cli.options import Ctx, echo_csv, opt, output_option, pass_ctx, register_option
 from worker.defaults import RECONCILE_MAX_DOCUMENTS
 from worker.ledger.records import ReceiptRecord
+from worker.reports import export
+from worker.reports.counters import CounterCheck, compare_counters, not_available
 from worker.reports.reconcile import Difference, reconcile_shift
 from worker.reports.totals import Totals, summarize
 
-OUTPUT = opt("--output", "output", type=click.Choice(["text", "json"]), default="text", help="output format")
+OUTPUT = output_option
 #: the most receipts one report reads (a larger period: several reports, or ledger export)
 MAX_REPORT_ROWS = 1_000_000
 
@@ -78,25 +86,124 @@ def print_totals(title: str, t: Totals) -> None:
             click.echo(f"    payment {u.source_id} {u.tag} {u.state} {_money(u.amount)}: {u.reason or ''}")
 
 
-def _period(c: Ctx, first: dt.date, last: dt.date, output: str) -> None:
+def _m(v: Decimal | None) -> str | None:
+    return None if v is None else f"{v:.2f}"
+
+
+def difference_json(d: Difference) -> dict[str, Any]:
+    """One difference as JSON-safe data."""
+    return {"kind": d.kind, "fd_number": d.fd_number, "tag": d.tag, "ledger_total": _m(d.ledger_total),
+            "register_total": _m(d.register_total), "note": d.note, "receipts": list(d.receipts)}
+
+
+def counters_json(check: CounterCheck) -> dict[str, Any]:
+    """A counter check as JSON-safe data."""
+    return {"register": check.register, "shift": check.shift, "status": check.status, "reason": check.reason,
+            "register_counters": check.register_totals.to_json() if check.register_totals else None,
+            "ledger_sums": check.ledger_totals.to_json() if check.ledger_totals else None,
+            "differences": [difference_json(d) for d in check.differences]}
+
+
+def print_counters(check: CounterCheck) -> None:
+    """The register's counters beside the ledger's sums, then every difference."""
+    if check.status != "checked":
+        click.echo(f"  register {check.register} shift {check.shift}: counters NOT AVAILABLE — {check.reason}")
+        return
+    rt, lt = check.register_totals, check.ledger_totals
+    assert rt is not None and lt is not None
+    click.echo(f"  register {check.register} shift {check.shift}: counters from {rt.source}"
+               f"{' (final)' if rt.final else ' (running)'}: "
+               + ("no differences" if not check.differences else f"{len(check.differences)} difference(s)"))
+    for name, op in rt.operations.items():
+        mine = lt.operations.get(name)
+        if not op.count and not op.amount and not (mine and mine.count):
+            continue
+        pay = ", ".join(f"{k} {_money(v)}" for k, v in op.by_payment.items())
+        click.echo(f"    {name}: register {op.count if op.count is not None else '?'} receipts {_money(op.amount)}"
+                   f"{' (' + pay + ')' if pay else ''}; ledger {mine.count if mine else 0} receipts "
+                   f"{_money(mine.amount if mine else Decimal('0'))}")
+    for d in check.differences:
+        click.echo(f"    {d.kind}: {d.note}")
+        for r in d.receipts:
+            click.echo(f"      behind it: {r}")
+
+
+def read_counters(drv: Driver, register: str, shift_no: int, rows: list[ReceiptRecord],
+                  documents: list[FiscalDocument] | None = None,
+                  differences: list[Difference] | None = None) -> CounterCheck:
+    """Ask the register for its own counters of the shift and compare them with the ledger."""
+    from kkt_drivers.errors import KktError
+
+    if not drv.reads_counters:
+        return not_available(register, shift_no, f"the {drv.model} driver cannot read the register's counters")
+    try:
+        totals = drv.shift_totals(shift_no)
+    except KktError as exc:
+        return not_available(register, shift_no, f"reading the counters failed: {exc}")
+    if totals is None:
+        return not_available(register, shift_no, f"the {drv.model} register no longer holds shift {shift_no}'s "
+                                                  "counters (only the open shift's, or its Z report)")
+    return compare_counters(register, rows, totals, documents or [], differences or [])
+
+
+def _period(c: Ctx, first: dt.date, last: dt.date, output: str, counters: bool = False) -> None:
     rows = c.reader.list_receipts(day_from=first, day_to=last, limit=MAX_REPORT_ROWS)
     t = summarize(rows)
     zone = _zone(c)
+    checks = _check_shifts(c, t, rows) if counters else None
     if output == "json":
-        click.echo(json.dumps({"from": first.isoformat(), "to": last.isoformat(), "zone": zone, **totals_json(t)},
+        click.echo(json.dumps({"from": first.isoformat(), "to": last.isoformat(), "zone": zone, **totals_json(t),
+                               "counters": None if checks is None else [counters_json(k) for k in checks]},
                               ensure_ascii=False, indent=2))
+    elif output == "csv":
+        echo_csv(lambda out: export.write_table(
+            export.totals_rows(t) + [r for k in checks or [] for r in export.counter_rows(k)], out))
     else:
         print_totals(f"{first}…{last} ({zone})", t)
+        if checks is not None:
+            click.echo("  the registers' own counters:" + ("" if checks else " no register shift in the period"))
+            for k in checks:
+                print_counters(k)
+    if checks and any(k.differences for k in checks):
+        raise SystemExit(exitcodes.PROBLEMS)
+
+
+def _check_shifts(c: Ctx, t: Totals, rows: list[ReceiptRecord]) -> list[CounterCheck]:
+    """The counter check of every register shift in *t* (each register opened under its lease).
+
+    The whole shift is compared, not just the period's part of it: a register counts shifts, not days.
+    """
+    from worker.cli.shift import _driver
+
+    configured = {r.name for r in c.settings.registers}
+    checks: list[CounterCheck] = []
+    for (register, shift_no) in sorted(t.by_shift, key=lambda k: (k[0], k[1] or 0)):
+        if shift_no is None:
+            continue
+        if register not in configured:
+            checks.append(not_available(register, shift_no, "the register is not in the settings any more"))
+            continue
+        shift_rows = _shift_rows(c, register, shift_no)
+        with _driver(c, register) as drv:
+            checks.append(read_counters(drv, register, shift_no, shift_rows))
+    return checks
+
+
+def _shift_rows(c: Ctx, register: str, shift_no: int) -> list[ReceiptRecord]:
+    return [r for r in c.reader.list_receipts(limit=MAX_REPORT_ROWS)
+            if r.register == register and r.shift_number == shift_no]
 
 
 @click.command("daily")
 @opt("--day", type=click.DateTime(["%Y-%m-%d"]), default=None, help="the shop's local day (default: today)")
+@opt("--counters", is_flag=True, help="also compare every register shift of the day with the register's own "
+                                      "counters (talks to the registers; exit 1 on a difference)")
 @OUTPUT
 @pass_ctx
-def daily(c: Ctx, day: dt.datetime | None, output: str) -> None:
+def daily(c: Ctx, day: dt.datetime | None, counters: bool, output: str) -> None:
     """Totals of one day in the shop's time zone."""
     d = day.date() if day else _today(c)
-    _period(c, d, d, output)
+    _period(c, d, d, output, counters)
 
 
 @click.command("range")
@@ -114,38 +221,53 @@ def period(c: Ctx, first: dt.datetime, last: dt.datetime, output: str) -> None:
 @click.command("shift")
 @register_option
 @opt("--shift", "shift_no", type=int, required=True, help="shift number on that register")
-@opt("--reconcile/--no-reconcile", default=True, help="read the shift's documents back from the register")
+@opt("--reconcile/--no-reconcile", default=True,
+     help="read the shift's documents and the register's own counters back from the register")
+@opt("--require-counters", is_flag=True, help="exit 1 when the register's counters are not available")
 @OUTPUT
 @pass_ctx
-def shift_report(c: Ctx, register: str | None, shift_no: int, reconcile: bool, output: str) -> None:
-    """One register's shift: totals, and every difference with the register's own documents (exit 1 if any)."""
+def shift_report(c: Ctx, register: str | None, shift_no: int, reconcile: bool, require_counters: bool,
+                 output: str) -> None:
+    """One register's shift: totals, every difference with the register's own documents and with its
+    own counters (exit 1 if any)."""
     from worker.cli.shift import _driver
 
     chosen = app.registers_named(c.settings, register)
     if len(chosen) != 1:
         raise click.UsageError("name one register with --register")
     name = chosen[0].name
-    rows = [r for r in c.reader.list_receipts(limit=MAX_REPORT_ROWS)
-            if r.register == name and r.shift_number == shift_no]
+    rows = _shift_rows(c, name, shift_no)
     t = summarize(rows)
     diffs: list[Difference] | None = None
+    check: CounterCheck | None = None
     if reconcile:
         with _driver(c, name) as drv:
-            diffs = reconcile_shift(rows, shift_documents(drv, shift_no, rows))
+            docs = shift_documents(drv, shift_no, rows) if drv.reads_documents else []
+            diffs = reconcile_shift(rows, docs) if drv.reads_documents else []
+            check = read_counters(drv, name, shift_no, rows, docs, diffs)
     if output == "json":
-        click.echo(json.dumps({"register": name, "shift": shift_no, **totals_json(t), "differences": None if diffs is None
-                               else [d.__dict__ | {"ledger_total": None if d.ledger_total is None else str(d.ledger_total),
-                                                   "register_total": None if d.register_total is None
-                                                   else str(d.register_total)} for d in diffs]},
+        click.echo(json.dumps({"register": name, "shift": shift_no, **totals_json(t),
+                               "differences": None if diffs is None else [difference_json(d) for d in diffs],
+                               "counters": None if check is None else counters_json(check)},
                               ensure_ascii=False, indent=2, default=str))
+    elif output == "csv":
+        echo_csv(lambda out: export.write_table(
+            export.totals_rows(t) + export.difference_rows(diffs or [])
+            + (export.counter_rows(check) if check else []), out))
     else:
         print_totals(f"register {name}, shift {shift_no}", t)
         if diffs is not None:
-            click.echo("  reconciled with the register: " + ("no differences" if not diffs else f"{len(diffs)} difference(s)"))
+            click.echo("  reconciled with the register's documents: "
+                       + ("no differences" if not diffs else f"{len(diffs)} difference(s)"))
             for d in diffs:
                 click.echo(f"    {d.kind}: FD {d.fd_number} tag {d.tag} ledger {_money(d.ledger_total)} "
                            f"register {_money(d.register_total)} — {d.note}")
-    if diffs:
+        if check is not None:
+            click.echo("  reconciled with the register's own counters:")
+            print_counters(check)
+    if diffs or (check is not None and check.differences):
+        raise SystemExit(exitcodes.PROBLEMS)
+    if require_counters and check is not None and check.status != "checked":
         raise SystemExit(exitcodes.PROBLEMS)
 
 

@@ -105,3 +105,70 @@ def to_json(records: Sequence[ReceiptRecord], *, zone: str) -> str:
         return v
     return json.dumps({"zone": zone, "receipts": [{k: enc(v) for k, v in row(r).items()} for r in records]},
                       ensure_ascii=False, indent=2)
+
+
+# -- any report as one flat table (the --output csv of the read commands) --------------------------
+
+#: the columns of a report table: section, key, count, amount, note
+REPORT_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("section", "Раздел", "text"), ("key", "Показатель", "text"), ("count", "Количество", "int"),
+    ("amount", "Сумма", "money"), ("register_amount", "Сумма по ККТ", "money"), ("note", "Примечание", "text"),
+)
+
+
+def write_table(rows: Iterable[dict[str, Any]], out: IO[str],
+                columns: Sequence[tuple[str, str, str]] = REPORT_COLUMNS) -> int:
+    """Rows of dicts as CSV for a Russian-locale spreadsheet (``;``, decimal comma, dates ДД.ММ.ГГГГ);
+    the caller writes the BOM (``utf-8-sig``). Missing keys are empty cells."""
+    w = csv.writer(out, delimiter=";", quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+    w.writerow([title for _, title, _ in columns])
+    n = 0
+    for r in rows:
+        w.writerow([_ru(r.get(key), kind) for key, _, kind in columns])
+        n += 1
+    return n
+
+
+def totals_rows(t: Any) -> list[dict[str, Any]]:
+    """A :class:`~worker.reports.totals.Totals` as report rows (section, key, count, amount, note)."""
+    rows: list[dict[str, Any]] = [
+        {"section": "итого", "key": "sales", "amount": t.sales, "count": t.count_done},
+        {"section": "итого", "key": "refunds", "amount": t.refunds},
+        {"section": "итого", "key": "corrections", "amount": t.corrections},
+        {"section": "итого", "key": "net", "amount": t.net},
+    ]
+    rows += [{"section": "НДС", "key": k, "amount": v} for k, v in t.by_vat.items()]
+    rows += [{"section": "вид оплаты", "key": k, "amount": v} for k, v in t.by_payment_type.items()]
+    for s in t.by_shift.values():
+        rows += [{"section": f"ККТ {s.register} смена {s.shift}", "key": op, "amount": v,
+                  "count": s.count if i == 0 else None}
+                 for i, (op, v) in enumerate(sorted(s.by_operation.items()))]
+    rows += [{"section": "состояние", "key": k, "count": n, "amount": a} for k, (n, a) in t.by_state.items()]
+    rows += [{"section": "без чека", "key": f"платёж {u.source_id} {u.tag}", "amount": u.amount,
+              "note": f"{u.state}: {u.reason or ''}"} for u in t.unreceipted]
+    return rows
+
+
+def counter_rows(check: Any) -> list[dict[str, Any]]:
+    """A :class:`~worker.reports.counters.CounterCheck` as report rows: the register's counters
+    beside the ledger's, then every difference."""
+    head = f"счётчики ККТ {check.register} смена {check.shift}"
+    if check.status != "checked":
+        return [{"section": head, "key": "недоступны", "note": check.reason}]
+    rows: list[dict[str, Any]] = []
+    for name, op in check.register_totals.operations.items():
+        mine = check.ledger_totals.operations.get(name)
+        rows.append({"section": head, "key": name, "count": op.count, "register_amount": op.amount,
+                     "amount": mine.amount if mine else None, "note": check.register_totals.source})
+        for kind, value in op.by_payment.items():
+            rows.append({"section": head, "key": f"{name} {kind}", "register_amount": value,
+                         "amount": (mine.by_payment.get(kind) if mine else None)})
+    return rows + difference_rows(check.differences)
+
+
+def difference_rows(diffs: Iterable[Any]) -> list[dict[str, Any]]:
+    """Differences (:class:`~worker.reports.reconcile.Difference`) as report rows."""
+    return [{"section": "расхождение", "key": d.kind + (f" ФД {d.fd_number}" if d.fd_number else "")
+             + (f" {d.tag}" if d.tag else ""), "amount": d.ledger_total, "register_amount": d.register_total,
+             "note": d.note + (" — " + "; ".join(d.receipts) if getattr(d, "receipts", ()) else "")}
+            for d in diffs]

@@ -30,6 +30,8 @@ class Difference:
     ledger_total: Decimal | None
     register_total: Decimal | None
     note: str
+    #: the receipts behind a sum's difference (``FD 7 tag S3 (total_differs)``), when known
+    receipts: tuple[str, ...] = ()
 
 
 def reconcile_shift(records: Iterable[ReceiptRecord], documents: Iterable[FiscalDocument],
