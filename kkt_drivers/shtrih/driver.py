@@ -45,6 +45,8 @@ from kkt_drivers import marking_flow, permit
 from kkt_drivers.base import Driver
 from kkt_drivers.errors import DriverConfigError, KktError, OutcomeUnknownError, RejectedError, TransientError
 from kkt_drivers.receipt import DeviceStatus, DocumentKind, FiscalDocument, Operation, Receipt, Vat, kopecks
+from kkt_drivers.counters import ShiftTotals
+from kkt_drivers.shtrih import counters as sc
 from kkt_drivers.shtrih import codes, marking as mk, marking_steps, messages as m, protocol as p
 from kkt_drivers.shtrih.link import Link, LinkError
 from kkt_drivers.shtrih.text import fit
@@ -114,6 +116,7 @@ class ShtrihDriver(Driver):
 
     model = "shtrih-m"
     supports_marking = True
+    reads_counters = True
 
     def __init__(self, port_url: str, *, password: int = DEFAULT_PASSWORD,
                  admin_password: int = DEFAULT_PASSWORD,
@@ -440,6 +443,31 @@ class ShtrihDriver(Driver):
             kind=DocumentKind.CORRECTION if receipt.correction else DocumentKind.RECEIPT,
             issued_at=dt.datetime.now().replace(microsecond=0), shift_number=0,
             operation=receipt.operation, total=receipt.total, tag=receipt.tag)
+
+    # -- the shift's counters (kkt_drivers.shtrih.counters) ------------------------------------
+    def shift_totals(self, shift: int | None = None) -> ShiftTotals | None:
+        """The open shift's cash registers (1A) and receipt counts (1B). None for any other shift:
+        the Z report clears these registers (its totals stay in the FN's close-shift report, which
+        this driver does not decode)."""
+        with _garbled_is_transient():
+            st = self._status()
+            if not st.shift_open or (shift is not None and shift != st.shift_number):
+                return None
+            cash: dict[int, int] = {}
+            for operation in sc.RECEIPT_TYPE:
+                for t in sc.PAYMENT_TYPES:
+                    number = sc.cash_register(operation, t)
+                    try:
+                        cash[number] = sc.decode_cash_answer(self._command(
+                            sc.READ_CASH_REGISTER, sc.encode_register_number(number), timeout=self.status_timeout,
+                            allow=(codes.BAD_PARAMETERS, codes.NOT_SUPPORTED) if t > 4 else ()))
+                    except _Allowed:       # firmware without payment types 5..16 (GUESS: answers 33h)
+                        cash[number] = 0
+            counts = {operation: sc.decode_count_answer(self._command(
+                sc.READ_OPERATION_REGISTER, bytes([sc.receipts_register(operation)]), timeout=self.status_timeout))
+                for operation in sc.RECEIPT_TYPE}
+        return sc.build_totals(st.shift_number, cash, counts,
+                               "Shtrih cash registers 193–208 and 4144–4191 (1Ah), receipt counts 144–147 (1Bh)")
 
     # -- documents -------------------------------------------------------------------------
     def document(self, fd_number: int) -> FiscalDocument | None:

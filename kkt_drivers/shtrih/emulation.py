@@ -19,6 +19,7 @@ from kkt_drivers.receipt import (
     KOPECK, MARKED_SUBJECTS, IndustryRequisite, Item, MeasureUnit, Operation, Payment, PaymentMethod, PaymentSubject, PaymentType, TaxSystem,
     money,
 )
+from kkt_drivers.shtrih import counters as sc
 from kkt_drivers.shtrih import codes, marking as mk, messages as m, protocol as p
 from kkt_drivers.shtrih.protocol import read_text
 
@@ -123,6 +124,7 @@ class ShtrihEmulation:
             p.FN_WRITE_OPERATION_TLV: self._write_operation_tlv,
             mk.FN_MARKING_CHECK: self._marking_check, mk.FN_MARKING_DECIDE: self._marking_decide,
             mk.FN_MARKING_BIND: self._marking_bind, mk.FN_MARKING_STATUS: self._marking_status,
+            sc.READ_CASH_REGISTER: self._cash_register, sc.READ_OPERATION_REGISTER: self._operation_register,
         }
         #: FF67 before FF46 («Кассовое ядро» order): the code the next marked FF46 carries
         self._bound_code: bytes | None = None
@@ -189,6 +191,20 @@ class ShtrihEmulation:
             if doc.get("shift") == shift and doc["kind"] in ("receipt", "correction"):
                 return int(doc.get("receipt_no") or 0)
         return 0
+
+    # -- the shift's registers (1A/1B; kkt_drivers.shtrih.counters) --------------------------
+    def _shift_counters(self) -> Any:
+        """The open shift's running counters; None once the Z report cleared them (shift closed)."""
+        return self.model.shift_totals() if self.model.status().shift_open else None
+
+    def _cash_register(self, rest: bytes) -> bytes:
+        number = sc.decode_register_number(rest)
+        return sc.encode_cash_answer(self._operator, sc.register_value(self._shift_counters(), number))
+
+    def _operation_register(self, rest: bytes) -> bytes:
+        if len(rest) != 1:
+            raise CommandError(codes.BAD_PARAMETERS)
+        return sc.encode_count_answer(self._operator, sc.count_value(self._shift_counters(), rest[0]))
 
     # -- status ----------------------------------------------------------------------------
     def _device_type(self, rest: bytes) -> bytes:

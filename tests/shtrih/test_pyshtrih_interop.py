@@ -100,3 +100,18 @@ def test_pyshtrih_reads_fn_validity_and_tables(dev) -> None:
     assert dev.read_table(6, 11, 1, int)["Значение"] == 2200    # row 11 = 22 %
     dev.write_table(17, 1, 71, 1, int)
     assert dev.read_table(17, 1, 71, int)["Значение"] == 1
+
+
+def test_pyshtrih_reads_the_shift_registers(dev) -> None:
+    """pyshtrih's own 1Ah/1Bh decoders read what our driver reads (an independent reading)."""
+    dev.open_shift()
+    dev.open_check(0)
+    item = m.encode_operation_v2(m.OperationV2(
+        operation=1, quantity=Decimal(1), price=Decimal("12.34"), amount=None, tax=codes.tax_byte(Vat.VAT22),
+        department=1, payment_method=4, payment_subject=1, name="Товар"))
+    assert dev.protocol.command(0xFF46, dev.admin_password, bytearray(item)) == bytearray([0])
+    close = m.encode_close_receipt(m.CloseReceipt(payments=tuple([1234] + [0] * 15), tax_system=1))
+    dev.protocol.command(0xFF45, dev.admin_password, bytearray(close))
+    assert dev.request_monetary_register(193)["Содержимое регистра"] == 1234     # sale, cash, kopecks
+    assert dev.request_monetary_register(197)["Содержимое регистра"] == 0        # sale, payment type 2
+    assert dev.request_operational_register(144)["Содержимое регистра"] == 1     # sale receipts

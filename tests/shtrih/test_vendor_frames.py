@@ -244,3 +244,30 @@ def test_our_encoders_produce_the_vendor_frames_byte_for_byte() -> None:
                                                                          price_kop=20000, name="Сыр"))
     close = m.encode_close_receipt(m.CloseReceipt(payments=(0, 40000) + (0,) * 14, tax_system=1))
     assert p.command_bytes(p.FN_CLOSE_RECEIPT) + p.u32(30) + close == H(ff45(cashless=40000))
+
+
+def test_shift_cash_and_operational_registers_the_vendor_way(raw) -> None:
+    """1Ah/1Bh as javapos ReadCashRegister/ReadOperationRegister lay them out: after a 400.00 cashless
+    sale, a 150.00 cash sale and a 100.00 cashless refund, register 193 (sale, cash) holds 150.00,
+    197 (sale, payment type 2) 400.00, 199 (sale refund, type 2) 100.00; operational 144 (sale
+    receipts) 2 and 146 (refund receipts) 1; the Z report clears them."""
+    srv, c = raw()
+    _open_shift(c)
+    for rtype, op, price, pay in (("00", "01", 40000, ff45(cashless=40000)), ("00", "01", 15000, ff45(cash=15000)),
+                                  ("02", "02", 10000, ff45(cashless=10000))):
+        assert c.send("8D" + "1E000000" + rtype) == H("8D001E")
+        item = ff46(0xCB, price_kop=price)
+        assert c.send(item[:12] + op + item[14:]) == H("FF4600")      # FF46 operation 1 приход, 2 возврат
+        assert c.send(pay)[:3] == H("FF4500")
+    assert c.send("1A" + "1E000000" + "C1") == H("1A00" + "1E" + "983A00000000")   # 193: 150.00 = 0x3A98
+    assert c.send("1A" + "1E000000" + "C5") == H("1A00" + "1E" + "409C00000000")   # 197: 400.00 = 0x9C40
+    assert c.send("1A" + "1E000000" + "C7") == H("1A00" + "1E" + "102700000000")   # 199: 100.00 = 0x2710
+    assert c.send("1A" + "1E000000" + "C3") == H("1A00" + "1E" + "000000000000")   # 195: no cash refund
+    assert c.send("1A" + "1E000000" + "3010") == H("1A00" + "1E" + "000000000000")  # 4144: 2-byte number
+    assert c.send("1B" + "1E000000" + "90") == H("1B00" + "1E" + "0200")           # 144: 2 sale receipts
+    assert c.send("1B" + "1E000000" + "92") == H("1B00" + "1E" + "0100")           # 146: 1 refund receipt
+    srv.model.tamper_counter("sale", "0.01", "cash")                             # the register miscounts
+    assert c.send("1A" + "1E000000" + "C1") == H("1A00" + "1E" + "993A00000000")
+    assert c.send("41" + "1E000000") == H("41001E")                              # Z report: cleared
+    assert c.send("1A" + "1E000000" + "C5") == H("1A00" + "1E" + "000000000000")
+    assert c.send("1B" + "1E000000" + "90") == H("1B00" + "1E" + "0000")
