@@ -32,10 +32,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from kkt_drivers.atol import codes as c
+from kkt_drivers.atol import counters as atol_counters
 from kkt_drivers.atol import tasks as t
 from kkt_drivers.atol.libfptr import LibFptrTransport
 from kkt_drivers.atol.webrequests import DEFAULT_POLL_S, DEFAULT_TIMEOUT_S, WebRequestsTransport
 from kkt_drivers.base import Driver
+from kkt_drivers.counters import ShiftTotals
 from kkt_drivers.errors import (
     DriverConfigError, KktError, OutcomeUnknownError, TransientError,
 )
@@ -60,6 +62,7 @@ class AtolDriver(Driver):
     """An ATOL register; the transport decides Web Requests or libfptr10."""
 
     model = "atol"
+    reads_counters = True
 
     def __init__(self, transport: WebRequestsTransport | LibFptrTransport, *,
                  fiscal_timeout_s: float = DEFAULT_FISCAL_TIMEOUT_S,
@@ -210,6 +213,10 @@ class AtolDriver(Driver):
             return t.document_from_fn_document(res or {}, self._fn_serial)
         except t.AnswerError as exc:
             raise TransientError(f"getFnDocument {fd_number}: {exc}") from exc
+
+    def shift_totals(self, shift: int | None = None) -> ShiftTotals | None:
+        """The register's shift counters (getShiftTotals: kkt_drivers.atol.counters)."""
+        return atol_counters.read(self._run, shift)
 
     # -- receipts ----------------------------------------------------------------------------
     def fiscalize(self, receipt: Receipt) -> FiscalDocument:

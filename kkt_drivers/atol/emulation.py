@@ -26,6 +26,7 @@ from typing import Any
 
 from kkt_drivers.atol import codes as c
 from kkt_drivers.atol import tasks as t
+from kkt_drivers.atol.counters import ShiftTotalsTasks
 from kkt_drivers.emulator.faults import Faults
 from kkt_drivers.emulator.model import SHIFT_MAX_AGE, RegisterModel
 from kkt_drivers.errors import DeviceStateError, RejectedError
@@ -86,7 +87,7 @@ def _bad(what: str) -> TaskFailed:
     return TaskFailed(13, f"Нeкорректное значение параметра: {what}")
 
 
-class AtolEmulation:
+class AtolEmulation(ShiftTotalsTasks):
     """Executes ATOL JSON tasks on *model*; link faults from *faults* (see the module header)."""
 
     def __init__(self, model: RegisterModel, faults: Faults | None = None) -> None:

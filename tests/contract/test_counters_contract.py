@@ -14,7 +14,10 @@ from decimal import Decimal
 import pytest
 
 from kkt_drivers.receipt import Operation, Payment, PaymentType
-from tests.contract.test_driver_contract import Factory, Register, make_register, receipt  # noqa: F401
+from tests.contract import test_driver_contract as contract
+from tests.contract.test_driver_contract import Factory, Register, receipt
+
+make_register = contract.make_register          # the same fixture: every driver with an emulator
 
 D = Decimal
 
