@@ -38,10 +38,12 @@ import httpx
 
 from kkt_drivers import marking_flow
 from kkt_drivers.base import Driver
+from kkt_drivers.counters import ShiftTotals
 from kkt_drivers.errors import (
     DeviceStateError, DriverConfigError, KktError, OutcomeUnknownError, RejectedError, TransientError,
 )
 from kkt_drivers.kkmserver import commands as c
+from kkt_drivers.kkmserver import counters as kkm_counters
 from kkt_drivers.receipt import DeviceStatus, DocumentKind, FiscalDocument, Receipt
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ class KkmServerDriver(Driver):
     """One register (``NumDevice``) behind a KKMServer."""
 
     model = "kkmserver"
+    reads_counters = True
     lookup_by_key = True
     supports_marking = True
 
@@ -283,6 +286,18 @@ class KkmServerDriver(Driver):
             unsent_documents=unsent if isinstance(unsent, int) and not isinstance(unsent, bool) else 0,
             model=self.model, extra={"num_device": str(answer.get("NumDevice", self.num_device))},
         )
+
+    def shift_totals(self, shift: int | None = None) -> ShiftTotals | None:
+        """The FN's shift counters (GetCounters: kkt_drivers.kkmserver.counters); None when the
+        register is on another shift than *shift* (GetCounters names none: GetDataKKT tells)."""
+        current = self.status().shift_number
+        if shift is not None and shift != current:
+            return None
+        answer = self._read(self._cmd(kkm_counters.COMMAND))
+        try:
+            return kkm_counters.decode(answer, current)
+        except kkm_counters.CountersError as exc:
+            raise TransientError(f"KKMServer's GetCounters answer is incomplete: {exc}") from exc
 
     def document(self, fd_number: int) -> FiscalDocument | None:
         answer = self._finished(self._cmd("GetDataCheck", FiscalNumber=fd_number, NumberCopies=0))

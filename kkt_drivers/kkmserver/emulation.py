@@ -20,6 +20,7 @@ from kkt_drivers import marking_flow
 from kkt_drivers.emulator.model import RegisterModel, to_fiscal_document
 from kkt_drivers.errors import DeviceStateError, RejectedError
 from kkt_drivers.kkmserver import commands as c
+from kkt_drivers.kkmserver import counters as kkm_counters
 from kkt_drivers.receipt import (
     DocumentKind, Item, MeasureUnit, Payment, PaymentMethod, PaymentSubject, PaymentType, TaxSystem, Vat,
 )
@@ -193,6 +194,7 @@ HANDLERS: dict[str, Callable[[Device, dict[str, Any], Any], dict[str, Any]]] = {
     "XReport": Device.x_report,
     "GetDataCheck": Device.get_data_check,
     "RegisterCheck": Device.register_check,
+    "GetCounters": kkm_counters.get_counters,
 }
 
 
