@@ -23,7 +23,9 @@ import socket
 from typing import Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
+from kkt_drivers import counters
 from kkt_drivers.base import Driver
+from kkt_drivers.counters import ShiftTotals
 from kkt_drivers.errors import (
     DeviceStateError, DriverConfigError, KktError, OutcomeUnknownError, RejectedError, TransientError,
 )
@@ -51,6 +53,7 @@ class JsonTcpDriver(Driver):
     """One register behind the bridge; one TCP session at a time."""
 
     model = "jsontcp"
+    reads_counters = True
 
     def __init__(self, host: str, port: int, *, login: str, password: str, connection_password: str,
                  timeout_s: float = DEFAULT_TIMEOUT_S, close_timeout_s: float = DEFAULT_CLOSE_TIMEOUT_S) -> None:
@@ -208,6 +211,17 @@ class JsonTcpDriver(Driver):
 
     def cancel_receipt(self) -> None:
         self._command("cancel_receipt")
+
+    def shift_totals(self, shift: int | None = None) -> ShiftTotals | None:
+        """``shift_totals`` (PROTOCOL.md §3): the bridge's register counters, or None for a shift it
+        no longer holds. A bridge without the command answers ``rejected`` (RejectedError)."""
+        r = self._command("shift_totals", shift=shift)
+        if not r.get("totals"):
+            return None
+        try:
+            return counters.from_json(r["totals"])
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            raise TransientError(f"jsontcp shift_totals: malformed totals: {exc!r}") from exc
 
     def document(self, fd_number: int) -> FiscalDocument | None:
         r = self._command("document", number=fd_number)

@@ -29,7 +29,7 @@ CLASS_DEVICE = "device"          # the register cannot work now (``error.conditi
 CLASS_REJECTED = "rejected"      # the data is refused (or the command unknown); repeating cannot help
 
 COMMANDS = ("login", "logout", "status", "open_shift", "close_shift", "x_report", "open_receipt", "add_item",
-            "add_requisite", "close_receipt", "cancel_receipt", "last_document", "document")
+            "add_requisite", "close_receipt", "cancel_receipt", "last_document", "document", "shift_totals")
 
 
 class FrameError(Exception):

@@ -203,6 +203,10 @@ class JsonTcpEmulatorServer:
         if cmd == "document":
             doc = m.document(int(msg["number"]))
             return {"document": p.document_to_wire(doc) if doc else None}
+        if cmd == "shift_totals":
+            shift = msg.get("shift")
+            totals = m.shift_totals(None if shift is None else int(shift))
+            return {"totals": totals.to_json() if totals else None}
         raise RejectedError(f"unknown command {cmd!r} (known: {', '.join(p.COMMANDS)})")
 
     # -- lifecycle ---------------------------------------------------------------------------

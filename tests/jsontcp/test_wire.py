@@ -149,3 +149,26 @@ def test_refusals_keep_the_session(emu: RunningEmulator) -> None:
     assert call(sock, key, 6, '{"cmd":"add_item","item":{"price":"1"}}')["error"]["code"] == 21
     assert call(sock, key, 7, '{"cmd":"cancel_receipt"}')["result"] == {"cancelled": True}
     assert call(sock, key, 8, '{"cmd":"status"}')["result"]["receipt_open"] is False
+
+
+def test_shift_totals_by_hand_running_then_from_the_z_report(emu: RunningEmulator) -> None:
+    """PROTOCOL.md §3.2: the register's own counters, amounts as decimal strings; the open shift's are
+    running, a closed shift's come from its Z report; a shift the register does not hold is null."""
+    sock, key = session(emu)
+    assert call(sock, key, 2, '{"cmd":"open_shift","cashier":null}')["ok"]
+    assert call(sock, key, 3, '{"cmd":"open_receipt","operation":1,"correction":null}')["ok"]
+    assert call(sock, key, 4, '{"cmd":"add_item","item":{"name":"Чай","price":"150.50","quantity":"2",'
+                              '"amount":"301.00","vat":"vat22","payment_method":4,"payment_subject":1,'
+                              '"measure_unit":0}}')["ok"]
+    assert call(sock, key, 5, '{"cmd":"close_receipt","tax_system":1,"payments":[{"type":"cash","amount":"1.00"},'
+                              '{"type":"electronic","amount":"300.00"}]}')["ok"]
+    running = call(sock, key, 6, '{"cmd":"shift_totals","shift":null}')["result"]["totals"]
+    assert running["shift"] == 1 and running["final"] is False
+    assert running["operations"]["sale"] == {"count": 1, "amount": "301.00",
+                                             "by_payment": {"cash": "1.00", "electronic": "300.00"}}
+    assert running["operations"]["sale_refund"] == {"count": 0, "amount": "0.00", "by_payment": {}}
+    assert call(sock, key, 7, '{"cmd":"close_shift","cashier":null}')["ok"]
+    final = call(sock, key, 8, '{"cmd":"shift_totals","shift":1}')["result"]["totals"]
+    assert final["final"] is True and final["source"].startswith("Z report FD 3")
+    assert final["operations"]["sale"]["amount"] == "301.00"
+    assert call(sock, key, 9, '{"cmd":"shift_totals","shift":2}')["result"]["totals"] is None

@@ -179,3 +179,21 @@ def test_the_memory_register_counts_its_shift_and_a_tampered_counter_shows() -> 
     assert skewed is not None and skewed.operations["sale"].by_payment["cash"] == D("499.99")
     drv.close_shift()
     assert drv.shift_totals(1).final and drv.shift_totals(2) is None
+
+
+def test_a_register_without_counters_is_listed_not_passed() -> None:
+    """A driver that cannot read counters (a cloud service) and a shift the register no longer holds
+    are both "not available" with the reason; the report never treats them as checked."""
+    from kkt_drivers.atol_online.driver import AtolOnlineDriver
+    from kkt_drivers.memory import MemoryDriver
+    from worker.cli.reports import read_counters
+
+    assert AtolOnlineDriver.reads_counters is False
+    cloud = MemoryDriver()
+    cloud.reads_counters = False
+    check = read_counters(cloud, "cloud1", 1, ledger_sample()[:3])
+    assert check.status == "not_available" and "cannot read" in (check.reason or "") and not check.differences
+    drv = MemoryDriver()
+    drv.open_shift()
+    gone = read_counters(drv, "kkt1", 7, ledger_sample()[:3])
+    assert gone.status == "not_available" and "no longer holds shift 7" in (gone.reason or "")
