@@ -356,7 +356,7 @@ class RegisterModel:
             if doc["fn"] == s["fn_serial"] and doc["shift"] == shift and doc["kind"] in ("receipt", "correction"):
                 b.add(Operation(doc["operation"]).name.lower(), Decimal(doc["total"]),
                       [(p["type"], Decimal(p["amount"])) for p in doc.get("payments", ())])
-        totals = b.build(shift, "Z report" if final else "running shift counters (journal)", final=final)
+        totals = b.build(shift, "Z report" if final else "the register's running counters", final=final)
         skew = s.get("counter_skew")
         return counters.skewed(totals, skew) if skew else totals
 

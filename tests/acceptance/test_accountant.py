@@ -40,7 +40,7 @@ def test_reports_and_a_shift_reconciled_with_the_register(shop_schema: sa.URL, t
 
     ok = run_cli(settings, "report", "shift", "--register", "kkt1", "--shift", "1")
     assert "3 receipts" in ok.stdout
-    assert "documents: no differences" in ok.stdout and "(running): no differences" in ok.stdout, ok.stdout
+    assert "documents: no differences" in ok.stdout and "(open shift): no differences" in ok.stdout, ok.stdout
     assert "sale: register 2 receipts 399.90" in ok.stdout and "sale_refund: register 1 receipts 150.00" in ok.stdout
 
     # the register's own counter drifts by a rouble; its documents and the ledger still agree
@@ -80,3 +80,15 @@ def test_reports_and_a_shift_reconciled_with_the_register(shop_schema: sa.URL, t
 
     shown = json.loads(run_cli(settings, "ledger", "show", "--id", str(sale), "--output", "json").stdout)
     assert shown[0]["fd_number"] and shown[0]["qr"].startswith("t=") and shown[0]["attempts_history"]
+
+    # --output csv on the read commands: BOM, ';', decimal comma, the requisites' Russian titles
+    listed = run_cli(settings, "ledger", "list", "--limit", "2", "--output", "csv")
+    assert listed.stdout.startswith("\ufeff")
+    rows = listed.stdout.lstrip("\ufeff").splitlines()
+    assert rows[0].split(";")[:3] == ["ID платежа", "Вид", "Этап"] and len(rows) == 3
+    assert "rows 1–2 of 3; more with --offset 2" in listed.stderr        # the cut is said, off the table
+    one = run_cli(settings, "ledger", "show", str(sale), "--output", "csv").stdout.lstrip("\ufeff").splitlines()
+    cells = dict(zip(one[0].split(";"), one[1].split(";")))
+    assert cells["Сумма чека"] == "300,00" and cells["QR"].startswith("t=") and cells["ФД"] == "2"
+    status = run_cli(settings, "status", "--output", "csv").stdout.lstrip("\ufeff").splitlines()
+    assert status[0] == "Раздел;Показатель;Значение" and "receipts;done;3" in status

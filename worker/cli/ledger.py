@@ -10,7 +10,9 @@ import click
 
 from worker import app
 from worker.cli import exitcodes
-from worker.cli.options import Ctx, filter_args, opt, pass_ctx, print_counts, receipt_filters
+from worker.cli.options import (
+    Ctx, echo_csv, filter_args, opt, output_option, pass_ctx, print_counts, receipt_filters,
+)
 from worker.defaults import ERROR_PREVIEW_CHARS, LEDGER_LIST_LIMIT, STATUS_GAPS_SHOWN
 
 #: the receipt fields ``ledger show`` prints when set
@@ -23,7 +25,7 @@ def _first(items: list[str]) -> str:
 
 
 @click.command()
-@opt("--output", type=click.Choice(["text", "json"]), default="text", help="output format")
+@output_option
 @opt("--json", "as_json", is_flag=True, help="the same as --output json")
 @opt("--check", is_flag=True, help="for monitoring: exit 1 when anything needs a person (see the list)")
 @pass_ctx
@@ -49,6 +51,10 @@ def status(c: Ctx, output: str, as_json: bool, check: bool) -> None:
                                "problems": [{"key": p.key, "severity": p.severity, "message": p.message}
                                             for p in problems],
                                "free_bytes": snap.free_bytes, **details}, default=str, indent=2))
+    elif output == "csv":
+        from worker.reports.export import write_table
+
+        echo_csv(lambda out: write_table(_status_rows(running, counts, problems, details), out, STATUS_COLUMNS))
     else:
         click.echo(f"worker: {'running' if running else 'DOWN'}")
         print_counts(ledger)
@@ -85,7 +91,7 @@ def ledger() -> None:
 @receipt_filters
 @opt("--limit", type=int, default=LEDGER_LIST_LIMIT, help="rows per page (0: all)")
 @opt("--offset", type=int, default=0, help="skip this many rows (the next page)")
-@opt("--output", type=click.Choice(["text", "json"]), default="text", help="output format")
+@output_option
 @pass_ctx
 def ledger_list(c: Ctx, states: tuple[str, ...], day_from: Any, day_to: Any, ids: tuple[int, ...],
                 search: str | None, limit: int, offset: int, output: str) -> None:
@@ -102,6 +108,14 @@ def ledger_list(c: Ctx, states: tuple[str, ...], day_from: Any, day_to: Any, ids
 
         click.echo(json.dumps({"total": total, "offset": offset, "receipts": [row(r) for r in rows],
                                "totals": totals_json(t)}, ensure_ascii=False, indent=2, default=str))
+        return
+    if output == "csv":
+        from worker.reports.export import write_csv
+
+        echo_csv(lambda out: write_csv(rows, out, zone=app.receipt_config(c.settings).timezone))
+        if offset + len(rows) < total:  # the table stays a table: the notice goes to stderr
+            click.echo(f"rows {offset + 1}–{offset + len(rows)} of {total}; more with --offset "
+                       f"{offset + len(rows)} (or --limit 0, or ledger export)", err=True)
         return
     click.echo(f"{'shop id':>8} {'tag':<10} {'stage':<10} {'state':<12} {'total':>12} {'FD':>6} "
                f"{'FP':>10} {'shift':>5}  error")
@@ -121,7 +135,7 @@ def ledger_list(c: Ctx, states: tuple[str, ...], day_from: Any, day_to: Any, ids
 @ledger.command("show")
 @click.argument("shop_id", type=int, required=False)
 @opt("--id", "id_option", type=int, default=None, help="shop payment id (the same as the argument)")
-@opt("--output", type=click.Choice(["text", "json"]), default="text", help="output format")
+@output_option
 @pass_ctx
 def ledger_show(c: Ctx, shop_id: int | None, id_option: int | None, output: str) -> None:
     """Everything about one shop payment: receipts and every register call (times in UTC)."""
@@ -136,6 +150,11 @@ def ledger_show(c: Ctx, shop_id: int | None, id_option: int | None, output: str)
 
         click.echo(json.dumps([{**row(r), "attempts_history": c.reader.attempts_of(r.id)} for r in rows],
                               ensure_ascii=False, indent=2, default=str))
+        return
+    if output == "csv":   # the payment's receipts with every requisite (the attempts: --output json)
+        from worker.reports.export import write_csv
+
+        echo_csv(lambda out: write_csv(rows, out, zone=app.receipt_config(c.settings).timezone))
         return
     for r in rows:
         click.echo(f"receipt {r.tag} ({r.stage} part {r.part}): {r.state.value}, total {r.total}")
@@ -200,6 +219,25 @@ def ledger_prune(c: Ctx, days: int, yes: bool) -> None:
         click.confirm(f"erase the contacts of settled payments ingested more than {days} days ago?", abort=True)
     n = c.ledger.anonymise_contacts(utcnow() - dt.timedelta(days=days))
     click.echo(f"anonymised {n} payments")
+
+
+#: the columns of ``status --output csv``
+STATUS_COLUMNS = (("section", "Раздел", "text"), ("key", "Показатель", "text"), ("value", "Значение", "text"))
+
+
+def _status_rows(running: bool, counts: dict[str, int], problems: list[Any],
+                 details: dict[str, Any]) -> list[dict[str, Any]]:
+    """``status`` as rows of (section, key, value): worker, counts, cursors, gaps, lanes, problems."""
+    rows: list[dict[str, Any]] = [{"section": "worker", "key": "state", "value": "running" if running else "down"}]
+    rows += [{"section": "receipts", "key": k, "value": v} for k, v in sorted(counts.items())]
+    rows += [{"section": "cursor", "key": cur["source"], "value": cur["last_id"]} for cur in details["cursors"]]
+    rows.append({"section": "gaps", "key": "open", "value": len(details["open_gaps"])})
+    rows.append({"section": "gaps", "key": "expired", "value": len(details["expired_gaps"])})
+    rows += [{"section": "lane", "key": lane["name"], "value": f"{lane['state']} FN {lane['fn_serial']} "
+              f"last FD {lane['last_fd']}" + (f" — {lane['reason']}" if lane["reason"] else "")}
+             for lane in details["lanes"]]
+    rows += [{"section": "needs a person", "key": p.severity, "value": p.message} for p in problems]
+    return rows
 
 
 def _print_fencing(details: dict[str, Any]) -> None:

@@ -112,7 +112,7 @@ def print_counters(check: CounterCheck) -> None:
     rt, lt = check.register_totals, check.ledger_totals
     assert rt is not None and lt is not None
     click.echo(f"  register {check.register} shift {check.shift}: counters from {rt.source}"
-               f"{' (final)' if rt.final else ' (running)'}: "
+               f"{' (final)' if rt.final else ' (open shift)'}: "
                + ("no differences" if not check.differences else f"{len(check.differences)} difference(s)"))
     for name, op in rt.operations.items():
         mine = lt.operations.get(name)

@@ -122,7 +122,7 @@ def _operation_of(rec: ReceiptRecord) -> str | None:
 
 def _why(name: str, suspects: dict[str, list[str]], doc_sums: dict[str, Decimal] | None, ledger: Decimal) -> str:
     if suspects.get(name):
-        return "the documents point at: " + ", ".join(suspects[name])
+        return f"the register's documents differ from the ledger on {len(suspects[name])} receipt(s)"
     if doc_sums is None:
         return "documents not read back"
     docs = doc_sums.get(name, ZERO)

@@ -140,9 +140,9 @@ def totals_rows(t: Any) -> list[dict[str, Any]]:
     rows += [{"section": "НДС", "key": k, "amount": v} for k, v in t.by_vat.items()]
     rows += [{"section": "вид оплаты", "key": k, "amount": v} for k, v in t.by_payment_type.items()]
     for s in t.by_shift.values():
-        rows += [{"section": f"ККТ {s.register} смена {s.shift}", "key": op, "amount": v,
-                  "count": s.count if i == 0 else None}
-                 for i, (op, v) in enumerate(sorted(s.by_operation.items()))]
+        rows.append({"section": f"ККТ {s.register} смена {s.shift}", "key": "receipts", "count": s.count})
+        rows += [{"section": f"ККТ {s.register} смена {s.shift}", "key": op, "amount": v}
+                 for op, v in sorted(s.by_operation.items())]
     rows += [{"section": "состояние", "key": k, "count": n, "amount": a} for k, (n, a) in t.by_state.items()]
     rows += [{"section": "без чека", "key": f"платёж {u.source_id} {u.tag}", "amount": u.amount,
               "note": f"{u.state}: {u.reason or ''}"} for u in t.unreceipted]
