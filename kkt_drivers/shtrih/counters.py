@@ -140,3 +140,45 @@ def build_totals(shift: int, cash: dict[int, int], counts: dict[str, int], sourc
         ops[operation] = OperationTotals(counts.get(operation), sum(pays.values(), Decimal("0.00")),
                                          dict(sorted(pays.items())))
     return ShiftTotals(shift, ops, source)
+
+
+# -- a closed shift: the FN's Z report (close-shift report, FFD tag 1194) ------------------------
+#
+# The FFD 1.2 close-shift report carries 1194 "счётчики итогов смены" (the totals of receipts AND
+# correction receipts), holding one STLV per operation — 1129 приход, 1130 возврат прихода, 1131
+# расход, 1132 возврат расхода — each with 1135 (receipts, 4 bytes), 1136 cash, 1138 electronic,
+# 1218 prepayment, 1219 credit, 1220 counter-provision (VLN kopecks). Tag numbers and meanings: the
+# FFD tables as the open-source FFD parser crates list them (``(1194) Счетчики итогов смены`` …).
+# The driver reads the report back with FF3A/FF3B like any document. GUESS: which of the optional
+# VAT sums (1139…1143, 1183) a firmware adds; they are not used here, the amount is the payments' sum.
+
+TAG_SHIFT_STATS = 1194
+TAG_BY_OPERATION = {"sale": 1129, "sale_refund": 1130, "expense": 1131, "expense_refund": 1132}
+TAG_COUNT = 1135
+TAG_BY_PAYMENT = {"cash": 1136, "electronic": 1138, "prepaid": 1218, "credit": 1219, "other": 1220}
+
+
+def encode_shift_stats(totals: ShiftTotals) -> bytes:
+    """1194 for the emulator's Z report."""
+    body = b""
+    for name, tag in TAG_BY_OPERATION.items():
+        op = totals.operations.get(name) or OperationTotals(0, Decimal("0.00"))
+        inner = p.tlv_uint(TAG_COUNT, op.count or 0, 4)
+        for kind, ptag in TAG_BY_PAYMENT.items():
+            inner += p.tlv_uint(ptag, int(op.by_payment.get(kind, Decimal("0")) * 100))
+        body += p.tlv(tag, inner)
+    return p.tlv(TAG_SHIFT_STATS, body)
+
+
+def decode_shift_stats(value: bytes, shift: int, source: str) -> ShiftTotals:
+    """:class:`ShiftTotals` (final) from the value of a 1194 block; FrameError when malformed."""
+    blocks = dict(p.parse_tlv(value))
+    ops: dict[str, OperationTotals] = {}
+    for name, tag in TAG_BY_OPERATION.items():
+        inner = dict(p.parse_tlv(blocks.get(tag, b"")))
+        count = p.read_uint(inner[TAG_COUNT], 0, len(inner[TAG_COUNT])) if TAG_COUNT in inner else 0
+        pays = {kind: p.kop_to_money(p.read_uint(inner[ptag], 0, len(inner[ptag])))
+                for kind, ptag in TAG_BY_PAYMENT.items() if inner.get(ptag)}
+        pays = {k: v for k, v in pays.items() if v}
+        ops[name] = OperationTotals(count, sum(pays.values(), Decimal("0.00")), dict(sorted(pays.items())))
+    return ShiftTotals(shift, ops, source, final=True)

@@ -64,6 +64,8 @@ OPTIONS = ("password", "admin_password", "timeout", "status_timeout", "long_time
            "baudrate", "spy_file", "check_settings", "marking_unanswered", "marking_order", "marking_timeout", "permit_url",
            "permit_key_env")
 FF0C_MAX = 250
+#: how many documents back from the last one a closed shift's Z report is looked for (FF0A each)
+Z_REPORT_SEARCH = 50
 
 # -- firmware settings the worker relies on (docs/shtrih.md) -----------------------------------
 T_TYPE_AND_MODE, T_TAX_RATES, T_FISCAL_STORAGE = 1, 6, 17
@@ -446,13 +448,14 @@ class ShtrihDriver(Driver):
 
     # -- the shift's counters (kkt_drivers.shtrih.counters) ------------------------------------
     def shift_totals(self, shift: int | None = None) -> ShiftTotals | None:
-        """The open shift's cash registers (1A) and receipt counts (1B). None for any other shift:
-        the Z report clears these registers (its totals stay in the FN's close-shift report, which
-        this driver does not decode)."""
+        """The open shift's cash registers (1A) and receipt counts (1B); a closed shift's counters
+        from its Z report in the FN (1194, read with FF3A/FF3B), looked for among the last
+        :data:`Z_REPORT_SEARCH` documents. None when neither is found (the Z report clears the
+        registers)."""
         with _garbled_is_transient():
             st = self._status()
             if not st.shift_open or (shift is not None and shift != st.shift_number):
-                return None
+                return self._z_report_totals(st.shift_number if shift is None else shift, st.last_fd_number)
             cash: dict[int, int] = {}
             for operation in sc.RECEIPT_TYPE:
                 for t in sc.PAYMENT_TYPES:
@@ -468,6 +471,25 @@ class ShtrihDriver(Driver):
                 for operation in sc.RECEIPT_TYPE}
         return sc.build_totals(st.shift_number, cash, counts,
                                "Shtrih cash registers 193–208 and 4144–4191 (1Ah), receipt counts 144–147 (1Bh)")
+
+    def _z_report_totals(self, shift: int, last_fd: int) -> ShiftTotals | None:
+        for fd in range(last_fd, max(0, last_fd - Z_REPORT_SEARCH), -1):
+            try:
+                found = m.decode_found_document(self._command(p.FN_FIND_DOCUMENT, p.u32(fd), admin=True,
+                                                              allow=(codes.FN_NO_DATA,)))
+            except _Allowed:
+                continue
+            if found.shift_number is not None and found.shift_number < shift:
+                return None                      # walked past the shift: its Z report is not there
+            if found.doc_type == p.DOC_CLOSE_SHIFT and found.shift_number == shift:
+                stats = self._read_tlv(fd).get(sc.TAG_SHIFT_STATS)
+                if stats is None:
+                    return None                  # firmware that cannot read documents back
+                try:
+                    return sc.decode_shift_stats(stats, shift, f"Z report FD {fd} (FN tag 1194)")
+                except (p.FrameError, KeyError, ValueError) as exc:
+                    raise TransientError(f"Z report FD {fd}: counters (1194) unreadable: {exc}") from exc
+        return None
 
     # -- documents -------------------------------------------------------------------------
     def document(self, fd_number: int) -> FiscalDocument | None:

@@ -19,6 +19,7 @@ from kkt_drivers.receipt import (
     KOPECK, MARKED_SUBJECTS, IndustryRequisite, Item, MeasureUnit, Operation, Payment, PaymentMethod, PaymentSubject, PaymentType, TaxSystem,
     money,
 )
+from kkt_drivers.counters import from_json
 from kkt_drivers.shtrih import counters as sc
 from kkt_drivers.shtrih import codes, marking as mk, messages as m, protocol as p
 from kkt_drivers.shtrih.protocol import read_text
@@ -543,6 +544,8 @@ def document_tlvs(doc: dict[str, Any]) -> list[bytes]:
         for tag, value in sorted(doc.get("requisites", {}).items()):
             out.append(p.tlv_uint(int(tag), value, 1) if isinstance(value, int)
                        else p.tlv_str(int(tag), str(value)))
+    if doc["kind"] == "close_shift" and doc.get("totals"):
+        out.append(sc.encode_shift_stats(from_json(doc["totals"])))   # 1194: the Z report's counters
     return out
 
 

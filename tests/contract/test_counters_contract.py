@@ -60,3 +60,17 @@ def test_a_counter_the_register_got_wrong_comes_through_unchanged(make_register:
 def test_counters_of_a_shift_the_register_does_not_hold_are_none(make_register: Factory) -> None:
     reg = counting(make_register)
     assert reg.driver.shift_totals(reg.driver.status().shift_number + 5) is None
+
+
+def test_a_closed_shifts_counters_are_its_z_reports_or_none(make_register: Factory) -> None:
+    """After the Z report a driver gives that shift's final numbers (the emulator, Shtrih from the FN,
+    jsontcp) or the last shift's as the API keeps them (ATOL, KKMServer), or None: never other numbers."""
+    reg = counting(make_register)
+    reg.driver.fiscalize(receipt("cnt-5"))
+    shift = reg.driver.status().shift_number
+    reg.driver.close_shift()
+    totals = reg.driver.shift_totals(shift)
+    if reg.driver.model in ("emulator", "shtrih-m", "jsontcp"):
+        assert totals is not None and totals.final
+    if totals is not None:
+        assert totals.shift_number == shift and totals.amount("sale") == D("1200.00")

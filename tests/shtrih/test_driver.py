@@ -297,3 +297,26 @@ def test_serve_cli_runs_a_register_until_interrupted(tmp_path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=5) == 0
+
+
+def test_shift_counters_from_the_registers_then_from_the_z_report_in_the_fn(make_server, make_driver) -> None:
+    """Open shift: cash/operational registers (1A/1B). After the Z report clears them: the FN's
+    close-shift report (1194 read with FF3A/FF3B), found by FF0A from the last document back."""
+    from decimal import Decimal
+
+    srv = make_server()
+    drv = make_driver(srv)
+    drv.open_shift()
+    drv.fiscalize(sale("cnt-1"))
+    drv.fiscalize(sale("cnt-2", Operation.SALE_REFUND))
+    running = drv.shift_totals(1)
+    assert running is not None and not running.final and "1Ah" in running.source
+    assert running.operations["sale"].count == 1 and running.amount("sale") == Decimal("1699.80")
+    assert running.operations["sale_refund"].by_payment == {"electronic": Decimal("1699.80")}
+    srv.model.tamper_counter("sale", "1.00", "cash")      # the register's counter drifts before the Z report
+    z = drv.close_shift()
+    final = drv.shift_totals(1)
+    assert final is not None and final.final and final.source == f"Z report FD {z.fd_number} (FN tag 1194)"
+    assert final.amount("sale") == Decimal("1700.80") and final.operations["sale"].by_payment["cash"] == Decimal("1.00")
+    assert final.operations["sale_refund"].count == 1 and final.amount("expense") == Decimal("0.00")
+    assert drv.shift_totals(2) is None and drv.shift_totals() is not None
