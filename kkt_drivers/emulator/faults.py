@@ -17,6 +17,10 @@ first N opportunities in this process, then never — "fails, then recovers")::
 | marking_bad_answer       | the FN finds ОИСМ's answer invalid      | DeviceStateError(marking_check_timeout) |
 
 ``latency_ms`` (every command sleeps that long) is not random. Unknown names are refused.
+
+Not a URL fault but a state of the register: :meth:`RegisterModel.tamper_counter` (``kkt-worker
+emulator tamper-counter DIR sale 1.00``) makes the register's OWN shift counters drift from its
+documents — kept in ``state.json``, so every process and wire emulator on that register sees it.
 """
 from __future__ import annotations
 

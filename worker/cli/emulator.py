@@ -117,3 +117,24 @@ def paper(state_dir: str, action: str) -> None:
     model = RegisterModel(state_dir)
     model.load_paper() if action == "load" else model.take_paper()
     click.echo(f"paper {action}")
+
+
+@emulator.command("tamper-counter")
+@click.argument("state_dir", type=click.Path(file_okay=False, exists=True))
+@click.argument("operation", type=click.Choice(["sale", "sale_refund", "expense", "expense_refund"]))
+@click.argument("amount")
+@click.option("--payment", type=click.Choice(["cash", "electronic", "prepaid", "credit", "other"]), default=None,
+              help="the payment type whose counter drifts too")
+def tamper_counter(state_dir: str, operation: str, amount: str, payment: str | None) -> None:
+    """A fault for demonstrations and tests: the register's OWN shift counter of OPERATION drifts by
+    AMOUNT (e.g. 1.00 or -1.00), while its documents stay as they are; ``report shift`` must show it."""
+    from decimal import Decimal, InvalidOperation
+
+    from kkt_drivers.emulator.model import RegisterModel
+
+    try:
+        Decimal(amount)
+    except InvalidOperation:
+        raise click.BadParameter(f"not an amount: {amount!r}", param_hint="AMOUNT") from None
+    RegisterModel(state_dir).tamper_counter(operation, amount, payment)
+    click.echo(f"counter {operation} drifts by {amount}" + (f" ({payment})" if payment else ""))
