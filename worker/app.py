@@ -31,8 +31,7 @@ from worker.ops.health import Thresholds
 from worker.ops.http import OpsServer
 from worker.ops.runner import OpsRunner
 from worker.receipts import rules
-from worker.receipts.build import ReceiptConfig
-from worker.receipts.config import FLOW_PREPAYMENT
+from worker.receipts.config import FLOW_PREPAYMENT, ReceiptConfig
 from worker.settings import RegisterSettings, Settings
 from worker.shop import open_source
 from worker.shop.rows import ShopPayment

@@ -187,7 +187,7 @@ def test_delivery_polled_before_its_payment_ingests_the_payment(shop_schema: sa.
     from worker.ingest.poller import DeliveryIngestor, Ingestor
     from worker.ledger import migrate
     from worker.ledger.store import Ledger
-    from worker.receipts.build import ReceiptConfig
+    from worker.receipts.config import ReceiptConfig
     from worker.shop import open_source
 
     eng = sa.create_engine(shop_schema)

@@ -14,7 +14,7 @@ from worker.ingest.planner import Planner
 from worker.ingest.poller import Ingestor
 from worker.ledger import migrate
 from worker.ledger.store import Ledger
-from worker.receipts.build import ReceiptConfig
+from worker.receipts.config import ReceiptConfig
 from worker.receipts.rules import Vat
 from worker.shop import open_source
 

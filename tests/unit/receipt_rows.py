@@ -12,11 +12,9 @@ from kkt_drivers.receipt import (
     TaxSystem,
     Vat,
 )
-from worker.receipts.build import (
-    InvalidPayment,
-    ReceiptConfig,
-    build_receipts,
-)
+from worker.receipts.build import build_receipts
+from worker.receipts.config import ReceiptConfig
+from worker.receipts.rules import InvalidPayment
 from worker.shop.rows import ShopItem, ShopPayment
 
 CFG = ReceiptConfig(tax_system=TaxSystem.OSN, default_vat=Vat.VAT22, settlement_place="https://shop.example")

@@ -9,15 +9,11 @@ import pytest
 
 from kkt_drivers.receipt import Operation, PaymentMethod, PaymentType, TaxSystem, Vat
 from worker.errors import ConfigError
-from worker.receipts.build import (
-    InvalidPayment,
-    ReceiptConfig,
-    build_receipts,
-    build_settlement,
-    correction_of,
-    make_tag,
-    reverse_correction_of,
-)
+from worker.receipts.build import build_receipts
+from worker.receipts.config import ReceiptConfig, make_tag
+from worker.receipts.corrections import correction_of, reverse_correction_of
+from worker.receipts.prepayment import build_settlement
+from worker.receipts.rules import InvalidPayment
 from worker.settings import Settings
 from worker.shop.rows import ShopItem, ShopPayment
 from worker.app import receipt_config

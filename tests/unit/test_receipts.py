@@ -19,14 +19,9 @@ from kkt_drivers.receipt import (
 )
 from tests.unit.receipt_rows import CFG, DAY_2025, DAY_2026, item, rejected, sale
 from worker.errors import WorkerError
-from worker.receipts.build import (
-    InvalidPayment,
-    PlannedReceipt,
-    build_receipts,
-    make_tag,
-    mask_contact,
-)
-from worker.receipts.rules import DEFAULT_VAT_ALIASES
+from worker.receipts.build import build_receipts
+from worker.receipts.config import PlannedReceipt, make_tag
+from worker.receipts.rules import DEFAULT_VAT_ALIASES, InvalidPayment, mask_contact
 
 # ---------------------------------------------------------------- the happy path
 

@@ -22,16 +22,12 @@ from tests.unit.receipt_rows import CFG, DAY_2026, item, ref_item, refund, rejec
 from worker.ingest.planner import DeliveryPlanner, Planner
 from worker.ledger import migrate
 from worker.ledger.store import IngestEntry, Ledger
-from worker.receipts.build import (
-    InvalidPayment,
-    Refunded,
-    build_receipts,
-    build_settlement,
-    is_late,
-    make_tag,
-    portion_amount,
-)
-from worker.receipts.rules import SHOP_VAT_CODES, alias_key, parse_email, parse_paid_at
+from worker.receipts.assemble import is_late
+from worker.receipts.build import build_receipts
+from worker.receipts.config import make_tag
+from worker.receipts.issued import Refunded, portion_amount
+from worker.receipts.prepayment import build_settlement
+from worker.receipts.rules import SHOP_VAT_CODES, InvalidPayment, alias_key, parse_email, parse_paid_at
 from worker.shop.rows import ShopItem, ShopPayment
 from worker.shop.source import ShopDelivery, SourceMapping, assemble
 

@@ -9,7 +9,9 @@ import pytest
 
 from kkt_drivers import marking as mk
 from kkt_drivers.receipt import PaymentSubject, PlannedStatus, TaxSystem, Vat
-from worker.receipts.build import InvalidPayment, ReceiptConfig, build_receipts
+from worker.receipts.build import build_receipts
+from worker.receipts.config import ReceiptConfig
+from worker.receipts.rules import InvalidPayment
 from worker.shop.rows import ShopItem, ShopPayment
 
 CFG = ReceiptConfig(tax_system=TaxSystem.OSN, default_vat=Vat.VAT22, settlement_place="https://shop.example")

@@ -10,14 +10,11 @@ from hypothesis import HealthCheck, assume, event, given, reject, settings
 from hypothesis import strategies as st
 
 from kkt_drivers.receipt import Item, TaxSystem, Vat
-from worker.receipts.build import (
-    InvalidPayment,
-    ReceiptConfig,
-    Refunded,
-    build_receipts,
-    portion_amount,
-    spread_discount,
-)
+from worker.receipts.build import build_receipts
+from worker.receipts.config import ReceiptConfig
+from worker.receipts.discounts import spread_discount
+from worker.receipts.issued import Refunded, portion_amount
+from worker.receipts.rules import InvalidPayment
 from worker.shop.rows import ShopItem, ShopPayment
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -15,11 +15,9 @@ from kkt_drivers.receipt import (
     Vat,
 )
 from tests.unit.receipt_rows import CFG, DAY_2025, item, ref_item, refund, rejected, sale
-from worker.receipts.build import (
-    build_receipts,
-    make_tag,
-    spread_discount,
-)
+from worker.receipts.build import build_receipts
+from worker.receipts.config import make_tag
+from worker.receipts.discounts import spread_discount
 
 # ---------------------------------------------------------------- splitting
 

@@ -20,20 +20,12 @@ from kkt_drivers.receipt import Receipt, Vat
 from worker.ingest.routing import Router
 from worker.ledger.states import State
 from worker.ledger.store import IngestEntry, Ledger, PlannedRow, SettlementEntry, utcnow
-from worker.receipts.build import (
-    InvalidPayment,
-    IssuedLine,
-    IssuedSale,
-    PlannedReceipt,
-    ReceiptConfig,
-    Refunded,
-    build_receipts,
-    build_settlement,
-    make_tag,
-)
-from worker.receipts.config import FLOW_SINGLE
+from worker.receipts.build import build_receipts
+from worker.receipts.config import FLOW_SINGLE, PlannedReceipt, ReceiptConfig, make_tag
+from worker.receipts.issued import IssuedLine, IssuedSale, Refunded
 from worker.receipts.plan import Stage, rows_of
-from worker.receipts.rules import VAT22_FROM, parse_paid_at
+from worker.receipts.prepayment import build_settlement
+from worker.receipts.rules import VAT22_FROM, InvalidPayment, parse_paid_at
 from worker.shop.rows import KIND_REFUND, ShopPayment
 from worker.shop.source import ShopDelivery
 

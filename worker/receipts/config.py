@@ -1,7 +1,7 @@
 """What a shop's receipts look like (:class:`ReceiptConfig`) and how planned receipts are named.
 
-Split from :mod:`worker.receipts.build` (which re-exports everything here): plain data and the tag rule,
-no validation of payment rows.
+Plain data and the tag rule, no validation of payment rows (that is :mod:`worker.receipts.sale` and
+:mod:`worker.receipts.item`).
 """
 
 from __future__ import annotations

@@ -22,17 +22,39 @@ a refusal is :class:`CorrectionRefused` with the message for the admin.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Protocol, Sequence
 
-from kkt_drivers.receipt import Receipt
+from kkt_drivers.receipt import Correction, Operation, Receipt
 from worker.errors import WorkerError
-from worker.receipts.build import ReceiptConfig, build_settlement, correction_of, make_tag, reverse_correction_of
+from worker.receipts.config import ReceiptConfig, make_tag
 from worker.receipts.plan import PlannedRow, Stage, rows_of
+from worker.receipts.prepayment import build_settlement
 from worker.receipts.rules import InvalidPayment, parse_paid_at
 from worker.shop.rows import ShopPayment
+
+
+def correction_of(receipt: Receipt, *, tag: str, corrected_on: dt.date) -> Receipt:
+    """*receipt* as a self-made correction receipt (1173 = 0, 1178 = *corrected_on*) with our *tag* in 1192."""
+    return dataclasses.replace(receipt, tag=tag, correction=Correction(self_made=True, corrected_date=corrected_on))
+
+
+_REVERSED = {
+    Operation.SALE: Operation.SALE_REFUND,
+    Operation.SALE_REFUND: Operation.SALE,
+    Operation.EXPENSE: Operation.EXPENSE_REFUND,
+    Operation.EXPENSE_REFUND: Operation.EXPENSE,
+}
+
+
+def reverse_correction_of(wrong: Receipt, *, tag: str, corrected_on: dt.date) -> Receipt:
+    """The reverse correction of a wrong receipt: the opposite 1054 repeating the wrong data (§5.2)."""
+    return dataclasses.replace(
+        correction_of(wrong, tag=tag, corrected_on=corrected_on), operation=_REVERSED[wrong.operation]
+    )
 
 
 class CorrectionRefused(WorkerError):

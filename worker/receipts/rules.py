@@ -1,4 +1,4 @@
-"""Field-level rules for turning a raw shop row into receipt data (used by :mod:`worker.receipts.build`).
+"""Field-level rules for turning a raw shop row into receipt data (used by :mod:`worker.receipts.sale`).
 
 Every parser takes the raw value exactly as the database returned it plus the *field* name it
 came from, and either returns a clean value or raises :class:`InvalidPayment` naming that field.

@@ -2,7 +2,7 @@
 
 Values keep the types the database returned (``Decimal`` for DECIMAL columns, ``str`` for text,
 ``datetime`` for times, or ``None``) — nothing is coerced here, so that validation in
-:mod:`worker.receipts.build` can name the field that is wrong. Two values are normalised here, once,
+:mod:`worker.receipts.sale` can name the field that is wrong. Two values are normalised here, once,
 because everything downstream compares them: ``kind`` (lower case, no spaces) and ``line_no`` (an int
 whatever the column type). ``paid_at`` is made time-zone aware by the source (``source.timezone``). ``to_json``/``from_json`` give the exact
 snapshot the ledger stores (Decimals as strings, never float).
