@@ -117,3 +117,50 @@ def test_prune_erases_contacts_of_settled_payments_and_keeps_the_requisites(ledg
     assert ledger.payment_snapshot(2).customer_email == "a@b.ru"               # still queued: kept
     done = ledger.get(first.id)
     assert done.receipt().customer_contact == "(anonymised)" and done.fd_number == 4 and done.fiscal_sign == 123456
+
+
+def test_a_webhook_that_got_the_alert_is_not_posted_again_while_smtp_is_down(ledger: Ledger) -> None:
+    """Given a webhook that answers and an SMTP server that is down, when the alerter retries (same run,
+    later runs, a restarted process) until SMTP is back, then the webhook got exactly one POST per
+    state and the mail went out once per state."""
+    from worker.ops.alerts import SmtpSink
+
+    from .smtp_receiver import SmtpReceiver
+
+    hook, smtp = Receiver(), SmtpReceiver()            # smtp not started: connection refused
+    try:
+        def alerter() -> Alerter:
+            return Alerter(ledger, [WebhookSink(hook.url), SmtpSink("127.0.0.1", smtp.port, "kkt@shop.example",
+                                                                    ["ops@shop.example"], timeout_s=5)],
+                           Thresholds(heartbeat_stale_s=60), wait_s=0.01)
+
+        ledger.lane_heartbeat("kkt1", state="running")
+        with ledger.write() as conn:
+            from worker.ledger.schema import lanes
+            conn.execute(lanes.update().values(heartbeat_at=utcnow() - dt.timedelta(hours=1)))
+        now = utcnow()
+        assert alerter().run_once(now) == 0                 # webhook OK, SMTP refused 3 times
+        row = next(a for a in ledger.alerts() if a["key"] == "worker_down")
+        assert row["delivered"] == 0 and row["delivered_sinks"] == "webhook" and row["attempts"] == 1
+        assert row["last_error"].startswith("smtp: ConnectionRefusedError")
+        assert alerter().run_once(now + dt.timedelta(minutes=2)) == 0      # a later run, SMTP still down
+        assert alerter().run_once(now + dt.timedelta(minutes=10)) == 0     # a restarted process, still down
+        assert next(a for a in ledger.alerts() if a["key"] == "worker_down")["attempts"] == 3
+        assert [m["status"] for m in hook.received] == ["firing"]          # one POST, not one per retry
+
+        smtp.start()
+        assert alerter().run_once(now + dt.timedelta(minutes=30)) == 1     # SMTP back: only the mail goes
+        assert alerter().run_once(now + dt.timedelta(minutes=40)) == 0     # delivered everywhere: nothing more
+        assert [m["status"] for m in hook.received] == ["firing"]
+        assert len(smtp.messages) == 1 and json.loads(smtp.messages[0].get_content())["key"] == "worker_down"
+        row = next(a for a in ledger.alerts() if a["key"] == "worker_down")
+        assert row["delivered"] == 1 and row["delivered_sinks"] == "smtp,webhook"
+
+        ledger.lane_heartbeat("kkt1", state="running")      # the worker is back: resolved, once to each sink
+        assert alerter().run_once(utcnow()) == 1
+        assert alerter().run_once(utcnow()) == 0
+        assert [m["status"] for m in hook.received] == ["firing", "resolved"]
+        assert [json.loads(m.get_content())["status"] for m in smtp.messages] == ["firing", "resolved"]
+    finally:
+        hook.httpd.shutdown()
+        smtp.stop()

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
+from worker.errors import StateConflict
 from worker.ledger.base import LedgerBase
 from worker.ledger.schema import alerts, payments, receipts
 from worker.ledger.states import State
@@ -17,6 +18,15 @@ RESOLVED = "resolved"
 ANONYMISED = "(anonymised)"
 #: receipts in these states will not be sent again, so their payment's contacts may go
 SETTLED_STATES = (State.DONE.value, State.REJECTED.value)
+
+
+#: compare-and-set tries when recording a sink's delivery (another writer changed the row meanwhile)
+_CAS_TRIES = 5
+
+
+def sink_names(stored: str | None) -> set[str]:
+    """The sink names of an alert row's ``delivered_sinks`` (comma-separated, NULL = none)."""
+    return {n for n in (stored or "").split(",") if n}
 
 
 class OpsWrites(LedgerBase):
@@ -32,7 +42,7 @@ class OpsWrites(LedgerBase):
         """Make the table match *current* (key → (severity, message)): new keys fire, gone keys resolve.
 
         A condition that comes back after it was resolved fires again (a new message). Only state
-        changes reset ``delivered``; a firing alert whose message text changes is not re-sent.
+        changes reset ``delivered`` (and ``delivered_sinks``); a firing alert whose message text changes is not re-sent.
         """
         with self.write() as conn:
             rows = {r.key: r for r in conn.execute(select(alerts.c.key, alerts.c.state))}
@@ -40,18 +50,19 @@ class OpsWrites(LedgerBase):
                 row = rows.get(key)
                 if row is None:
                     conn.execute(insert(alerts).values(key=key, severity=severity, message=message, state=FIRING,
-                                                       started_at=now, delivered=0, attempts=0, next_try_at=now))
+                                                       started_at=now, delivered=0, delivered_sinks=None,
+                                                       attempts=0, next_try_at=now))
                 elif row.state == RESOLVED:
                     conn.execute(update(alerts).where(alerts.c.key == key).values(
                         severity=severity, message=message, state=FIRING, started_at=now, resolved_at=None,
-                        delivered=0, attempts=0, next_try_at=now, last_error=None))
+                        delivered=0, delivered_sinks=None, attempts=0, next_try_at=now, last_error=None))
                 else:
                     conn.execute(update(alerts).where(alerts.c.key == key).values(message=message))
             for key, row in rows.items():
                 if row.state == FIRING and key not in current:
                     conn.execute(update(alerts).where(alerts.c.key == key, alerts.c.state == FIRING).values(
-                        state=RESOLVED, resolved_at=now, delivered=0, attempts=0, next_try_at=now,
-                        last_error=None))
+                        state=RESOLVED, resolved_at=now, delivered=0, delivered_sinks=None, attempts=0,
+                        next_try_at=now, last_error=None))
 
     def alerts_to_deliver(self, now: dt.datetime) -> list[dict[str, Any]]:
         """Alerts whose current state's message has not gone out and whose next try is due."""
@@ -59,8 +70,31 @@ class OpsWrites(LedgerBase):
             return [dict(r._mapping) for r in conn.execute(
                 select(alerts).where(alerts.c.delivered == 0, alerts.c.next_try_at <= now).order_by(alerts.c.key))]
 
+    def alert_sink_delivered(self, key: str, state: str, sink: str) -> bool:
+        """*sink* has the message for *state*; False if the alert changed state meanwhile.
+
+        Compare-and-set on the previous list, so two writers never drop each other's sink.
+        """
+        for _ in range(_CAS_TRIES):
+            with self.write() as conn:
+                row = conn.execute(select(alerts.c.delivered_sinks)
+                                   .where(alerts.c.key == key, alerts.c.state == state)).first()
+                if row is None:
+                    return False
+                old = row.delivered_sinks
+                names = sink_names(old)
+                if sink in names:
+                    return True
+                same = alerts.c.delivered_sinks.is_(None) if old is None else alerts.c.delivered_sinks == old
+                done = conn.execute(update(alerts).where(alerts.c.key == key, alerts.c.state == state, same)
+                                    .values(delivered_sinks=",".join(sorted(names | {sink}))))
+                if done.rowcount == 1:
+                    return True
+        raise StateConflict(f"alert {key}: delivered_sinks kept changing under {_CAS_TRIES} tries")
+
     def alert_delivered(self, key: str, state: str) -> None:
-        """The message for *state* went out (guarded: a state change meanwhile keeps it undelivered)."""
+        """The message for *state* went out to every sink (guarded: a state change meanwhile keeps it
+        undelivered)."""
         with self.write() as conn:
             conn.execute(update(alerts).where(alerts.c.key == key, alerts.c.state == state)
                          .values(delivered=1, last_error=None))

@@ -168,7 +168,10 @@ alerts = Table(
     Column("state", String(16), nullable=False),      # firing, resolved
     Column("started_at", DateTime, nullable=False),
     Column("resolved_at", DateTime, nullable=True),
-    Column("delivered", Integer, nullable=False),     # 1 once the current state's message went out
+    Column("delivered", Integer, nullable=False),     # 1 once the current state's message went out to every sink
+    # sinks (``Sink.name``, comma-separated) that already have the current state's message: a retry
+    # after one sink failed goes only to the others (the webhook is not POSTed again while SMTP is down)
+    Column("delivered_sinks", Text, nullable=True),
     Column("attempts", Integer, nullable=False),
     Column("next_try_at", DateTime, nullable=False),
     Column("last_error", Text, nullable=True),

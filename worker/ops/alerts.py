@@ -2,9 +2,10 @@
 
 The conditions are :func:`worker.ops.health.evaluate`'s problems. :meth:`Alerter.run_once` syncs
 them into the ledger's ``alerts`` table (new → firing, gone → resolved) and delivers every message
-not yet delivered to every sink. A failed delivery is retried a few times at once (tenacity) and
-then again on later runs with a capped backoff kept in the ledger, so a restart never re-sends
-what went out and never forgets what did not.
+not yet delivered to every sink. Delivery is recorded per sink (``alerts.delivered_sinks``): a
+failed sink is retried a few times at once (tenacity) and then again on later runs with a capped
+backoff kept in the ledger, and only the sinks that failed are tried again, so a restart never
+re-sends what went out and never forgets what did not.
 
 Sinks: a webhook (POST JSON, optionally signed with HMAC-SHA256 in ``X-KKT-Signature``) and SMTP.
 """
@@ -23,7 +24,7 @@ from typing import Any, Protocol, Sequence
 import httpx
 from tenacity import Retrying, stop_after_attempt, wait_exponential
 
-from worker.ledger.ops_writes import FIRING
+from worker.ledger.ops_writes import FIRING, sink_names
 from worker.ledger.records import utcnow
 from worker.ledger.store import Ledger
 from worker.ops.health import Thresholds, evaluate
@@ -62,6 +63,7 @@ class AlertMessage:
 
 
 class Sink(Protocol):
+    #: unique among the configured sinks: the ledger records delivery under this name
     name: str
 
     def send(self, alert: AlertMessage) -> None:
@@ -138,18 +140,35 @@ class Alerter:
         for row in self.ledger.alerts_to_deliver(now):
             alert = AlertMessage(row["key"], row["state"], row["severity"], row["message"], row["started_at"],
                                  row["resolved_at"])
+            if self._deliver(alert, sink_names(row["delivered_sinks"]), row["attempts"], now):
+                sent += 1
+        return sent
+
+    def _deliver(self, alert: AlertMessage, already: set[str], attempts: int, now: dt.datetime) -> bool:
+        """Send *alert* to every sink that does not have it yet; True once every sink has it.
+
+        Each sink's delivery is recorded as soon as it succeeds, so a retry (this run's tenacity
+        tries, a later run, a restart) goes only to the sinks that failed.
+        """
+        errors: list[str] = []
+        for sink in self.sinks:
+            if sink.name in already:
+                continue
             try:
                 for attempt in Retrying(stop=stop_after_attempt(self.tries_per_run), reraise=True,
                                         wait=wait_exponential(multiplier=self.wait_s, max=10 * self.wait_s)):
                     with attempt:
-                        for sink in self.sinks:
-                            sink.send(alert)
-            except Exception as exc:  # any sink failure: keep it undelivered, try on a later run
-                error = f"{type(exc).__name__}: {exc}"
-                self.ledger.alert_failed(alert.key, alert.state, error, now + backoff(row["attempts"]))
-                log.warning("alert %s (%s) not delivered: %s", alert.key, alert.state, error)
+                        sink.send(alert)
+            except Exception as exc:  # any sink failure: keep it pending for that sink, try on a later run
+                errors.append(f"{sink.name}: {type(exc).__name__}: {exc}")
                 continue
-            self.ledger.alert_delivered(alert.key, alert.state)
-            log.info("alert %s %s delivered", alert.key, alert.state)
-            sent += 1
-        return sent
+            if not self.ledger.alert_sink_delivered(alert.key, alert.state, sink.name):
+                return False          # the condition changed state meanwhile: the new message is due instead
+        if errors:
+            error = "; ".join(errors)
+            self.ledger.alert_failed(alert.key, alert.state, error, now + backoff(attempts))
+            log.warning("alert %s (%s) not delivered: %s", alert.key, alert.state, error)
+            return False
+        self.ledger.alert_delivered(alert.key, alert.state)
+        log.info("alert %s %s delivered", alert.key, alert.state)
+        return True
