@@ -164,7 +164,8 @@ def test_another_program_printing_between_our_receipts(shop_schema: sa.URL, tmp_
 
 def test_long_history_waits_for_the_admin(shop_schema: sa.URL, tmp_path: Path) -> None:
     """A new ledger facing a register with more unexamined documents than adoption.max_scan_documents
-    sends nothing until `adopt` examines them (with progress); then nothing is printed twice."""
+    sends nothing until `adopt` examines them (with progress); then nothing is printed twice. `adopt
+    --dry-run` and `adopt` without --yes in a script change nothing."""
     settings, reg = make(tmp_path, shop_schema)
     pay(shop_schema, 6)
     burst(settings)
@@ -179,7 +180,18 @@ def test_long_history_waits_for_the_admin(shop_schema: sa.URL, tmp_path: Path) -
     assert out.returncode == 3 and "kkt-worker adopt --register kkt1" in out.stderr
     assert len(journal(reg)) == before
     assert "blocked" in run_cli(settings, "status").stdout
-    adopted = run_cli(settings, "adopt", "--register", "kkt1", "--from-fd", "1")
+    dry = run_cli(settings, "adopt", "--register", "kkt1", "--from-fd", "1", "--dry-run").stdout
+    assert "would examine FD 1..7" in dry and "7 document(s) to read back" in dry and "dry run" in dry, dry
+    dry = run_cli(settings, "adopt", "--register", "kkt1", "--from-fd", "5", "--dry-run").stdout
+    assert "FD 1..4 count as accounted for WITHOUT being read" in dry, dry
+    refused = run_cli(settings, "adopt", "--register", "kkt1", "--from-fd", "1", check=False)   # a script, no --yes
+    assert refused.returncode == 2 and "add --yes" in refused.stderr, refused.stderr
+    with sqlite3.connect(tmp_path / "ledger.db") as conn:    # neither dry runs nor the refusal recorded anything
+        assert conn.execute("SELECT count(*) FROM register_documents").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM register_watermarks").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM receipts WHERE state = 'done'").fetchone() == (0,)
+    assert "blocked" in run_cli(settings, "status").stdout
+    adopted = run_cli(settings, "adopt", "--register", "kkt1", "--from-fd", "1", "--yes")
     assert "FD 7 of 7" in adopted.stdout and "adopted 6" in adopted.stdout, adopted.stdout
     burst(settings)
     assert len(journal(reg)) == before

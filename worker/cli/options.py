@@ -109,22 +109,24 @@ def print_counts(ledger: Ledger) -> None:
 
 
 def confirm_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """``--dry-run`` and ``--yes`` for commands that queue receipts (never read from the environment)."""
+    """``--dry-run`` and ``--yes`` for commands that queue receipts or settle them (backfill, resend,
+    corrections, adopt); never read from the environment, so a stray variable cannot say yes."""
     f = opt("--yes", is_flag=True, allow_from_autoenv=False, show_envvar=False,
             help="do it without asking (scripts)")(f)
     f = opt("--dry-run", is_flag=True, allow_from_autoenv=False, show_envvar=False,
-            help="list what would be queued or skipped and why; change nothing")(f)
+            help="list what it would do (queue, skip, examine) and why; change nothing")(f)
     return f
 
 
-def confirmed(question: str, *, yes: bool) -> None:
-    """Go on if ``--yes`` or the person at the terminal says so; a script without --yes is refused."""
+def confirmed(question: str, *, yes: bool, effect: str = "this queues receipts for printing") -> None:
+    """Go on if ``--yes`` or the person at the terminal says so; a script without --yes is refused
+    (the refusal says *effect*: what the command would have done)."""
     import sys
 
     if yes:
         return
     if not sys.stdin.isatty():
-        raise click.UsageError("this queues receipts for printing: add --yes (or --dry-run to see what it would do)")
+        raise click.UsageError(f"{effect}: add --yes (or --dry-run to see what it would do)")
     click.confirm(question, abort=True)
 
 
