@@ -6,10 +6,6 @@ its uuid (derived from the receipt's tag), never print a second receipt.
 """
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -17,16 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.chaos.invariants import check
-from tests.shop import (
-    cli_env,
-    free_port,
-    insert_payment,
-    receipts_by_tag,
-    run_cli,
-    sale_items,
-    wait_serving,
-    write_settings,
-)
+from tests.e2e import crash_then_restart, emulator_process, marker_args, one_register
+from tests.shop import cli_env, free_port, insert_payment, receipts_by_tag, run_cli, sale_items
 
 pytestmark = pytest.mark.acceptance
 
@@ -37,27 +25,15 @@ DRIVER_OPTIONS = "user=kkt&password_env=KKT_ATOL_PASSWORD&timeout=2&fiscal_timeo
 @pytest.fixture
 def atol(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Path, int]]:
     """An emulated ATOL Web Requests in its own process; extra CLI arguments from the test's `faults` marker."""
-    port = free_port()
-    state = tmp_path / "atol"
-    marker = request.node.get_closest_marker("faults")
-    args = list(marker.args if marker else ())
-    proc = subprocess.Popen([sys.executable, "-m", "kkt_drivers.atol.server", str(state), "--port", str(port),
-                             "--seed", "3", "--block-s", "0.5", "--user", "kkt:ATOL_EMULATOR_PASSWORD", *args],
-                            env=cli_env(ATOL_EMULATOR_PASSWORD=PASSWORD), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    wait_serving(proc, port)
-    yield state, port
-    proc.terminate()
-    proc.wait(timeout=10)
+    port, state = free_port(), tmp_path / "atol"
+    with emulator_process(["kkt_drivers.atol.server", str(state), "--port", str(port), "--seed", "3",
+                           "--block-s", "0.5", "--user", "kkt:ATOL_EMULATOR_PASSWORD", *marker_args(request, "faults")],
+                          port, cli_env(ATOL_EMULATOR_PASSWORD=PASSWORD)):
+        yield state, port
 
 
 def setup(tmp_path: Path, shop: sa.URL, port: int, options: str = DRIVER_OPTIONS) -> tuple[Path, str]:
-    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    settings = write_settings(tmp_path / "settings.yaml", source_url=shop.render_as_string(hide_password=False),
-                              ledger_url=ledger_url,
-                              registers=[("atol1", f"atol+http://127.0.0.1:{port}?{options}")])
-    run_cli(settings, "migrate", env=worker_env())
-    return settings, ledger_url
+    return one_register(tmp_path, shop, "atol1", f"atol+http://127.0.0.1:{port}?{options}", worker_env())
 
 
 def attempts(ledger_url: str) -> list[tuple[str, str | None, str | None]]:
@@ -92,16 +68,8 @@ def test_sales_and_refund_through_atol(shop_schema: sa.URL, tmp_path: Path, atol
 def test_sigkill_after_submit_then_restart(shop_schema: sa.URL, tmp_path: Path, atol, point: str) -> None:
     """Kill -9 once the POST was taken: the service finishes it; the restart finds it by uuid, no reprint."""
     state, port = atol
-    with sa.create_engine(shop_schema).begin() as conn:
-        for _ in range(3):
-            insert_payment(conn, sale_items(2))
     settings, ledger_url = setup(tmp_path, shop_schema, port)
-    crashed = run_cli(settings, "run", "--burst", env=worker_env(KKT_CRASHPOINT=f"{point}:2"), check=False)
-    assert crashed.returncode == -signal.SIGKILL
-    time.sleep(0.5)   # the service finishes the request it took
-    assert len(receipts_by_tag(state)) == 2
-    run_cli(settings, "run", "--burst", "--burst-timeout", "60", env=worker_env())
-    report = check(shop_schema, ledger_url, [state])
+    report = crash_then_restart(shop_schema, settings, ledger_url, state, point, worker_env())
     assert report.ok and report.done == 3 and report.documents == 3, report.summary()
 
 

@@ -9,10 +9,7 @@ uuid → report), never registering it twice.
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -20,16 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.chaos.invariants import check
-from tests.shop import (
-    cli_env,
-    free_port,
-    insert_payment,
-    receipts_by_tag,
-    run_cli,
-    sale_items,
-    wait_serving,
-    write_settings,
-)
+from tests.e2e import crash_then_restart, emulator_process, marker_args, one_register
+from tests.shop import cli_env, free_port, insert_payment, receipts_by_tag, run_cli, sale_items
 
 pytestmark = pytest.mark.acceptance
 
@@ -37,25 +26,13 @@ ATOL_PASSWORD_ENV = "ATOL_ONLINE_EMULATOR_PASSWORD"
 ATOL_PASSWORD = "emulator-secret"
 
 
-def start_server(module: str, state: Path, port: int, *args: str) -> subprocess.Popen[bytes]:
-    """``python -m <module> STATE --port P …`` and wait until it accepts connections."""
-    proc = subprocess.Popen([sys.executable, "-m", module, str(state), "--port", str(port), *args],
-                            env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_serving(proc, port)
-    return proc
-
-
 @pytest.fixture
 def atol_online(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Path, int]]:
     """The ATOL Online emulator in its own process; extra arguments from the test's `server_args` marker."""
-    port = free_port()
-    state = tmp_path / "atol-online"
-    marker = request.node.get_closest_marker("server_args")
-    proc = start_server("kkt_drivers.atol_online.server", state, port, "--seed", "5",
-                        *(marker.args if marker else ()))
-    yield state, port
-    proc.terminate()
-    proc.wait(timeout=10)
+    port, state = free_port(), tmp_path / "atol-online"
+    with emulator_process(["kkt_drivers.atol_online.server", str(state), "--port", str(port), "--seed", "5",
+                           *marker_args(request, "server_args")], port):
+        yield state, port
 
 
 def atol_url(port: int) -> str:
@@ -65,11 +42,7 @@ def atol_url(port: int) -> str:
 
 
 def setup(tmp_path: Path, shop: sa.URL, url: str) -> tuple[Path, str]:
-    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    settings = write_settings(tmp_path / "settings.yaml", source_url=shop.render_as_string(hide_password=False),
-                              ledger_url=ledger_url, registers=[("cloud1", url)])
-    run_cli(settings, "migrate")
-    return settings, ledger_url
+    return one_register(tmp_path, shop, "cloud1", url)
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -102,8 +75,8 @@ def test_https_with_a_self_signed_certificate(shop_schema: sa.URL, tmp_path: Pat
                     str(cert), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
                    check=True, capture_output=True)
     port, state = free_port(), tmp_path / "atol-online-tls"
-    proc = start_server("kkt_drivers.atol_online.server", state, port, "--certfile", str(cert), "--keyfile", str(key))
-    try:
+    with emulator_process(["kkt_drivers.atol_online.server", str(state), "--port", str(port),
+                           "--certfile", str(cert), "--keyfile", str(key)], port):
         with sa.create_engine(shop_schema).begin() as conn:
             insert_payment(conn, sale_items(2))
         url = atol_url(port).replace("atol-online+http://", "atol-online+https://") + f"&verify={cert}"
@@ -111,9 +84,6 @@ def test_https_with_a_self_signed_certificate(shop_schema: sa.URL, tmp_path: Pat
         run_cli(settings, "run", "--burst", "--burst-timeout", "60", env=env())
         report = check(shop_schema, ledger_url, [state])
         assert report.ok and report.done == 1 and report.documents == 1, report.summary()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.mark.parametrize("point", ["after_close_sent", "after_register_answered"])
@@ -121,18 +91,8 @@ def test_sigkill_after_registration_then_restart(shop_schema: sa.URL, tmp_path: 
                                                 point: str) -> None:
     """Kill -9 once the second registration was accepted: the restart finds it by external_id, once."""
     state, port = atol_online
-    with sa.create_engine(shop_schema).begin() as conn:
-        for _ in range(3):
-            insert_payment(conn, sale_items(2))
     settings, ledger_url = setup(tmp_path, shop_schema, atol_url(port))
-    crashed = run_cli(settings, "run", "--burst", env=env(KKT_CRASHPOINT=f"{point}:2"), check=False)
-    assert crashed.returncode == -signal.SIGKILL
-    deadline = time.monotonic() + 5       # the service fiscalizes what it accepted, on its own
-    while len(receipts_by_tag(state)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert len(receipts_by_tag(state)) == 2
-    run_cli(settings, "run", "--burst", "--burst-timeout", "60", env=env())
-    report = check(shop_schema, ledger_url, [state])
+    report = crash_then_restart(shop_schema, settings, ledger_url, state, point, env())
     assert report.ok and report.done == 3 and report.documents == 3, report.summary()
     assert all(len(docs) == 1 for docs in receipts_by_tag(state).values())
 
@@ -159,13 +119,10 @@ JSONTCP_ENV = {"JSONTCP_EMULATOR_PASSWORD": "cashier-secret", "JSONTCP_EMULATOR_
 @pytest.fixture
 def jsontcp(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Path, int]]:
     """The bridge emulator in its own process; extra arguments from the test's `server_args` marker."""
-    port = free_port()
-    state = tmp_path / "jsontcp"
-    marker = request.node.get_closest_marker("server_args")
-    proc = start_server("kkt_drivers.jsontcp.server", state, port, "--seed", "5", *(marker.args if marker else ()))
-    yield state, port
-    proc.terminate()
-    proc.wait(timeout=10)
+    port, state = free_port(), tmp_path / "jsontcp"
+    with emulator_process(["kkt_drivers.jsontcp.server", str(state), "--port", str(port), "--seed", "5",
+                           *marker_args(request, "server_args")], port):
+        yield state, port
 
 
 def jsontcp_url(port: int) -> str:
@@ -193,17 +150,8 @@ def test_sigkill_after_close_over_jsontcp_then_restart(shop_schema: sa.URL, tmp_
                                                        point: str) -> None:
     """Kill -9 once close_receipt is on the wire: the restart reads document(n) and finds the tag."""
     state, port = jsontcp
-    with sa.create_engine(shop_schema).begin() as conn:
-        for _ in range(3):
-            insert_payment(conn, sale_items(2))
     settings, ledger_url = setup(tmp_path, shop_schema, jsontcp_url(port))
-    crashed = run_cli(settings, "run", "--burst", env=cli_env(KKT_CRASHPOINT=f"{point}:2", **JSONTCP_ENV),
-                      check=False)
-    assert crashed.returncode == -signal.SIGKILL
-    time.sleep(0.5)   # the bridge finishes executing the close it received
-    assert len(receipts_by_tag(state)) == 2
-    run_cli(settings, "run", "--burst", "--burst-timeout", "60", env=cli_env(**JSONTCP_ENV))
-    report = check(shop_schema, ledger_url, [state])
+    report = crash_then_restart(shop_schema, settings, ledger_url, state, point, cli_env(**JSONTCP_ENV))
     assert report.ok and report.done == 3 and report.documents == 3, report.summary()
 
 

@@ -7,10 +7,6 @@ IdCommand and binds that document: exactly one per payment.
 """
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -18,16 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.chaos.invariants import check
-from tests.shop import (
-    cli_env,
-    free_port,
-    insert_payment,
-    receipts_by_tag,
-    run_cli,
-    sale_items,
-    wait_serving,
-    write_settings,
-)
+from tests.e2e import crash_then_restart, emulator_process, marker_args, one_register
+from tests.shop import cli_env, free_port, insert_payment, receipts_by_tag, run_cli, sale_items
 
 pytestmark = pytest.mark.acceptance
 
@@ -42,30 +30,20 @@ def env(**extra: str) -> dict[str, str]:
 @pytest.fixture
 def kkmserver(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Path, int]]:
     """An emulated KKMServer with one register, in its own process; faults from the `faults` marker."""
-    port = free_port()
-    state = tmp_path / "kkm"
-    marker = request.node.get_closest_marker("faults")
-    args = list(marker.args if marker else ())
+    port, state = free_port(), tmp_path / "kkm"
+    args = marker_args(request, "faults")
     if args[:1] == ["latency_ms"]:                 # a slow register rather than a fault
         extra = ["--latency-ms", args[1]]
     else:
         extra = [f"--fault={f}" for f in args]
-    proc = subprocess.Popen([sys.executable, "-m", "kkt_drivers.kkmserver.server", str(state), "--port", str(port),
-                             "--seed", "5", "--password-env", PASSWORD_ENV, *extra],
-                            env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_serving(proc, port)
-    yield state, port
-    proc.terminate()
-    proc.wait(timeout=10)
+    with emulator_process(["kkt_drivers.kkmserver.server", str(state), "--port", str(port), "--seed", "5",
+                           "--password-env", PASSWORD_ENV, *extra], port, env()):
+        yield state, port
 
 
 def setup(tmp_path: Path, shop: sa.URL, port: int, options: str = "timeout=3&wait=5&deadline_s=20") -> tuple[Path, str]:
-    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
     url = f"kkmserver+http://127.0.0.1:{port}?num_device=1&password_env={PASSWORD_ENV}&{options}"
-    settings = write_settings(tmp_path / "settings.yaml", source_url=shop.render_as_string(hide_password=False),
-                              ledger_url=ledger_url, registers=[("kkm1", url)])
-    run_cli(settings, "migrate", env=env())
-    return settings, ledger_url
+    return one_register(tmp_path, shop, "kkm1", url, env())
 
 
 def outcomes(ledger_url: str) -> list[tuple[str, str | None]]:
@@ -109,16 +87,8 @@ def test_wrong_password_keeps_payments_waiting(shop_schema: sa.URL, tmp_path: Pa
 def test_sigkill_after_register_check_then_restart(shop_schema: sa.URL, tmp_path: Path, kkmserver, point: str) -> None:
     """Kill -9 once RegisterCheck reached KKMServer: the restart finds the document by IdCommand."""
     state, port = kkmserver
-    with sa.create_engine(shop_schema).begin() as conn:
-        for _ in range(3):
-            insert_payment(conn, sale_items(2))
     settings, ledger_url = setup(tmp_path, shop_schema, port)
-    crashed = run_cli(settings, "run", "--burst", env=env(KKT_CRASHPOINT=f"{point}:2"), check=False)
-    assert crashed.returncode == -signal.SIGKILL
-    time.sleep(0.5)   # the server finishes executing what it received
-    assert len(receipts_by_tag(state)) == 2
-    run_cli(settings, "run", "--burst", "--burst-timeout", "60", env=env())
-    report = check(shop_schema, ledger_url, [state])
+    report = crash_then_restart(shop_schema, settings, ledger_url, state, point, env())
     assert report.ok and report.done == 3 and report.documents == 3, report.summary()
     assert ("reconcile", "reconciled_done") in outcomes(ledger_url)   # found by IdCommand, not resent
 

@@ -6,10 +6,6 @@ the case every earlier bridge got wrong. Reconciliation must find it by its tag 
 """
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -17,16 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.chaos.invariants import check
-from tests.shop import (
-    cli_env,
-    free_port,
-    insert_payment,
-    receipts_by_tag,
-    run_cli,
-    sale_items,
-    wait_serving,
-    write_settings,
-)
+from tests.e2e import crash_then_restart, emulator_process, marker_args, one_register
+from tests.shop import free_port, insert_payment, receipts_by_tag, run_cli, sale_items
 
 pytestmark = pytest.mark.acceptance
 
@@ -34,29 +22,19 @@ pytestmark = pytest.mark.acceptance
 @pytest.fixture
 def shtrih(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Path, int]]:
     """An emulated Shtrih-M register in its own process; faults from the test's `faults` marker."""
-    port = free_port()
-    state = tmp_path / "shtrih"
-    marker = request.node.get_closest_marker("faults")
-    args = list(marker.args if marker else ())
+    port, state = free_port(), tmp_path / "shtrih"
+    args = marker_args(request, "faults")
     if args[:1] == ["answer_delay_s"]:          # a slow register rather than a fault
         faults = ["--answer-delay-s", args[1]]
     else:
         faults = [f"--fault={f}" for f in args]
-    proc = subprocess.Popen([sys.executable, "-m", "worker", "emulator", "shtrih", str(state), "--port", str(port),
-                             "--seed", "3", *faults], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_serving(proc, port)
-    yield state, port
-    proc.terminate()
-    proc.wait(timeout=10)
+    with emulator_process(["worker", "emulator", "shtrih", str(state), "--port", str(port), "--seed", "3", *faults],
+                          port):
+        yield state, port
 
 
 def setup(tmp_path: Path, shop: sa.URL, port: int, timeout: float = 3) -> tuple[Path, str]:
-    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    settings = write_settings(tmp_path / "settings.yaml", source_url=shop.render_as_string(hide_password=False),
-                              ledger_url=ledger_url,
-                              registers=[("shtrih1", f"shtrih+socket://127.0.0.1:{port}?timeout={timeout}")])
-    run_cli(settings, "migrate")
-    return settings, ledger_url
+    return one_register(tmp_path, shop, "shtrih1", f"shtrih+socket://127.0.0.1:{port}?timeout={timeout}")
 
 
 def test_sales_and_refund_through_shtrih(shop_schema: sa.URL, tmp_path: Path, shtrih) -> None:
@@ -79,16 +57,8 @@ def test_sales_and_refund_through_shtrih(shop_schema: sa.URL, tmp_path: Path, sh
 def test_sigkill_after_ff45_then_restart(shop_schema: sa.URL, tmp_path: Path, shtrih, point: str) -> None:
     """Kill -9 once FF45 is on the wire: the register has the document; the restart finds it by tag."""
     state, port = shtrih
-    with sa.create_engine(shop_schema).begin() as conn:
-        for _ in range(3):
-            insert_payment(conn, sale_items(2))
     settings, ledger_url = setup(tmp_path, shop_schema, port)
-    crashed = run_cli(settings, "run", "--burst", env=cli_env(KKT_CRASHPOINT=f"{point}:2"), check=False)
-    assert crashed.returncode == -signal.SIGKILL
-    time.sleep(0.5)   # the register finishes executing the close it received
-    assert len(receipts_by_tag(state)) == 2
-    run_cli(settings, "run", "--burst", "--burst-timeout", "60")
-    report = check(shop_schema, ledger_url, [state])
+    report = crash_then_restart(shop_schema, settings, ledger_url, state, point)
     assert report.ok and report.done == 3 and report.documents == 3, report.summary()
 
 
@@ -123,16 +93,10 @@ def test_check_refuses_a_register_that_prints_20_percent_as_22(shop_schema: sa.U
     """Table 17 field 71 = 1 (the factory default) would print 2025 refunds at 22 %: `kkt-worker check`
     names the setting instead of letting a lane start."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "kkt_drivers.shtrih.server", str(tmp_path / "factory"),
-                             "--port", str(port), "--table", "17,1,71=1"], env=cli_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_serving(proc, port)
+    with emulator_process(["kkt_drivers.shtrih.server", str(tmp_path / "factory"), "--port", str(port),
+                           "--table", "17,1,71=1"], port):
         settings, _ = setup(tmp_path, shop_schema, port)
         out = run_cli(settings, "check", check=False)
         assert out.returncode == 1
         line = next(ln for ln in out.stdout.splitlines() if "register shtrih1" in ln)
         assert line.startswith("[FAIL]") and "table 17 row 1 field 71" in line and "must be 2" in line
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
