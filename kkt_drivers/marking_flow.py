@@ -21,7 +21,7 @@ from typing import Callable
 
 from kkt_drivers.errors import DeviceStateError, DriverConfigError, RejectedError
 from kkt_drivers.marking import MarkingCodeError, parse
-from kkt_drivers.receipt import MARKING_CHECK_POSITIVE, Item, PlannedStatus, Receipt
+from kkt_drivers.receipt import MARKING_CHECK_POSITIVE, Item, MarkingResult, PlannedStatus, Receipt
 
 COND_MARKING_TIMEOUT = "marking_check_timeout"
 COND_MARKING_BLOCKED = "marking_blocked"
@@ -144,3 +144,8 @@ def check_receipt(receipt: Receipt, check: Callable[[int, Item, PlannedStatus], 
         raise_for(n, item, outcome, sell_unanswered_codes=sell_unanswered_codes)
         results[n] = outcome.result
     return results
+
+
+def as_results(receipt: Receipt, results: dict[int, int]) -> tuple[MarkingResult, ...]:
+    """:func:`check_receipt`'s line → 2106 as the :attr:`FiscalDocument.marking_results` the ledger keeps."""
+    return tuple(MarkingResult(n, receipt.items[n].marking_code or b"", r) for n, r in sorted(results.items()))

@@ -449,6 +449,16 @@ class Receipt:
 
 
 @dataclass(frozen=True)
+class MarkingResult:
+    """One marked line's check as the FN answered it: requisite 2106 for the code of ``items[line]``."""
+
+    line: int
+    code: bytes
+    #: 2106 «результат проверки сведений о товаре» (bits: checked, crypto ok, status info, status ok, autonomous)
+    result: int
+
+
+@dataclass(frozen=True)
 class FiscalDocument:
     """A document as the register's fiscal storage (ФН) holds it; the ground truth."""
 
@@ -462,6 +472,9 @@ class FiscalDocument:
     operation: Operation | None = None
     total: Decimal | None = None
     tag: str | None = None
+    #: the FN's check result (2106) of every marked line, when this call made the document (a
+    #: document read back from the FN or found by key has none: the ledger keeps what it got)
+    marking_results: tuple[MarkingResult, ...] = ()
 
     @property
     def qr(self) -> str | None:

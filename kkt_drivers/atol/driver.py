@@ -13,6 +13,8 @@ URL grammar::
   named here at start. A password in the URL itself is refused.
 * ``timeout`` — seconds per HTTP call; ``fiscal_timeout`` / ``status_timeout`` — how long to wait
   for a fiscal / any other request's result; ``poll_s`` — the polling interval.
+* ``marking_timeout`` (s, default 60: ATOL's own), ``marking_poll_s`` (0.3), ``marking_unanswered``
+  (``pause`` | ``sell``) — the FN check of marked goods (:mod:`kkt_drivers.atol.marking`).
 * ``setting.<Key>`` — libfptr10 single settings, passed through as they are (``Model``, ``Port``,
   ``IPAddress``, ``IPPort``, ``ComFile``, ``BaudRate`` … — see ATOL's driver manual).
 Unknown options are refused with their name.
@@ -31,8 +33,10 @@ import uuid as uuidlib
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+from kkt_drivers import marking_flow
 from kkt_drivers.atol import codes as c
 from kkt_drivers.atol import counters as atol_counters
+from kkt_drivers.atol import marking as mk
 from kkt_drivers.atol import tasks as t
 from kkt_drivers.atol.libfptr import LibFptrTransport
 from kkt_drivers.atol.webrequests import DEFAULT_POLL_S, DEFAULT_TIMEOUT_S, WebRequestsTransport
@@ -55,6 +59,8 @@ MAX_GENERATIONS = 64
 HTTP_OPTIONS = ("device_id", "user", "password_env", "timeout", "fiscal_timeout", "status_timeout", "poll_s",
                 "verify")
 LIB_OPTIONS = ("fiscal_timeout", "status_timeout")
+#: the FN check of marked goods, on both transports
+MARKING_OPTIONS = ("marking_timeout", "marking_poll_s", marking_flow.OPTION)
 STATUS_TASKS = ("getShiftStatus", "getFnStatus", "getFnInfo", "getDeviceStatus", "ofdExchangeStatus")
 
 
@@ -63,13 +69,20 @@ class AtolDriver(Driver):
 
     model = "atol"
     reads_counters = True
+    #: beginMarkingCodeValidation → getMarkingCodeValidationStatus → accept/decline before the receipt
+    supports_marking = True
 
     def __init__(self, transport: WebRequestsTransport | LibFptrTransport, *,
                  fiscal_timeout_s: float = DEFAULT_FISCAL_TIMEOUT_S,
-                 status_timeout_s: float = DEFAULT_STATUS_TIMEOUT_S) -> None:
+                 status_timeout_s: float = DEFAULT_STATUS_TIMEOUT_S,
+                 marking_timeout_s: float = mk.DEFAULT_MARKING_TIMEOUT_S,
+                 marking_poll_s: float = mk.DEFAULT_MARKING_POLL_S, sell_unanswered: bool = False) -> None:
         self.transport = transport
         self.fiscal_timeout_s = fiscal_timeout_s
         self.status_timeout_s = status_timeout_s
+        self.marking_timeout_s = marking_timeout_s
+        self.marking_poll_s = marking_poll_s
+        self.sell_unanswered = sell_unanswered
         # only a service that stores our uuid can answer "what became of this receipt?"
         self.lookup_by_key = transport.keeps_keys
         self._fn_serial = ""
@@ -91,7 +104,7 @@ class AtolDriver(Driver):
 
     @classmethod
     def _web_requests(cls, parts: Any, opts: dict[str, str]) -> "AtolDriver":
-        _refuse(opts, HTTP_OPTIONS)
+        _refuse(opts, HTTP_OPTIONS + MARKING_OPTIONS)
         if parts.password is not None:
             raise DriverConfigError("put the Web Requests password in an environment variable named by "
                                     "password_env, never in the register URL")
@@ -114,19 +127,19 @@ class AtolDriver(Driver):
             timeout_s=_positive(opts, "timeout", DEFAULT_TIMEOUT_S), poll_s=_positive(opts, "poll_s", DEFAULT_POLL_S),
             verify=opts.get("verify", "1") not in ("0", "false", "no"))
         return cls(transport, fiscal_timeout_s=_positive(opts, "fiscal_timeout", DEFAULT_FISCAL_TIMEOUT_S),
-                   status_timeout_s=_positive(opts, "status_timeout", DEFAULT_STATUS_TIMEOUT_S))
+                   status_timeout_s=_positive(opts, "status_timeout", DEFAULT_STATUS_TIMEOUT_S), **_marking(opts))
 
     @classmethod
     def _libfptr(cls, parts: Any, pairs: list[tuple[str, str]]) -> "AtolDriver":
         settings = {k[len("setting."):]: v for k, v in pairs if k.startswith("setting.")}
         opts = {k: v for k, v in pairs if not k.startswith("setting.")}
-        _refuse(opts, LIB_OPTIONS)
+        _refuse(opts, LIB_OPTIONS + MARKING_OPTIONS)
         library = parts.path
         if not library:
             raise DriverConfigError("atol+libfptr URL needs the library path, e.g. atol+libfptr:///opt/atol/libfptr10.so")
         return cls(LibFptrTransport(library, settings),
                    fiscal_timeout_s=_positive(opts, "fiscal_timeout", DEFAULT_FISCAL_TIMEOUT_S),
-                   status_timeout_s=_positive(opts, "status_timeout", DEFAULT_STATUS_TIMEOUT_S))
+                   status_timeout_s=_positive(opts, "status_timeout", DEFAULT_STATUS_TIMEOUT_S), **_marking(opts))
 
     # -- link --------------------------------------------------------------------------------
     def connect(self) -> None:
@@ -221,6 +234,36 @@ class AtolDriver(Driver):
     # -- receipts ----------------------------------------------------------------------------
     def fiscalize(self, receipt: Receipt) -> FiscalDocument:
         task = t.receipt_task(receipt)
+        results: dict[int, int] = {}
+        if receipt.marking_codes:
+            # the FN checks every code before the receipt (marking_flow); not again for a receipt whose
+            # request the service already holds: its outcome is read, never sent twice
+            if not self._submitted(receipt):
+                results = self._check_marking(receipt)
+            task = mk.add_to_task(task, receipt, results)
+        doc = self._fiscalize_task(receipt, task)
+        return replace(doc, marking_results=marking_flow.as_results(receipt, results)) if results else doc
+
+    def _check_marking(self, receipt: Receipt) -> dict[int, int]:
+        flow = mk.AtolMarking(lambda tasks, optional: self._run(tasks, optional=optional),
+                              timeout_s=self.marking_timeout_s, poll_s=self.marking_poll_s,
+                              sell_unanswered=self.sell_unanswered)
+        return flow.check_receipt(receipt)
+
+    def _submitted(self, receipt: Receipt) -> bool:
+        """True when Web Requests holds a request of *receipt* not certainly failed (libfptr: never)."""
+        tr = self.transport
+        if not isinstance(tr, WebRequestsTransport):
+            return False
+        for gen in range(MAX_GENERATIONS):
+            results = tr.get(t.request_uuid(receipt, gen))
+            if results is None:
+                return False
+            if not _certainly_failed(results):
+                return True
+        return True
+
+    def _fiscalize_task(self, receipt: Receipt, task: dict[str, Any]) -> FiscalDocument:
         tr = self.transport
         if isinstance(tr, LibFptrTransport):
             return self._fiscalize_direct(tr, receipt, task)
@@ -355,6 +398,13 @@ def _receipt_document(res: dict[str, Any], receipt: Receipt) -> FiscalDocument:
         return t.document_from_fiscal_params(res, kind, operation=receipt.operation, tag=receipt.tag)
     except t.AnswerError as exc:
         raise OutcomeUnknownError(f"ATOL receipt result is malformed: {exc}") from exc
+
+
+def _marking(opts: dict[str, str]) -> dict[str, Any]:
+    """The marking options of the URL as constructor arguments."""
+    return {"marking_timeout_s": _positive(opts, "marking_timeout", mk.DEFAULT_MARKING_TIMEOUT_S),
+            "marking_poll_s": _positive(opts, "marking_poll_s", mk.DEFAULT_MARKING_POLL_S),
+            "sell_unanswered": marking_flow.sell_unanswered(opts.get(marking_flow.OPTION))}
 
 
 def _refuse(opts: dict[str, str], known: tuple[str, ...]) -> None:

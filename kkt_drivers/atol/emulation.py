@@ -27,6 +27,7 @@ from typing import Any
 from kkt_drivers.atol import codes as c
 from kkt_drivers.atol import tasks as t
 from kkt_drivers.atol.counters import ShiftTotalsTasks
+from kkt_drivers.atol.marking_emulation import MarkingFailed, MarkingTasks, error_code, position_marking
 from kkt_drivers.emulator.faults import Faults
 from kkt_drivers.emulator.model import SHIFT_MAX_AGE, RegisterModel
 from kkt_drivers.errors import DeviceStateError, RejectedError
@@ -87,7 +88,7 @@ def _bad(what: str) -> TaskFailed:
     return TaskFailed(13, f"Нeкорректное значение параметра: {what}")
 
 
-class AtolEmulation(ShiftTotalsTasks):
+class AtolEmulation(ShiftTotalsTasks, MarkingTasks):
     """Executes ATOL JSON tasks on *model*; link faults from *faults* (see the module header)."""
 
     def __init__(self, model: RegisterModel, faults: Faults | None = None) -> None:
@@ -107,10 +108,12 @@ class AtolEmulation(ShiftTotalsTasks):
             if handler is None:
                 raise TaskFailed(11, f"Не поддерживается: {kind}")
             return handler(task)
+        except MarkingFailed as exc:
+            raise TaskFailed(exc.code, exc.description) from exc
         except DeviceStateError as exc:
-            raise TaskFailed(_CONDITION_CODES.get(exc.condition, 15), str(exc)) from exc
+            raise TaskFailed(error_code(exc) or _CONDITION_CODES.get(exc.condition, 15), str(exc)) from exc
         except RejectedError as exc:
-            code = c.INVALID_RECEIPT_TOTAL if exc.field == "payments" else 13
+            code = c.INVALID_RECEIPT_TOTAL if exc.field == "payments" else (error_code(exc) or 13)
             raise TaskFailed(code, str(exc)) from exc
 
     # -- fiscal documents --------------------------------------------------------------------
@@ -167,6 +170,7 @@ class AtolEmulation(ShiftTotalsTasks):
                     payment_method=_METHOD[it.get("paymentMethod", "fullPayment")],
                     payment_subject=_OBJECT[it.get("paymentObject", "commodity")],
                     measure_unit=_UNIT[it.get("measurementUnit", "piece")],
+                    **position_marking(it),   # imcParams / industryInfo (marking_emulation)
                 ))
             except (KeyError, TypeError, ValueError, ArithmeticError):
                 raise _bad(f"items[{n}]") from None

@@ -182,7 +182,7 @@ class AtolEmulatorServer:
 
 
 #: driver options with short timeouts, for tests that inject faults
-TEST_DRIVER_OPTIONS = "timeout=2&fiscal_timeout=5&status_timeout=5&poll_s=0.02"
+TEST_DRIVER_OPTIONS = "timeout=2&fiscal_timeout=5&status_timeout=5&poll_s=0.02&marking_timeout=1&marking_poll_s=0.05"
 #: how long the register link stays down after a link fault in contract tests
 TEST_BLOCK_S = 0.2
 

@@ -187,3 +187,18 @@ def line_record(code: bytes, entry: dict[str, Any]) -> dict[str, Any]:
     sub, value = parsed.product_code_1163
     return {"2000": base64.b64encode(code).decode(), "1163": {str(sub): value}, "2102": 0,
             "2106": entry["result"], "2003": entry["status"], "2115": parsed.control_code_2115}
+
+
+def cancel(s: dict[str, Any]) -> None:
+    """Abort the running check: the pending code is dropped (ATOL ``cancelMarkingCodeValidation``)."""
+    _table(s)["pending"] = None
+
+
+def clear(s: dict[str, Any]) -> int:
+    """Empty the FN's table of checked codes (ATOL ``clearMarkingCodeValidationResult``; JPOS FF69
+    with 2); returns how many codes it held."""
+    m = _table(s)
+    held = len(m["checked"])
+    m["checked"] = []
+    m["pending"] = None
+    return held
