@@ -154,9 +154,10 @@ class EmulatorDriver(Driver):
         reg = self.register
         if receipt.marking_codes and self.permit is not None:
             receipt = self.permit.apply(receipt, reg.status().fn_serial)
+        results: dict[int, int] = {}
         if receipt.marking_codes:
             # the FN check of every code runs before the receipt is opened (marking_flow)
-            marking_flow.check_receipt(
+            results = marking_flow.check_receipt(
                 receipt,
                 lambda n, item, status: _outcome(reg.check_marking(item.marking_code or b"", int(status),
                                                                    item.marking_mode)),
@@ -174,7 +175,7 @@ class EmulatorDriver(Driver):
         if self.faults.fire("lose_reply_after_close"):
             raise OutcomeUnknownError("no answer to the close command (injected: reply lost)")
         self._step("register_answered")
-        return to_fiscal_document(doc)
+        return dataclasses.replace(to_fiscal_document(doc), marking_results=marking_flow.as_results(receipt, results))
 
 
 def _outcome(answer: dict[str, object]) -> marking_flow.CheckOutcome:

@@ -31,6 +31,7 @@ import logging
 import os
 import time
 import uuid
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -372,8 +373,7 @@ class KkmServerDriver(Driver):
         key = c.idempotency_key(receipt, self.key_prefix)
         cmd = c.register_check(receipt, num_device=self.num_device, id_command=key, timeout_s=self.wait_s,
                                accept_on_bad=self.sell_unanswered)
-        if receipt.marking_codes:
-            self._check_marking(receipt)  # before RegisterCheck: nothing is fiscal yet
+        results = self._check_marking(receipt) if receipt.marking_codes else {}  # before RegisterCheck
         # to tell a refusal from a failure after the close; a stale value can only make an error
         # look "unknown" (the FD moved), never make a document look absent
         fd_before = self._fd_seen if self._fd_seen is not None else self.status().last_fd_number
@@ -415,9 +415,10 @@ class KkmServerDriver(Driver):
                                       f"the receipt {receipt.total}")
         self._fd_seen = doc.fd_number
         self._step("register_answered")
-        return doc
+        # the ValidationResult (2106) of every code, for the ledger
+        return replace(doc, marking_results=marking_flow.as_results(receipt, results)) if results else doc
 
-    def _check_marking(self, receipt: Receipt) -> None:
+    def _check_marking(self, receipt: Receipt) -> dict[int, int]:
         """``ValidationMarkingCode`` for every code, then :mod:`kkt_drivers.marking_flow` decides.
 
         KKMServer accepts a code inside RegisterCheck itself (``GoodCodeData``), so there is no
@@ -445,7 +446,7 @@ class KkmServerDriver(Driver):
             result, text = results[code]
             return marking_flow.CheckOutcome(result=result, fn_answer=None, text=text)
 
-        marking_flow.check_receipt(receipt, check, None, sell_unanswered_codes=self.sell_unanswered)
+        return marking_flow.check_receipt(receipt, check, None, sell_unanswered_codes=self.sell_unanswered)
 
     def _fiscal_error(self, answer: dict[str, Any], fd_before: int) -> KktError:
         """An error answer to RegisterCheck, trusted only if the register made no document."""

@@ -38,6 +38,7 @@ import contextlib
 import datetime as dt
 import logging
 import threading
+from dataclasses import replace
 from typing import Callable, Iterator
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -399,9 +400,10 @@ class ShtrihDriver(Driver):
                     "(not set up or not licensed); nothing was sent")
         rtype = p.RECEIPT_TYPE_BY_OPERATION[int(receipt.operation)]
         correction = _correction_tlv(receipt) if receipt.correction is not None else b""
+        results: dict[int, int] = {}
         if receipt.marking_codes:
             # FF70, then FF61 → FF69 per code, before the receipt is opened (marking_steps)
-            marking_steps.check_codes(self._command, receipt, timeout=max(self.timeout, self.marking_timeout),
+            results = marking_steps.check_codes(self._command, receipt, timeout=max(self.timeout, self.marking_timeout),
                                       sell_unanswered=self.marking_unanswered)
         if receipt.correction is not None:
             # FFD 1.2 correction: 8D with 0x80 | type, then 1173/1174 (javapos openReceipt)
@@ -439,8 +441,8 @@ class ShtrihDriver(Driver):
             log.warning("receipt FD %d made, read-back failed: %s", answer.fd_number, exc)
             doc = None
         if doc is not None and doc.fiscal_sign == answer.fiscal_sign:
-            return doc
-        return FiscalDocument(
+            return replace(doc, marking_results=marking_flow.as_results(receipt, results))
+        return FiscalDocument(marking_results=marking_flow.as_results(receipt, results),
             fd_number=answer.fd_number, fiscal_sign=answer.fiscal_sign, fn_serial=self._fn_serial,
             kind=DocumentKind.CORRECTION if receipt.correction else DocumentKind.RECEIPT,
             issued_at=dt.datetime.now().replace(microsecond=0), shift_number=0,

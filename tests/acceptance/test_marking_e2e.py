@@ -6,6 +6,7 @@ what ОИСМ answers is set on the register's state (shared with the CLI's proc
 from __future__ import annotations
 
 import base64
+import json
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
@@ -81,6 +82,14 @@ def test_marked_orders_declined_code_refund_and_split(shop_schema: sa.URL, tmp_p
     assert refund["operation"] == 2
     assert [(i["marking"]["2000"], i["marking"]["2003"]) for i in refund["items"]] == [
         (base64.b64encode(code(1)).decode(), 3), (base64.b64encode(code(2)).decode(), 3)]
+
+    # the FN's 2106 of each code is kept in the ledger with the receipt, and `ledger show` names it
+    shown = run_cli(settings, "ledger", "show", str(s1)).stdout
+    assert "marking code line 0: 04650194496163/E00001 — crypto part valid, ОИСМ: planned status correct (2106=0x0F)" \
+        in shown and "marking code line 1: 04650194496163/E00002" in shown
+    as_json = json.loads(run_cli(settings, "ledger", "show", str(s1), "--output", "json").stdout)
+    assert [(m["line"], m["result_2106"], base64.b64decode(m["code"])) for m in as_json[0]["marking_results"]] == [
+        (0, 0x0F, code(1)), (1, 0x0F, code(2))]
 
     big = [docs[t][0] for t in sorted(t for t in docs if t.startswith(f"S{s4}"))]
     assert len(big) == 2 and all(len(d["items"]) <= 128 for d in big)

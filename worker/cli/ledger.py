@@ -148,7 +148,8 @@ def ledger_show(c: Ctx, shop_id: int | None, id_option: int | None, output: str)
     if output == "json":
         from worker.reports.export import row
 
-        click.echo(json.dumps([{**row(r), "attempts_history": c.reader.attempts_of(r.id)} for r in rows],
+        click.echo(json.dumps([{**row(r), "attempts_history": c.reader.attempts_of(r.id),
+                                "marking_results": [_mark_json(m) for m in c.reader.marks_of(r.id)]} for r in rows],
                               ensure_ascii=False, indent=2, default=str))
         return
     if output == "csv":   # the payment's receipts with every requisite (the attempts: --output json)
@@ -162,6 +163,8 @@ def ledger_show(c: Ctx, shop_id: int | None, id_option: int | None, output: str)
             value = getattr(r, key)
             if value is not None:
                 click.echo(f"  {key}: {value}")
+        for m in c.reader.marks_of(r.id):
+            click.echo(f"  marking code line {m['line']}: {_mark_text(m)}")
         for a in c.reader.attempts_of(r.id):
             click.echo(f"  attempt {a['id']} {a['action']} on {a['register']} at {a['started_at']:%Y-%m-%d %H:%M:%S} UTC"
                        f": {a['outcome'] or 'unfinished'}"
@@ -238,6 +241,28 @@ def _status_rows(running: bool, counts: dict[str, int], problems: list[Any],
              for lane in details["lanes"]]
     rows += [{"section": "needs a person", "key": p.severity, "value": p.message} for p in problems]
     return rows
+
+
+def _mark_json(m: dict[str, Any]) -> dict[str, Any]:
+    """One receipt_marks row for ``ledger show --output json`` (2106 as a number and in words)."""
+    from kkt_drivers.marking_flow import describe_2106
+
+    return {"line": m["line"], "code": m["code"], "result_2106": m["result"], "meaning": describe_2106(m["result"]),
+            "checked_at": m["checked_at"]}
+
+
+def _mark_text(m: dict[str, Any]) -> str:
+    """A code by GTIN/serial only (never its crypto tail) and its 2106."""
+    import base64
+
+    from kkt_drivers.marking import MarkingCodeError, parse
+    from kkt_drivers.marking_flow import describe_2106
+
+    try:
+        name = parse(base64.b64decode(m["code"])).short
+    except (MarkingCodeError, ValueError):
+        name = "?"
+    return f"{name} — {describe_2106(m['result'])}"
 
 
 def _print_fencing(details: dict[str, Any]) -> None:

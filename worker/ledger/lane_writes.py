@@ -1,6 +1,7 @@
 """What the lanes read and write: due receipts, intent, outcome, attempts, the lanes table."""
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 from typing import Any, Callable, NamedTuple
@@ -18,6 +19,7 @@ from worker.ledger.schema import (
     attempts,
     lanes,
     payments,
+    receipt_marks,
     receipts,
     register_documents,
     register_watermarks,
@@ -214,6 +216,7 @@ class LaneWrites(DocumentWrites):
                     raise StateConflict(f"receipt {receipt_id}: expected state sending, it moved")
                 conn.execute(_ATTEMPT_DONE, {"b_attempt": attempt_id, "b_now": now, "b_fd": doc.fd_number})
                 self._advance_watermark(conn, register, fd_before, doc)
+                _write_marks(conn, receipt_id, doc, now)
             self._hot_write(done_in)
             return
         with self.write() as conn:
@@ -223,6 +226,7 @@ class LaneWrites(DocumentWrites):
                       fiscal_at=doc.issued_at, qr=doc.qr, error_class=None)
             self._advance_watermark(conn, register, fd_before, doc)
             self._finish_attempt(conn, attempt_id, now, outcome, fd_number=doc.fd_number)
+            _write_marks(conn, receipt_id, doc, now)
 
     def record_retry(self, receipt_id: int, *, attempt_id: int | None, new: State, attempts: int,
                      next_attempt_at: dt.datetime, error: str, error_class: str,
@@ -342,6 +346,14 @@ _CLAIM_SET = (update(receipts)
 _ATTEMPT_OPEN = insert(attempts).values(
     receipt_id=bindparam("b_id"), register=bindparam("b_register"), action="send", started_at=bindparam("b_now"),
     fd_before=bindparam("b_fd_before"))
+def _write_marks(conn: Connection, receipt_id: int, doc: FiscalDocument, now: dt.datetime) -> None:
+    """Keep the FN's 2106 of every marked line with the receipt, in the transaction that marks it done."""
+    if doc.marking_results:
+        conn.execute(insert(receipt_marks), [
+            {"receipt_id": receipt_id, "line": m.line, "code": base64.b64encode(m.code).decode("ascii"),
+             "result": m.result, "checked_at": now} for m in doc.marking_results])
+
+
 _DONE_SET = (update(receipts)
              .where(receipts.c.id == bindparam("b_id"), receipts.c.state == State.SENDING.value)
              .values(state=State.DONE.value, updated_at=bindparam("b_now"), fd_number=bindparam("b_fd"),

@@ -15,6 +15,7 @@ from worker.ledger.schema import (
     ingest_gaps,
     lanes,
     payments,
+    receipt_marks,
     receipts,
     schedules,
 )
@@ -101,6 +102,12 @@ class AdminReads(LedgerBase):
         with self.read() as conn:
             return [dict(r._mapping) for r in conn.execute(
                 select(attempts).where(attempts.c.receipt_id == receipt_id).order_by(attempts.c.id))]
+
+    def marks_of(self, receipt_id: int) -> list[dict[str, Any]]:
+        """The FN's check result (2106) of each marked line of one receipt, by line."""
+        with self.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                select(receipt_marks).where(receipt_marks.c.receipt_id == receipt_id).order_by(receipt_marks.c.line))]
 
     def receipts_of(self, source_id: int) -> list[ReceiptRecord]:
         """Every receipt of shop row *source_id*, by stage and part."""

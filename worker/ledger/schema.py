@@ -234,3 +234,14 @@ schedules = Table(
     Column("name", String(32), primary_key=True),
     Column("next_at", DateTime, nullable=False),
 )
+
+#: the FN's check result (requisite 2106) of every marked line of a receipt, as the register answered
+#: it when the receipt was made (a receipt found again by recovery has none: the FN then holds it)
+receipt_marks = Table(
+    "receipt_marks", metadata,
+    Column("receipt_id", Integer, ForeignKey("receipts.id"), primary_key=True),
+    Column("line", Integer, primary_key=True),        # index into the receipt body's items
+    Column("code", Text, nullable=False),             # base64 of the raw code (GS kept)
+    Column("result", Integer, nullable=False),        # 2106
+    Column("checked_at", DateTime, nullable=False),
+)
