@@ -115,3 +115,57 @@ def test_late_answer_pauses_the_lane_and_sells_nothing_until_it_comes(shop_schem
     model.ofd_link(True)
     run_cli(settings, "run", "--burst", "--burst-timeout", "60")
     assert len(receipts_by_tag(reg)["S1"]) == 1
+
+
+def test_marked_orders_through_an_atol_register_process(shop_schema: sa.URL, tmp_path: Path) -> None:
+    """Given the ATOL Web Requests emulator in its own process, a marked + unmarked order, an order whose
+    code ОИСМ declines and a refund of the first order, when the worker runs, then the sale carries each
+    code with 2106 = 0x0F (checked through begin/status/accept before the sell task), the declined
+    order is rejected naming the line with no receipt, the refund carries the same codes with 2003 = 3,
+    and the ledger keeps each code's 2106."""
+    import subprocess
+    import sys
+
+    from tests.shop import cli_env, free_port, wait_serving
+
+    declined = code(901)
+    eng = sa.create_engine(shop_schema)
+    with eng.begin() as conn:
+        s1 = insert_payment(conn, [line(1, 2, "99.90", "Молоко"), line(2, 1, "5.00", "Пакет")])
+        insert_codes(conn, s1, 1, [code(11), code(12)])
+        s2 = insert_payment(conn, [line(1, 1)])
+        insert_codes(conn, s2, 1, [declined])
+    port, state = free_port(), tmp_path / "atol"
+    proc = subprocess.Popen([sys.executable, "-m", "kkt_drivers.atol.server", str(state), "--port", str(port)],
+                            env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_serving(proc, port)
+        RegisterModel(state).set_marking_verdict(declined, "invalid")
+        settings = write_settings(
+            tmp_path / "settings.yaml", source={"mapping": {"codes_table": "payment_item_codes"}},
+            source_url=shop_schema.render_as_string(hide_password=False),
+            ledger_url=f"sqlite:///{tmp_path / 'ledger.db'}",
+            registers=[("atol1", f"atol+http://127.0.0.1:{port}?timeout=2&fiscal_timeout=10&status_timeout=10"
+                                 "&poll_s=0.02&marking_timeout=5&marking_poll_s=0.05")])
+        run_cli(settings, "migrate")
+        run_cli(settings, "run", "--burst", "--burst-timeout", "60")
+        with eng.begin() as conn:
+            r3 = insert_payment(conn, [line(1, 2, "99.90", "Молоко")], kind="refund", refund_of=s1)
+        run_cli(settings, "run", "--burst", "--burst-timeout", "60")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+    docs = receipts_by_tag(state)
+    sale = docs[f"S{s1}"][0]
+    assert [(i["marking"]["2000"], i["marking"]["2106"], i["marking"]["2003"]) for i in sale["items"] if "marking" in i] == [
+        (base64.b64encode(code(11)).decode(), 0x0F, 1), (base64.b64encode(code(12)).decode(), 0x0F, 1)]
+    assert [i["subject"] for i in sale["items"]] == [33, 33, 1] and sale["2107"] == 0
+    assert f"S{s2}" not in docs
+    state_s2, error = ledger(tmp_path)[f"S{s2}"]
+    assert state_s2 == "rejected" and "items[0].marking_code" in error and "declined" in error
+    refund = docs[f"R{r3}"][0]
+    assert [(i["marking"]["2000"], i["marking"]["2003"]) for i in refund["items"]] == [
+        (base64.b64encode(code(11)).decode(), 3), (base64.b64encode(code(12)).decode(), 3)]
+    as_json = json.loads(run_cli(settings, "ledger", "show", str(s1), "--output", "json").stdout)
+    assert [m["result_2106"] for m in as_json[0]["marking_results"]] == [0x0F, 0x0F]
