@@ -18,7 +18,8 @@ from urllib.parse import parse_qsl
 
 from kkt_drivers.errors import DeviceStateError, KktError, OutcomeUnknownError, RejectedError, TransientError
 from kkt_drivers.receipt import (
-    DocumentKind, FiscalDocument, Operation, PaymentType, Receipt, TaxSystem, Vat, money,
+    PERMIT_DOC_DATE, PERMIT_DOC_NUMBER, PERMIT_FOIV, DocumentKind, FiscalDocument, Item, Operation, PaymentType,
+    Receipt, TaxSystem, Vat, money,
 )
 
 # -- answer statuses (``Status``) -------------------------------------------------------------
@@ -141,9 +142,10 @@ def register_check(receipt: Receipt, *, num_device: int, id_command: str, timeou
         "Name": it.name, "Quantity": it.quantity, "Price": it.price, "Amount": it.amount,
         "Department": 0, "Tax": TAX[it.vat], "SignMethodCalculation": int(it.payment_method),
         "SignCalculationObject": int(it.payment_subject), "MeasureOfQuantity": int(it.measure_unit),
-        **({"GoodCodeData": good_code_data(it.marking_code, accept_on_bad=accept_on_bad)}
-           if it.marking_code is not None else {}),
-    }} for it in receipt.items]
+        **({"GoodCodeData": {**good_code_data(it.marking_code, accept_on_bad=accept_on_bad),
+                             **industry_props(n, it)}}
+           if it.marking_code is not None else industry_props(n, it)),
+    }} for n, it in enumerate(receipt.items)]
     cmd = envelope(
         "RegisterCheck", num_device, id_command, timeout_s,
         IsFiscalCheck=True, TypeCheck=TYPE_CHECK[(receipt.operation, receipt.correction is not None)],
@@ -182,6 +184,37 @@ def good_code_data(code: bytes, *, accept_on_bad: bool) -> dict[str, Any]:
     ``marking_unanswered=sell``; GUESS: KKMServer applies it to a timed-out check as well.
     """
     return {"BarCode": marking_text(code), "ContainsSerialNumber": True, "AcceptOnBad": accept_on_bad}
+
+
+#: 1262 / 1263 / 1264 of the разрешительный режим as KKMServer fills them itself: its data contract has
+#: ``Props1262 = "030"``, ``Props1263 = "21.11.2023"``, ``Props1264 = "1944"`` as plain fields (no
+#: DataMember: not read from the JSON) set from its own settings (marking.md §5 ⚠ decompiled contract)
+KKMS_PERMIT_DOC = (PERMIT_FOIV, PERMIT_DOC_DATE, PERMIT_DOC_NUMBER)
+
+
+def industry_props(n: int, item: Item) -> dict[str, Any]:
+    """1260 of a line as KKMServer takes it: ``GoodCodeData.IndustryProps`` = 1265 only.
+
+    KKMServer writes 1260 = {1262, 1263, 1264 from its settings, 1265 = ``IndustryProps``} for a line
+    whose ``GoodCodeData`` has ``IndustryProps``, and then skips its own разрешительный режим check
+    («Проверка произведена вне KkmServer»; decompiled contract ⚠). Anything it cannot carry is refused
+    by field, never dropped: 1260 on a line without a code, more than one 1260, or 1262–1264 other than
+    the permit's ("030", "21.11.2023", "1944").
+    """
+    if not item.industry:
+        return {}
+    where = f"items[{n}].industry"
+    if item.marking_code is None:
+        raise RejectedError(f"{where}: KKMServer carries 1260 only in GoodCodeData, i.e. on a marked line",
+                            field=where)
+    if len(item.industry) != 1:
+        raise RejectedError(f"{where}: KKMServer carries one 1260 per line, got {len(item.industry)}", field=where)
+    req = item.industry[0]
+    if (req.foiv, req.doc_date, req.doc_number) != KKMS_PERMIT_DOC:
+        raise RejectedError(f"{where}: KKMServer takes only 1265 (IndustryProps); 1262/1263/1264 come from its "
+                            f"settings ({'/'.join(KKMS_PERMIT_DOC)}), got {req.foiv}/{req.doc_date}/{req.doc_number}",
+                            field=where)
+    return {"IndustryProps": req.value}
 
 
 def validation_marking_code(receipt: Receipt, *, num_device: int, id_command: str, timeout_s: int) -> dict[str, Any]:

@@ -17,6 +17,7 @@ URL grammar::
 | key_prefix   | kktw    | prefix of ``IdCommand`` (tell several shops on one KKMServer apart)    |
 | verify       | 1       | https: verify the server's certificate (0 only for a self-signed lab)  |
 | marking_unanswered | pause | marked goods: ``sell`` registers a code whose check ОИСМ did not answer (``AcceptOnBad``); docs/marking.md |
+| permit_url, permit_key_env | — | the разрешительный режим pre-check (:mod:`kkt_drivers.permit`); its 1260 goes as ``GoodCodeData.IndustryProps`` |
 
 Unknown options, a ``password=`` option and credentials inside the URL are refused.
 
@@ -37,7 +38,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from kkt_drivers import marking_flow
+from kkt_drivers import marking_flow, permit
 from kkt_drivers.base import Driver
 from kkt_drivers.counters import ShiftTotals
 from kkt_drivers.errors import (
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 
 SCHEMES = {"kkmserver+http": "http", "kkmserver+https": "https"}
 OPTIONS = ("num_device", "user", "password_env", "timeout", "wait", "deadline_s", "poll_ms", "key_prefix", "verify",
-           "marking_unanswered")
+           "marking_unanswered") + permit.OPTIONS
 DEFAULT_NUM_DEVICE = 1
 DEFAULT_USER = "Admin"
 DEFAULT_HTTP_TIMEOUT_S = 10.0
@@ -92,6 +93,8 @@ class KkmServerDriver(Driver):
         self.key_prefix = key_prefix
         self.verify = verify
         self._client: httpx.Client | None = None
+        #: the разрешительный режим pre-check (permit_url / permit_key_env), producing 1260 → IndustryProps
+        self.permit: permit.PermitChecker | None = None
         #: the register's last FD number as this driver last saw it (status or its own document);
         # a baseline for telling a refusal from a failure after the close without one more read
         # (each read also takes a slot of KKMServer's short result memory)
@@ -142,7 +145,9 @@ class KkmServerDriver(Driver):
         if not 1 <= len(kwargs["key_prefix"]) <= 12:
             raise DriverConfigError("KKMServer URL option 'key_prefix' must be 1..12 characters")
         base = f"{SCHEMES[parts.scheme]}://{parts.hostname}:{port}{parts.path}"
-        return cls(base, **kwargs)
+        drv = cls(base, **kwargs)
+        drv.permit = permit.PermitChecker.from_options(opts)
+        return drv
 
     # -- link ---------------------------------------------------------------------------------------
     def connect(self) -> None:
@@ -371,6 +376,9 @@ class KkmServerDriver(Driver):
     def fiscalize(self, receipt: Receipt) -> FiscalDocument:
         """RegisterCheck with our IdCommand; waits (then polls GetRezult) for the document."""
         key = c.idempotency_key(receipt, self.key_prefix)
+        if receipt.marking_codes and self.permit is not None:
+            # the state system's permit becomes 1260 → GoodCodeData.IndustryProps (commands.industry_props)
+            receipt = self.permit.apply(receipt, self.status().fn_serial)
         cmd = c.register_check(receipt, num_device=self.num_device, id_command=key, timeout_s=self.wait_s,
                                accept_on_bad=self.sell_unanswered)
         results = self._check_marking(receipt) if receipt.marking_codes else {}  # before RegisterCheck

@@ -22,7 +22,7 @@ from kkt_drivers.errors import DeviceStateError, RejectedError
 from kkt_drivers.kkmserver import commands as c
 from kkt_drivers.kkmserver import counters as kkm_counters
 from kkt_drivers.receipt import (
-    DocumentKind, Item, MeasureUnit, Payment, PaymentMethod, PaymentSubject, PaymentType, TaxSystem, Vat,
+    DocumentKind, IndustryRequisite, Item, MeasureUnit, Payment, PaymentMethod, PaymentSubject, PaymentType, TaxSystem, Vat,
 )
 
 _VAT_BY_FFD = {v.ffd_code: v for v in Vat}
@@ -43,6 +43,17 @@ LINK_LOST_TEXT = "Потеряна связь с ККТ"
 DEFAULT_TAX_VARIANTS = "0,1,2,4,5"
 #: GUESS: the tax system of a check whose TaxVariant is "" (the register's default)
 DEFAULT_TAX_SYSTEM = TaxSystem.OSN
+
+
+def _industry(good: dict[str, Any] | None) -> tuple[IndustryRequisite, ...]:
+    """1260 of a line as KKMServer writes it: 1262–1264 from its settings (the permit's defaults in its
+    data contract), 1265 = ``IndustryProps`` (+ ``AddIndustryProps`` appended, as KKMServer does)."""
+    if not good or not good.get("IndustryProps"):
+        return ()
+    if not isinstance(good["IndustryProps"], str):
+        raise BadCommand("IndustryProps должен быть строкой")
+    value = good["IndustryProps"] + str(good.get("AddIndustryProps") or "")
+    return (IndustryRequisite(*c.KKMS_PERMIT_DOC, value),)
 
 
 class BadCommand(Exception):
@@ -264,7 +275,8 @@ def parse_check(cmd: dict[str, Any]) -> dict[str, Any]:
                 payment_method=_enum(PaymentMethod, reg, "SignMethodCalculation", PaymentMethod.FULL_PAYMENT),
                 payment_subject=_enum(PaymentSubject, reg, "SignCalculationObject", PaymentSubject.COMMODITY),
                 measure_unit=_enum(MeasureUnit, reg, "MeasureOfQuantity", MeasureUnit.PIECE),
-                marking_code=good["BarCode"].encode("latin-1", "replace") if good else None))
+                marking_code=good["BarCode"].encode("latin-1", "replace") if good else None,
+                industry=_industry(good)))
         except (ValueError, TypeError) as exc:
             raise BadCommand(str(exc)) from exc
         if good:
