@@ -33,7 +33,7 @@ import uuid as uuidlib
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from kkt_drivers import marking_flow
+from kkt_drivers import marking_flow, permit
 from kkt_drivers.atol import codes as c
 from kkt_drivers.atol import counters as atol_counters
 from kkt_drivers.atol import marking as mk
@@ -60,7 +60,7 @@ HTTP_OPTIONS = ("device_id", "user", "password_env", "timeout", "fiscal_timeout"
                 "verify")
 LIB_OPTIONS = ("fiscal_timeout", "status_timeout")
 #: the FN check of marked goods, on both transports
-MARKING_OPTIONS = ("marking_timeout", "marking_poll_s", marking_flow.OPTION)
+MARKING_OPTIONS = ("marking_timeout", "marking_poll_s", marking_flow.OPTION) + permit.OPTIONS
 STATUS_TASKS = ("getShiftStatus", "getFnStatus", "getFnInfo", "getDeviceStatus", "ofdExchangeStatus")
 
 
@@ -83,6 +83,8 @@ class AtolDriver(Driver):
         self.marking_timeout_s = marking_timeout_s
         self.marking_poll_s = marking_poll_s
         self.sell_unanswered = sell_unanswered
+        #: the разрешительный режим pre-check (permit_url / permit_key_env) producing 1260 → industryInfo
+        self.permit: permit.PermitChecker | None = None
         # only a service that stores our uuid can answer "what became of this receipt?"
         self.lookup_by_key = transport.keeps_keys
         self._fn_serial = ""
@@ -126,8 +128,10 @@ class AtolDriver(Driver):
             base, device_id=opts.get("device_id") or None, auth=auth,
             timeout_s=_positive(opts, "timeout", DEFAULT_TIMEOUT_S), poll_s=_positive(opts, "poll_s", DEFAULT_POLL_S),
             verify=opts.get("verify", "1") not in ("0", "false", "no"))
-        return cls(transport, fiscal_timeout_s=_positive(opts, "fiscal_timeout", DEFAULT_FISCAL_TIMEOUT_S),
-                   status_timeout_s=_positive(opts, "status_timeout", DEFAULT_STATUS_TIMEOUT_S), **_marking(opts))
+        drv = cls(transport, fiscal_timeout_s=_positive(opts, "fiscal_timeout", DEFAULT_FISCAL_TIMEOUT_S),
+                  status_timeout_s=_positive(opts, "status_timeout", DEFAULT_STATUS_TIMEOUT_S), **_marking(opts))
+        drv.permit = permit.PermitChecker.from_options(opts)
+        return drv
 
     @classmethod
     def _libfptr(cls, parts: Any, pairs: list[tuple[str, str]]) -> "AtolDriver":
@@ -137,9 +141,11 @@ class AtolDriver(Driver):
         library = parts.path
         if not library:
             raise DriverConfigError("atol+libfptr URL needs the library path, e.g. atol+libfptr:///opt/atol/libfptr10.so")
-        return cls(LibFptrTransport(library, settings),
-                   fiscal_timeout_s=_positive(opts, "fiscal_timeout", DEFAULT_FISCAL_TIMEOUT_S),
-                   status_timeout_s=_positive(opts, "status_timeout", DEFAULT_STATUS_TIMEOUT_S), **_marking(opts))
+        drv = cls(LibFptrTransport(library, settings),
+                  fiscal_timeout_s=_positive(opts, "fiscal_timeout", DEFAULT_FISCAL_TIMEOUT_S),
+                  status_timeout_s=_positive(opts, "status_timeout", DEFAULT_STATUS_TIMEOUT_S), **_marking(opts))
+        drv.permit = permit.PermitChecker.from_options(opts)
+        return drv
 
     # -- link --------------------------------------------------------------------------------
     def connect(self) -> None:
@@ -183,13 +189,16 @@ class AtolDriver(Driver):
     def status(self) -> DeviceStatus:
         """Shift, FN (serial, last FD), device and OFD state in one request."""
         # the OFD exchange status is optional: a firmware without it must not hide the rest
-        shift, fn_status, fn_info, device, ofd = self._run([{"type": k} for k in STATUS_TASKS], optional=1)
+        # so is the marking work state (checkImcWorkState: notifications queued, marking blocked)
+        shift, fn_status, fn_info, device, ofd, imc = self._run(
+            [{"type": k} for k in STATUS_TASKS] + [{"type": mk.WORK_STATE_TASK}], optional=2)
         try:
             st = t.device_status(shift, fn_status, fn_info, device)
             unsent = t.unsent_documents(ofd) if ofd is not None else None
         except t.AnswerError as exc:
             raise TransientError(f"ATOL status answer is malformed: {exc}") from exc
         self._fn_serial = st.fn_serial
+        st = mk.with_work_state(st, imc)
         if unsent is None:
             return replace(st, extra={"ofd_exchange": "unknown"})
         return replace(st, unsent_documents=unsent)
@@ -233,13 +242,15 @@ class AtolDriver(Driver):
 
     # -- receipts ----------------------------------------------------------------------------
     def fiscalize(self, receipt: Receipt) -> FiscalDocument:
-        task = t.receipt_task(receipt)
         results: dict[int, int] = {}
-        if receipt.marking_codes:
+        if receipt.marking_codes and not self._submitted(receipt):
             # the FN checks every code before the receipt (marking_flow); not again for a receipt whose
             # request the service already holds: its outcome is read, never sent twice
-            if not self._submitted(receipt):
-                results = self._check_marking(receipt)
+            if self.permit is not None:
+                receipt = self.permit.apply(receipt, self._fn_serial or self.status().fn_serial)
+            results = self._check_marking(receipt)
+        task = t.receipt_task(receipt)
+        if receipt.marking_codes:
             task = mk.add_to_task(task, receipt, results)
         doc = self._fiscalize_task(receipt, task)
         return replace(doc, marking_results=marking_flow.as_results(receipt, results)) if results else doc

@@ -32,14 +32,14 @@ from __future__ import annotations
 
 import base64
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from kkt_drivers import marking_flow
 from kkt_drivers.atol import codes as c
 from kkt_drivers.atol import tasks as t
 from kkt_drivers.errors import DeviceStateError, KktError, RejectedError, TransientError
-from kkt_drivers.receipt import IndustryRequisite, Item, PlannedStatus, Receipt
+from kkt_drivers.receipt import DeviceStatus, IndustryRequisite, Item, PlannedStatus, Receipt
 
 #: ATOL's own wait for ОИСМ in ``validateMarks`` (ATOLJS: ``timeout = 60000`` ms)
 DEFAULT_MARKING_TIMEOUT_S = 60.0
@@ -211,6 +211,21 @@ def work_state_problem(result: Any) -> DeviceStateError | None:
                                 f"(FN notice memory {fm.get('noticeFreeMemory')}); the register must reach the OFD",
                                 condition=marking_flow.COND_MARKING_BLOCKED, vendor_code="ATOL checkImcWorkState")
     return None
+
+
+#: the marking part of ``status()`` (an optional task: firmware without it reports the rest)
+WORK_STATE_TASK = "checkImcWorkState"
+
+
+def with_work_state(status: DeviceStatus, result: Any) -> DeviceStatus:
+    """*status* with ``marking_blocked`` / ``marking_unsent_notifications`` from ``checkImcWorkState``."""
+    fm = result.get("fm") if isinstance(result, dict) else None
+    if not isinstance(fm, dict):
+        return status
+    unsent = fm.get("noticeUnsentCount")
+    return replace(status, marking_blocked=work_state_problem(result) is not None,
+                   marking_unsent_notifications=unsent if isinstance(unsent, int) and not isinstance(unsent, bool)
+                   else status.marking_unsent_notifications)
 
 
 def classify(exc: KktError, where: str) -> KktError:

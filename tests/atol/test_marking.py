@@ -311,3 +311,43 @@ def test_libfptr_path_runs_the_same_flow(atol_server: Any) -> None:
     with pytest.raises(KktError):
         drv.fiscalize(marked_receipt("lib-2"))
     assert not srv.model.marking_counters()["pending"]
+
+
+def test_status_reports_the_marking_work_state(atol_server: Any) -> None:
+    srv = atol_server()
+    drv = open_driver(driver_url(srv))
+    drv.connect()
+    assert not drv.status().marking_blocked
+    srv.model.set_unsent_notifications(10_000)
+    st = drv.status()
+    assert st.marking_blocked and st.marking_unsent_notifications == 10_000
+
+
+def test_permit_from_the_state_system_goes_as_industry_info(atol_server: Any, monkeypatch: Any) -> None:
+    """permit_url on the ATOL URL: the state system's answer becomes 1260 on the marked line."""
+    from tests.unit.test_marking_permit import CODE, KEY, FakeTrueApi
+    import threading
+
+    api = FakeTrueApi()
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("KKT_TEST_CZ_KEY", KEY)
+        srv = atol_server()
+        host, port = api.server_address
+        drv = open_driver(driver_url(srv, f"&permit_url=http://{host}:{port}&permit_key_env=KKT_TEST_CZ_KEY"))
+        drv.connect()
+        drv.open_shift()
+        item = Item("Вода", Decimal("50.00"), Decimal("1"), Decimal("50.00"), Vat.VAT22,
+                    payment_subject=PaymentSubject.MARKED_COMMODITY, marking_code=CODE)
+        r = Receipt(operation=Operation.SALE, tax_system=TaxSystem.OSN, items=(item,),
+                    payments=(Payment(PaymentType.ELECTRONIC, Decimal("50.00")),), tag="pm-1",
+                    customer_contact="buyer@example.com", settlement_place="https://shop.example")
+        doc = drv.fiscalize(r)
+    finally:
+        api.shutdown()
+        api.server_close()
+    sell = [t for t in sent_tasks(srv) if t["type"] == "sell"][-1]
+    assert sell["items"][0]["industryInfo"] == [{"fois": "030", "date": "2023.11.21", "number": "1944",
+                                                 "industryAttribute": "UUID=7f0e2a8c-0000-4000-8000-000000000001"
+                                                                      "&Time=1764500000000"}]
+    assert srv.model.document(doc.fd_number)["items"][0]["1260"][0][1] == "21.11.2023"
