@@ -1,17 +1,17 @@
 """marking results: the FN's 2106 of every marked line, per receipt (receipt_marks)
 
-Revision ID: 0009_marks
-Revises: 0007_fence
+Revision ID: 0010_marks
+Revises: 0009_alert_sinks
 Create Date: 2026-11-30 18:10:00
 
-(Another branch may also add a migration after 0007_fence; the chain is fixed at merge.)
+(Chained after main's head 0009_alert_sinks at the time of writing; re-chain at merge if another lands first.)
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0009_marks'
-down_revision = '0007_fence'
+revision = '0010_marks'
+down_revision = '0009_alert_sinks'
 branch_labels = None
 depends_on = None
 
