@@ -252,6 +252,7 @@ def classify(exc: KktError, where: str) -> KktError:
 Run = Callable[[list[dict[str, Any]], int], list[dict[str, Any] | None]]
 
 STATUS_TASK = {"type": "getMarkingCodeValidationStatus"}
+ACCEPT_TASK = {"type": "acceptMarkingCode"}
 CANCEL_TASK = {"type": "cancelMarkingCodeValidation"}
 CLEAR_TASK = {"type": "clearMarkingCodeValidationResult"}
 
@@ -271,6 +272,10 @@ class AtolMarking:
         self._answered = False   # the last check got a ready answer (then decline; else cancel)
         self._accepted: dict[int, int] = {}
         self._line = -1
+        #: the line whose code is accepted but whose acceptMarkingCode is not sent yet: it goes first in
+        #: the next code's request (the FN gets it before the next begin, as ATOL's order wants), so a
+        #: receipt of n codes costs n + 3 requests instead of 2n + 2 (the last accept goes alone)
+        self._deferred: int | None = None
 
     def check_receipt(self, receipt: Receipt) -> dict[int, int]:
         """Check, then accept or decline, every code; line index → 2106 (the accepted value).
@@ -284,9 +289,11 @@ class AtolMarking:
         if problem is not None:
             raise problem
         self._accepted = {}
+        self._deferred = None
         try:
             results = marking_flow.check_receipt(receipt, self._check, self._decide,
                                                  sell_unanswered_codes=self.sell_unanswered)
+            self._flush_accept()
         except KktError:
             # leave the FN's check state clean for the next attempt (ATOLJS: cancel + clear)
             self._quiet([dict(CANCEL_TASK), dict(CLEAR_TASK)])
@@ -308,17 +315,41 @@ class AtolMarking:
             pass
 
     def _begin(self, item: Item, status: PlannedStatus, where: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """begin + the first status poll in one request (a Web Requests round trip saved)."""
+        """[the previous code's accept +] begin + the first status poll in one request."""
         tasks = [begin_task(item, status), dict(STATUS_TASK)]
+        deferred, self._deferred = self._deferred, None
+        head = [dict(ACCEPT_TASK)] if deferred is not None else []
         try:
-            begin, first = self.run(tasks, 0)
+            answers = self.run(head + tasks, 0)
         except KktError as exc:
             if c.code_of(exc) != CHECK_ALREADY_RUNNING:
+                if deferred is not None:
+                    where = f"items[{deferred}].marking_code (accept) or {where}"
                 raise classify(exc, where) from exc
-            # 401 «проверка уже запущена»: a check left over from a crashed attempt; cancel it, once
+            # 401 «проверка уже запущена» comes from the begin (the accept before it went through): a
+            # check left over from a crashed attempt; cancel it and begin again, once
             self._quiet([dict(CANCEL_TASK)])
-            begin, first = self._one(tasks, where)
+            answers = self._one(tasks, where)
+            head = []
+        if head:
+            self._record_accept(deferred, answers[0])
+        begin, first = answers[len(head):]
         return begin or {}, first or {}
+
+    def _record_accept(self, line: int | None, res: dict[str, Any] | None) -> None:
+        if line is None:
+            return
+        try:
+            self._accepted[line] = check_result_value((res or {}).get("itemInfoCheckResult"))
+        except t.AnswerError:
+            pass  # GUESS: an answer without it keeps the status's 2106
+
+    def _flush_accept(self) -> None:
+        """Send the last code's deferred acceptMarkingCode (before the receipt)."""
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            (res,) = self._one([dict(ACCEPT_TASK)], f"items[{deferred}].marking_code")
+            self._record_accept(deferred, res)
 
     def _check(self, n: int, item: Item, status: PlannedStatus) -> marking_flow.CheckOutcome:
         where = f"items[{n}].marking_code"
@@ -350,13 +381,8 @@ class AtolMarking:
         return marking_flow.CheckOutcome(result=st.result, fn_answer=marking_flow.FN_ANSWER_OK, local=local)
 
     def _decide(self, accept: bool) -> None:
-        where = f"items[{self._line}].marking_code"
         if accept:
-            (res,) = self._one([{"type": "acceptMarkingCode"}], where)
-            try:
-                self._accepted[self._line] = check_result_value(res.get("itemInfoCheckResult"))
-            except t.AnswerError:
-                pass  # GUESS: an answer without it keeps the status's 2106
+            self._deferred = self._line  # sent first in the next request (_begin) or by _flush_accept
             return
         # ATOLJS: decline a code whose check finished, cancel one that did not (timeout / error);
         # check_receipt then raises and the caller clears the table

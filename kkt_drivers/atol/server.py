@@ -51,6 +51,9 @@ API = "/api/v2"
 class _Handler(BaseHTTPRequestHandler):
     server: "_HTTPServer"
     protocol_version = "HTTP/1.1"
+    #: headers and body go out as two writes; with Nagle on, a keep-alive client's delayed ACK cost
+    #: ~40 ms per answer (measured: 45 ms per HTTP call, 4 ms without) — every marking step is a request
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
         log.debug("atol emulator: " + format, *args)

@@ -33,6 +33,9 @@ from kkt_drivers.errors import (
 DEFAULT_TIMEOUT_S = 10.0
 #: how long to poll a request's result, seconds
 DEFAULT_POLL_S = 0.25
+#: the first re-poll of a request, seconds; it doubles up to poll_s. A task the register runs at once
+#: (each marking step is a request of its own) is read back without waiting a whole poll_s
+FIRST_POLL_S = 0.02
 
 
 class WebRequestsTransport:
@@ -130,6 +133,7 @@ class WebRequestsTransport:
     def wait(self, uuid: str, deadline_s: float, *, fiscal: bool) -> list[dict[str, Any]]:
         """Poll until no subtask waits or runs (or one is blocked); raise on the deadline."""
         until = time.monotonic() + deadline_s
+        delay = min(self.poll_s, FIRST_POLL_S)
         while True:
             results = self.get(uuid, fiscal=fiscal)
             if results is None:
@@ -143,7 +147,8 @@ class WebRequestsTransport:
                     raise TransientError(f"request {uuid} still queued after {deadline_s:g} s; cancelled it")
                 what = f"request {uuid} still {'/'.join(sorted(set(statuses)))} after {deadline_s:g} s"
                 raise OutcomeUnknownError(what) if fiscal else TransientError(what)
-            time.sleep(self.poll_s)
+            time.sleep(delay)
+            delay = min(delay * 2, self.poll_s)
 
 
 def parse_results(raw: bytes, *, fiscal: bool) -> list[dict[str, Any]]:

@@ -351,3 +351,28 @@ def test_permit_from_the_state_system_goes_as_industry_info(atol_server: Any, mo
                                                  "industryAttribute": "UUID=7f0e2a8c-0000-4000-8000-000000000001"
                                                                       "&Time=1764500000000"}]
     assert srv.model.document(doc.fd_number)["items"][0]["1260"][0][1] == "21.11.2023"
+
+
+def test_an_accept_rides_with_the_next_codes_check(atol_server: Any) -> None:
+    """Three codes: each accept goes first in the next code's request (before its begin, the FN's order),
+    the last one alone before the sell — 6 requests instead of 8; every code is accepted with 0x0F."""
+    srv = atol_server()
+    drv = open_driver(driver_url(srv))
+    drv.connect()
+    drv.open_shift()
+    codes = [b"0104650194496163215'oQ5Y" + bytes([65 + k]) + b"\x1d93dGVz" for k in range(3)]
+    items = tuple(Item(f"Молоко {k}", Decimal("10.00"), Decimal("1"), Decimal("10.00"), Vat.VAT10,
+                       payment_subject=PaymentSubject.MARKED_COMMODITY, marking_code=c) for k, c in enumerate(codes))
+    r = Receipt(operation=Operation.SALE, tax_system=TaxSystem.OSN, items=items,
+                payments=(Payment(PaymentType.ELECTRONIC, Decimal("30.00")),), tag="mk-9",
+                customer_contact="buyer@example.com", settlement_place="https://shop.example")
+    doc = drv.fiscalize(r)
+    reqs = [[t["type"] for t in q["tasks"]] for q in sorted(srv.service.requests.values(), key=lambda q: q["number"])]
+    assert reqs[1:] == [
+        ["checkImcWorkState", "clearMarkingCodeValidationResult"],
+        ["beginMarkingCodeValidation", "getMarkingCodeValidationStatus"],
+        ["acceptMarkingCode", "beginMarkingCodeValidation", "getMarkingCodeValidationStatus"],
+        ["acceptMarkingCode", "beginMarkingCodeValidation", "getMarkingCodeValidationStatus"],
+        ["acceptMarkingCode"], ["sell"]]
+    assert [m.result for m in doc.marking_results] == [0x0F] * 3
+    assert [i["marking"]["2106"] for i in srv.model.document(doc.fd_number)["items"]] == [0x0F] * 3
