@@ -295,8 +295,11 @@ class AtolMarking:
                                                  sell_unanswered_codes=self.sell_unanswered)
             self._flush_accept()
         except KktError:
-            # leave the FN's check state clean for the next attempt (ATOLJS: cancel + clear)
-            self._quiet([dict(CANCEL_TASK), dict(CLEAR_TASK)])
+            # leave the FN's check state clean for the next attempt (ATOLJS: cancel + clear); two
+            # requests, because Web Requests interrupts the tasks after a failed one and the cancel
+            # fails when no check is running
+            self._quiet([dict(CANCEL_TASK)])
+            self._quiet([dict(CLEAR_TASK)])
             raise
         # acceptMarkingCode answers the 2106 the FN saved: that is what the line carries
         return {n: self._accepted.get(n, r) for n, r in results.items()}
