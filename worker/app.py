@@ -11,21 +11,28 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import os
+import socket
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 from zoneinfo import ZoneInfo
 
 from kkt_drivers import open_driver
+from worker import __version__
 from kkt_drivers import receipt as model
 from kkt_drivers.base import Driver
+from worker.defaults import CLUSTER_IDLE_TX_MAX_SECONDS, CLUSTER_IDLE_TX_MIN_SECONDS
 from worker.errors import ConfigError
 from worker.fiscal.lane import Lane
 from worker.fiscal.pool import Pool
 from worker.ingest.planner import DeliveryPlanner, Planner
 from worker.ingest.poller import DeliveryIngestor, Ingestor
 from worker.ingest.routing import Router
-from worker.ledger.leases import holder_id
+from worker.ledger.db import create_ledger_engine
+from worker.ingest.lease import IngestLease
+from worker.ledger.cluster_writes import Member
+from worker.ledger.leases import holder_id, set_node, this_node
 from worker.ledger.store import Ledger
 from worker.ops.health import Thresholds
 from worker.ops.http import OpsServer
@@ -128,8 +135,17 @@ def current_shop_rows(settings: Settings, ledger: Ledger, source_ids: Sequence[i
 
 
 def open_ledger(settings: Settings, *, read_only: bool = False) -> Ledger:
-    """The ledger at the configured URL (password from the environment); read-only for read commands."""
-    return Ledger(settings.ledger_url, read_only=read_only)
+    """The ledger at the configured URL (password from the environment); read-only for read commands.
+
+    Names this process's node (``cluster.node``) for its lease holder ids. In cluster mode the server ends a
+    session left idle inside a transaction after half a lease (at most 30 s): a frozen worker (SIGSTOP, a
+    stalled link) must not keep another worker from taking over a register (docs/cluster.md)."""
+    set_node(settings.cluster.node)
+    if not settings.cluster.enabled:
+        return Ledger(settings.ledger_url, read_only=read_only)
+    idle_ms = int(1000 * min(CLUSTER_IDLE_TX_MAX_SECONDS, max(CLUSTER_IDLE_TX_MIN_SECONDS, settings.lease.ttl_s / 2)))
+    engine = create_ledger_engine(settings.ledger_url, read_only=read_only, idle_in_transaction_ms=idle_ms)
+    return Ledger(settings.ledger_url, engine, read_only=read_only)
 
 
 def open_register(register: RegisterSettings) -> Driver:
@@ -157,11 +173,14 @@ def build_planner(settings: Settings, ledger: Ledger, source: ShopSource | None 
                    start_after_id=settings.source.start_after_id, fetch_sale=fetch)
 
 
-def build_ingestor(settings: Settings, ledger: Ledger, source: ShopSource, planner: Planner | None = None) -> Ingestor:
-    """The payments poller with the configured batch, gap and start settings."""
+def build_ingestor(settings: Settings, ledger: Ledger, source: ShopSource, planner: Planner | None = None,
+                   lease: IngestLease | None = None) -> Ingestor:
+    """The payments poller with the configured batch, gap and start settings (fenced by *lease*, if any)."""
     s = settings.source
+    fence = {"fence": lease.current} if lease is not None else {}
     return Ingestor(source, ledger, planner or build_planner(settings, ledger, source), batch_size=s.batch_size,
-                    gap_timeout_s=s.gap_timeout_s, max_gap_span=s.max_gap_span, start_after_id=s.start_after_id)
+                    gap_timeout_s=s.gap_timeout_s, max_gap_span=s.max_gap_span, start_after_id=s.start_after_id,
+                    **fence)
 
 
 @dataclass
@@ -172,6 +191,10 @@ class WorkerGraph:
     payments: Ingestor
     deliveries: DeliveryIngestor | None   # the prepayment flow's second poller
     lanes: list[Lane]
+    #: cluster mode: the ingest lease (only its holder polls the shop); None: this worker always ingests
+    ingest_lease: IngestLease | None = None
+    #: cluster mode: this worker's row in ``workers``
+    member: Member | None = None
 
     def close(self) -> None:
         """Release what the graph opened (the lanes close their drivers themselves)."""
@@ -189,24 +212,32 @@ def build_worker(settings: Settings, ledger: Ledger, stop: threading.Event, pool
     config = receipt_config(settings)
     planner = build_planner(settings, ledger, source, config)
     s = settings.source
+    holder = holder_id("worker")   # one lease holder per process: its lanes fence every register write
+    # cluster mode: one ingester at a time across the cluster, fenced by the ingest lease (docs/cluster.md)
+    lease = IngestLease(ledger, holder, settings.lease.ttl_s) if settings.cluster.enabled else None
+    fence = {"fence": lease.current} if lease is not None else {}
     deliveries = None
     if config.flow == FLOW_PREPAYMENT:
         # the prepayment flow also polls the shop's deliveries, with its own cursor and gaps
         deliveries = DeliveryIngestor(
             source, ledger, DeliveryPlanner(ledger, config, source, planner, start_after_id=s.start_after_id),
-            batch_size=s.batch_size, gap_timeout_s=s.gap_timeout_s, max_gap_span=s.max_gap_span)
+            batch_size=s.batch_size, gap_timeout_s=s.gap_timeout_s, max_gap_span=s.max_gap_span, **fence)
     zone = ZoneInfo(config.timezone)
 
     def shop_now() -> dt.datetime:
         """The shop's local wall clock (shifts.daily_close_at is in the shop's zone)."""
         return dt.datetime.now(zone).replace(tzinfo=None)
 
-    holder = holder_id("worker")   # one lease holder per process: its lanes fence every register write
     lanes = [Lane(r.name, open_register(r), ledger, settings.retry, settings.shifts, stop, local_now=shop_now,
                   group=r.group, inn=r.inn, pool=pool, holder=holder, lease_ttl_s=settings.lease.ttl_s,
                   max_scan_documents=settings.adoption.max_scan_documents)
              for r in settings.enabled_registers()]
-    return WorkerGraph(source, build_ingestor(settings, ledger, source, planner), deliveries, lanes)
+    member = None
+    if settings.cluster.enabled:
+        member = Member(node=this_node(), holder=holder, host=socket.gethostname(), pid=os.getpid(),
+                        version=__version__, registers=tuple(r.name for r in settings.enabled_registers()))
+    return WorkerGraph(source, build_ingestor(settings, ledger, source, planner, lease), deliveries, lanes,
+                       ingest_lease=lease, member=member)
 
 
 def build_ops(settings: Settings, ledger: Ledger, loops_alive: Callable[[], bool],

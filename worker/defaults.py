@@ -86,5 +86,9 @@ CALLBACK_INTERVAL_SECONDS = 2.0      # how often due shop callbacks are sent
 # -- fencing and adoption ------------------------------------------------------------------
 LEASE_TTL_SECONDS = 60.0             # a register lease lives this long without renewal (server clock); a crashed
                                      #   holder on another host is taken over after this long (same host: at once)
+# -- cluster (several workers on one PostgreSQL ledger, docs/cluster.md) --------------------------
+CLUSTER_IDLE_TX_MIN_SECONDS = 2.0    # the server ends a session idle inside a transaction after half a lease,
+CLUSTER_IDLE_TX_MAX_SECONDS = 30.0   #   within these bounds (a frozen worker must not hold a lease row's lock)
+INGEST_LEASE = "ingest:shop"         # the ingest lease's name in register_leases (':' is never in a register name)
 ADOPTION_MAX_SCAN_DOCUMENTS = 1000   # more unexamined register documents than this wait for `kkt-worker adopt`
 LEDGER_MIN_FREE_MB = 100             # below this much free space on the ledger's disk, ingest pauses

@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from worker.app import WorkerGraph, build_ops, build_pool, build_worker
-from worker.defaults import BURST_POLL_SECONDS, SOURCE_BACKOFF_MIN_SECONDS
-from worker.errors import ConfigError, SourceConfigError, SourceUnavailable, StateConflict
+from worker.defaults import BURST_POLL_SECONDS, LANE_HEARTBEAT_SECONDS, SOURCE_BACKOFF_MIN_SECONDS
+from worker.errors import ConfigError, LeaseLost, SourceConfigError, SourceUnavailable, StateConflict
+from worker.ledger.cluster_writes import Member
 from worker.ledger.space import free_mb
 from worker.ledger.states import State
 from worker.ledger.store import Ledger, utcnow
@@ -66,12 +67,19 @@ class Worker:
         #: monotonic time of the poll loop's last turn (the systemd watchdog watches it)
         self.poll_beat = time.monotonic()
         self.pool = build_pool()   # the lanes' doorbells, health and states (docs/pool.md)
+        self.member: Member | None = None   # cluster mode: this worker's row in `workers`
+        self._member_beat = float("-inf")
 
     def run(self, *, install_signals: bool = True) -> int:
         """Run until stopped (or drained, with burst). Returns the process exit code."""
         with on_stop(self.stop) if install_signals else contextlib.nullcontext(), \
                 on_reload(self.reload) if install_signals else contextlib.nullcontext():
             graph = build_worker(self.settings, self.ledger, self.stop, self.pool)
+            self.member = graph.member
+            if graph.member is not None:   # cluster mode: this node's row in `workers` (status shows the cluster)
+                self.ledger.join_cluster(graph.member, stale_s=self.settings.health.heartbeat_stale_s)
+                log.info("cluster node %s joined (%d register(s) in its settings)", graph.member.node,
+                         len(graph.member.registers))
             # one durable commit serves many lanes' intents and outcomes (SQLite has one writer)
             self.ledger.enable_group_commit()
             threads = [threading.Thread(target=lane.run, name=f"lane-{lane.name}", daemon=True)
@@ -90,6 +98,7 @@ class Worker:
                     t.join()
                 self.ledger.disable_group_commit()
                 self._flush_lane_states()
+                self._leave_cluster(graph)
                 if ops is not None:
                     ops.close()
                 graph.close()
@@ -142,6 +151,15 @@ class Worker:
                 if self.runlock is not None and time.monotonic() >= next_lock_check:
                     self.runlock.check()
                     next_lock_check = time.monotonic() + RUNLOCK_CHECK_SECONDS
+                if graph.ingest_lease is not None and not graph.ingest_lease.ensure():
+                    # cluster mode: another worker ingests; wake our lanes for the receipts it queued
+                    self._ring_due(graph)
+                    self._flush_lane_states()
+                    if self.burst and self._drained():
+                        log.info("burst: nothing left to do")
+                        return EXIT_OK
+                    self.stop.wait(self.settings.source.poll_interval_s)
+                    continue
                 if self._ledger_disk_short():
                     # outcomes and recovery go first: the lanes keep the little space there is
                     self._flush_lane_states()   # an upsert of existing rows: the lanes still show alive
@@ -159,6 +177,10 @@ class Worker:
             except SourceConfigError as exc:
                 log.critical("the shop database refuses us: %s", exc)
                 return EXIT_CONFIG
+            except LeaseLost as exc:   # cluster: our ingest lease was taken over while we froze: stand by
+                if graph.ingest_lease is not None:
+                    graph.ingest_lease.lost(exc)
+                continue
             except StateConflict as exc:   # another worker's ingest moved the cursor first: read again
                 log.info("%s; polling again", exc)
                 continue
@@ -190,10 +212,41 @@ class Worker:
         return EXIT_OK
 
     def _flush_lane_states(self) -> None:
+        """Lane states (and, in cluster mode, this worker's heartbeat) in one transaction."""
+        member = self.member
         try:
-            self.pool.flush(self.ledger.lane_heartbeats)
+            if member is None:
+                self.pool.flush(self.ledger.lane_heartbeats)
+                return
+
+            def write(rows: list[dict[str, Any]]) -> None:
+                self.ledger.cluster_heartbeat(member, rows)
+                self._member_beat = time.monotonic()
+
+            self.pool.flush(write)
+            if time.monotonic() - self._member_beat >= LANE_HEARTBEAT_SECONDS:
+                write([])   # no lane to report (every one stands by): the worker still beats
         except Exception:  # informational (``status``); the ledger being away is the lanes' business
             log.debug("lane states not recorded", exc_info=True)
+
+    def _ring_due(self, graph: WorkerGraph) -> None:
+        """Cluster mode, not ingesting: ring each group whose queue has a receipt due now (another worker
+        queued it). One read per group per poll interval; lanes that find work pull in their siblings."""
+        now = utcnow()
+        for group in sorted({lane.group for lane in graph.lanes if lane.lease.fence is not None}):
+            nxt = self.ledger.next_due_at(group)
+            if nxt is not None and nxt <= now:
+                self.pool.ring(group, n=self.pool.lanes_in(group))
+
+    def _leave_cluster(self, graph: WorkerGraph) -> None:
+        """A clean stop: give the ingest lease back (a standby ingests at once) and mark this node stopped."""
+        if graph.ingest_lease is not None:
+            graph.ingest_lease.release()
+        if self.member is not None:
+            try:
+                self.ledger.leave_cluster(self.member)
+            except Exception:   # status then calls this node down once its heartbeat is stale
+                log.debug("cluster leave not recorded", exc_info=True)
 
     def _ledger_disk_short(self) -> bool:
         """True (and logged once per episode) while the ledger's disk is below ``ledger.min_free_mb``."""

@@ -121,6 +121,15 @@ class LeaseSettings:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    """Several ``run`` processes (one per host) on one PostgreSQL ledger (docs/cluster.md)."""
+
+    enabled: bool = False
+    #: this worker's name in the cluster (the host part of its lease holder id); None: the host name
+    node: str | None = None
+
+
+@dataclass(frozen=True)
 class AdoptionSettings:
     """Examining a register's documents the ledger has not accounted for."""
 
@@ -199,6 +208,7 @@ class Settings:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     lease: LeaseSettings = field(default_factory=LeaseSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
     adoption: AdoptionSettings = field(default_factory=AdoptionSettings)
 
     @property
@@ -368,6 +378,7 @@ def _validate(s: Settings) -> None:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
         raise ConfigError(f"source.timezone: {s.source.timezone!r} is not an IANA time zone "
                           "(e.g. Europe/Moscow, UTC)") from exc
+    _validate_cluster(s)
     if s.log.format not in ("text", "json"):
         raise ConfigError(f"log.format: expected text or json, got {s.log.format!r}")
     for key, url in (("source.url", s.source.url), ("ledger.url", s.ledger.url)):
@@ -375,3 +386,19 @@ def _validate(s: Settings) -> None:
             make_url(url)
         except Exception as exc:
             raise ConfigError(f"{key}: not a database URL: {mask_url(url)}") from exc
+
+
+def _validate_cluster(s: Settings) -> None:
+    """Cluster mode needs a PostgreSQL ledger (SQLite has one writer on one host: one process only)."""
+    c = s.cluster
+    if c.node is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,48}", c.node):
+        raise ConfigError(f"cluster.node: use 1..48 letters, digits, '_', '.', '-', got {c.node!r}")
+    if not c.enabled:
+        return
+    try:
+        backend = make_url(os.environ.get("KKT_LEDGER_URL", s.ledger.url)).get_backend_name()
+    except Exception:
+        return   # the URL check below names the bad URL
+    if backend != "postgresql":
+        raise ConfigError(f"cluster.enabled: several workers need a PostgreSQL ledger; ledger.url is {backend} "
+                          "(a SQLite ledger is served by exactly one `kkt-worker run`): set cluster.enabled: false")

@@ -13,7 +13,7 @@ from worker.cli import exitcodes
 from worker.cli.options import (
     Ctx, echo_csv, filter_args, opt, output_option, pass_ctx, print_counts, receipt_filters,
 )
-from worker.defaults import ERROR_PREVIEW_CHARS, LEDGER_LIST_LIMIT, STATUS_GAPS_SHOWN
+from worker.defaults import ERROR_PREVIEW_CHARS, INGEST_LEASE, LEDGER_LIST_LIMIT, STATUS_GAPS_SHOWN
 
 #: the receipt fields ``ledger show`` prints when set
 SHOW_FIELDS = ("register", "fn_serial", "fd_before", "fd_number", "fiscal_sign", "shift_number", "receipt_number",
@@ -39,13 +39,16 @@ def status(c: Ctx, output: str, as_json: bool, check: bool) -> None:
     ledger = c.reader
     counts = ledger.counts()
     details = ledger.status_details()
-    snap = take_snapshot(ledger)
+    limits = thresholds(c.settings)
+    snap = take_snapshot(ledger, heartbeat_stale_s=limits.heartbeat_stale_s)
     docs = ledger.document_counts()[0]
     details.update(leases=ledger.leases(), watermarks=docs["watermarks"], register_documents=docs["documents"],
                    ledger_free_mb=free_mb(c.settings.ledger_url), ingest_pauses_below_mb=c.settings.ledger.min_free_mb)
-    limits = thresholds(c.settings)
     problems = evaluate(snap, limits)
     running = worker_running(snap, limits)
+    cluster = _cluster(c, details["leases"], limits.heartbeat_stale_s)
+    if cluster is not None:
+        details["cluster"] = cluster
     if as_json or output == "json":
         click.echo(json.dumps({"worker": "running" if running else "down", "counts": counts,
                                "problems": [{"key": p.key, "severity": p.severity, "message": p.message}
@@ -75,11 +78,29 @@ def status(c: Ctx, output: str, as_json: bool, check: bool) -> None:
         if snap.free_bytes is not None:
             click.echo(f"ledger disk: {snap.free_bytes // (1024 * 1024)} MiB free")
         _print_fencing(details)
+        if cluster is not None:
+            from worker.ops.cluster import cluster_lines
+
+            for line in cluster_lines(cluster):
+                click.echo(line)
         click.echo("needs a person: " + ("nothing" if not problems else f"{len(problems)}"))
         for p in problems:
             click.echo(f"  [{p.severity}] {p.message}")
     if check and problems:
         raise SystemExit(exitcodes.PROBLEMS)
+
+
+def _cluster(c: Ctx, leases: list[dict[str, Any]], stale_s: float) -> dict[str, Any] | None:
+    """The cluster view when this ledger has cluster workers (or cluster mode is on here); None otherwise."""
+    from worker.ops.cluster import cluster_view
+
+    try:
+        now, workers = c.reader.cluster_view()
+    except Exception:   # a ledger from before the workers table: no cluster to show
+        return None
+    if not workers and not c.settings.cluster.enabled:
+        return None
+    return cluster_view(now, workers, leases, stale_s)
 
 
 @click.group()
@@ -239,6 +260,16 @@ def _status_rows(running: bool, counts: dict[str, int], problems: list[Any],
     rows += [{"section": "lane", "key": lane["name"], "value": f"{lane['state']} FN {lane['fn_serial']} "
               f"last FD {lane['last_fd']}" + (f" — {lane['reason']}" if lane["reason"] else "")}
              for lane in details["lanes"]]
+    cluster = details.get("cluster")
+    if cluster is not None:   # cluster mode: nodes, the ingest lease, each register's holder
+        rows += [{"section": "node", "key": w["node"], "value": f"{w['status']} heartbeat {w['heartbeat_age_s']:.0f} s "
+                  f"ago; registers {' '.join(w['registers'])}"} for w in cluster["workers"]]
+        ing = cluster["ingest"]
+        rows.append({"section": "ingest", "key": "holder", "value": f"{ing['holder']} epoch {ing['epoch']}"
+                     if ing else "nobody yet"})
+        rows += [{"section": "register", "key": r["register"], "value": f"{r['placement']}; " + (
+                  f"{r['lease']['holder']} epoch {r['lease']['epoch']}" if r["lease"] else "no lease yet")}
+                 for r in cluster["registers"]]
     rows += [{"section": "needs a person", "key": p.severity, "value": p.message} for p in problems]
     return rows
 
@@ -268,6 +299,8 @@ def _mark_text(m: dict[str, Any]) -> str:
 def _print_fencing(details: dict[str, Any]) -> None:
     """Leases, watermarks, examined documents, swept-in and drifted rows, whether ingest pauses for space."""
     for lease in details["leases"]:
+        if lease["register"] == INGEST_LEASE:
+            continue   # shown with the cluster
         click.echo(f"lease {lease['register']}: epoch {lease['epoch']} {lease['holder']} "
                    f"{'live' if lease['live'] else 'expired'} until {lease['expires_at']:%H:%M:%S} UTC")
     for mark in details["watermarks"]:

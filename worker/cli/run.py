@@ -25,7 +25,8 @@ def run(c: Ctx, burst: bool, burst_timeout: float | None) -> None:
     from worker.loop import Worker, check_ledger_ready
 
     check_ledger_ready(c.ledger)
-    with RunLock(c.ledger) as lock:
+    # cluster mode: the lock is shared by every cluster worker; the register leases keep them apart
+    with RunLock(c.ledger, shared=c.settings.cluster.enabled) as lock:
         worker = Worker(c.settings, c.ledger, burst=burst, burst_timeout_s=burst_timeout, settings_path=c.config_path,
                         runlock=lock)
         code = worker.run()

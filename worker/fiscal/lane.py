@@ -285,6 +285,8 @@ class Lane:
         self.driver.disconnect()
         self._out_of_pool()
         self._needs_recovery = True
+        self._beat = None
+        self.pool.forget(self.name)   # the holder's lane writes this register's state now
         return min(self.retry.device_pause_s, self._lease_wake())
 
     def _lease_wake(self) -> float:

@@ -81,6 +81,13 @@ class Pool:
             write(rows)
         return len(rows)
 
+    def forget(self, lane: str) -> None:
+        """Stop writing *lane*'s state: it does not hold its register's lease (another worker's lane does, and
+        writes the register's row in ``lanes``; a standby must not overwrite it every heartbeat)."""
+        with self._lock:
+            self._reports.pop(lane, None)
+            self._dirty.discard(lane)
+
     def join(self, lane: str, group: str) -> Doorbell:
         """Register *lane* in *group*; returns the group's doorbell."""
         with self._lock:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Generic, Sequence, TypeVar
 from worker.defaults import GAP_MAX_SPAN, GAP_TIMEOUT_SECONDS, POLL_BATCH_SIZE
 from worker.ingest.gaps import Advance, advance
 from worker.ingest.planner import DeliveryPlanner, Planner
-from worker.ledger.store import Gap, IngestEntry, Ledger, utcnow
+from worker.ledger.store import Fence, Gap, IngestEntry, Ledger, utcnow
 from worker.shop.rows import KIND_SALE, ShopPayment
 from worker.shop.source import ShopDelivery
 
@@ -94,9 +94,11 @@ class Ingestor:
     def __init__(self, source: Any, ledger: Ledger, planner: Planner, *, name: str = "payments",
                  batch_size: int = POLL_BATCH_SIZE, gap_timeout_s: float = GAP_TIMEOUT_SECONDS,
                  max_gap_span: int = GAP_MAX_SPAN, start_after_id: int = 0,
-                 clock: Callable[[], dt.datetime] = utcnow) -> None:
+                 clock: Callable[[], dt.datetime] = utcnow, fence: Callable[[], Fence | None] = lambda: None) -> None:
         self.source = source
         self.ledger = ledger
+        #: the ingest lease every write is checked against (cluster mode); None: one worker, no lease
+        self.fence = fence
         self.planner = planner
         self.name = name
         self.batch_size = batch_size
@@ -109,7 +111,8 @@ class Ingestor:
         """Read past the cursor, recheck gaps, commit everything in one ledger transaction."""
         rows, gap_rows, step, now = self.table.read()
         fresh = [*gap_rows, *rows]
-        added = self.ledger.apply_ingest(self.name, entries=self.plan_all(fresh), **step.position(now))
+        added = self.ledger.apply_ingest(self.name, entries=self.plan_all(fresh), fence=self.fence(),
+                                         **step.position(now))
         self.replan_orphan_refunds(fresh)
         return self.table.result(added, rows, step)
 
@@ -155,7 +158,7 @@ class Ingestor:
             return 0
         log.error("rows %s appeared after their gap had expired; ingesting them now (gap_timeout_s too short?)",
                   [r.id for r in late], extra={"source": self.name})
-        added = self.ledger.add_payments(self.plan_all(late))
+        added = self.ledger.add_payments(self.plan_all(late), fence=self.fence())
         self.ledger.mark_swept(self.name, [r.id for r in late])
         # receipts that waited for these rows (a refund rejected because its sale was not here) are rebuilt
         self.replan_orphan_refunds(late)
@@ -214,9 +217,10 @@ class DeliveryIngestor:
     def __init__(self, source: Any, ledger: Ledger, planner: DeliveryPlanner, *, name: str = "deliveries",
                  batch_size: int = POLL_BATCH_SIZE, gap_timeout_s: float = GAP_TIMEOUT_SECONDS,
                  max_gap_span: int = GAP_MAX_SPAN, start_after_id: int = 0,
-                 clock: Callable[[], dt.datetime] = utcnow) -> None:
+                 clock: Callable[[], dt.datetime] = utcnow, fence: Callable[[], Fence | None] = lambda: None) -> None:
         self.ledger = ledger
         self.planner = planner
+        self.fence = fence
         self.name = name
         self.batch_size = batch_size
         self.table: TablePoll[ShopDelivery] = TablePoll(
@@ -228,7 +232,7 @@ class DeliveryIngestor:
         rows, gap_rows, step, now = self.table.read()
         settlements, rejected = self.planner.plan_deliveries([*gap_rows, *rows])
         added = self.ledger.apply_ingest(self.name, entries=(), settlements=settlements, rejected=rejected,
-                                         **step.position(now))
+                                         fence=self.fence(), **step.position(now))
         return self.table.result(added, rows, step)
 
 

@@ -23,12 +23,15 @@ from worker.errors import ConfigError
 READ_ONLY = "kkt_read_only"
 
 
-def create_ledger_engine(url: str, *, read_only: bool = False) -> Engine:
+def create_ledger_engine(url: str, *, read_only: bool = False,
+                         idle_in_transaction_ms: int | None = None) -> Engine:
     """An engine for the ledger at *url* with the settings above applied.
 
     ``read_only``: for the accountant's and the admin's read commands — nothing is created or
     written, not even a pragma, so a reader without write permission (or a backup copy on
     read-only media) can open the ledger; on PostgreSQL every transaction is READ ONLY.
+    ``idle_in_transaction_ms`` (PostgreSQL, cluster mode): the server ends a session that sits idle inside a
+    transaction this long — a frozen or cut-off worker must not keep a lease row locked for the others.
     """
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
@@ -39,8 +42,13 @@ def create_ledger_engine(url: str, *, read_only: bool = False) -> Engine:
         # keepalives and tcp_user_timeout: a dead peer is noticed in seconds instead of hours
         args: dict[str, Any] = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10,
                                 "keepalives_interval": 3, "keepalives_count": 3, "tcp_user_timeout": 20_000}
+        options = []
         if read_only:
-            args["options"] = "-c default_transaction_read_only=on"
+            options.append("-c default_transaction_read_only=on")
+        if idle_in_transaction_ms:
+            options.append(f"-c idle_in_transaction_session_timeout={int(idle_in_transaction_ms)}")
+        if options:
+            args["options"] = " ".join(options)
         return create_engine(u, hide_parameters=True, pool_pre_ping=True, pool_size=5, max_overflow=5,
                              pool_recycle=1800, connect_args=args)
     raise ConfigError(f"ledger.url: unsupported database {u.get_backend_name()!r} (use sqlite or postgresql)")

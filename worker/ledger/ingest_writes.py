@@ -13,6 +13,7 @@ from kkt_drivers import receipt_json
 from worker.defaults import DEFAULT_REGISTER_GROUP
 from worker.errors import StateConflict
 from worker.ledger.documents import DocumentWrites
+from worker.ledger.leases import Fence
 from worker.ledger.records import (
     Gap, IngestEntry, PlannedRow, ReceiptRecord, SettlementEntry, decimal_or_none, naive_utc, record_from_row,
     utcnow,
@@ -39,10 +40,13 @@ class IngestWrites(DocumentWrites):
                      expired: Sequence[Gap], entries: Sequence[IngestEntry], now: dt.datetime,
                      expected_cursor: int, untracked: Sequence[tuple[int, int]] = (),
                      settlements: Sequence[SettlementEntry] = (),
-                     rejected: Sequence[tuple[int, str]] = ()) -> int:
+                     rejected: Sequence[tuple[int, str]] = (), fence: Fence | None = None) -> int:
         """Record one poll in ONE transaction: rows, receipts, cursor, gaps. Returns rows added.
 
         ``expected_cursor`` guards against two ingesters racing: the cursor must not have moved.
+        ``fence`` (cluster mode: the ingest lease) is checked first, its lease row locked until commit:
+        an ingester whose lease was taken over (it froze, its link stalled) writes nothing — LeaseLost —
+        so it can never move the cursor back or reopen gaps another ingester has closed.
         A poll that changes nothing (no rows, same cursor, no gap found, opened or expired) writes
         nothing once this process has recorded the cursor: an idle worker does not rewrite the ledger
         every second (the open gaps' check counters are brought up to date by the next poll that writes).
@@ -52,6 +56,7 @@ class IngestWrites(DocumentWrites):
                 and not (entries or settlements or rejected or new_gaps or filled or expired or untracked)):
             return 0
         with self.write() as conn:
+            self.check_fence(conn, fence)
             current = conn.execute(select(ingest_cursor.c.last_id).where(ingest_cursor.c.source == source)).scalar()
             if int(current or 0) != expected_cursor:
                 raise StateConflict(f"ingest cursor of {source} moved from {expected_cursor} to {current}")
@@ -88,9 +93,11 @@ class IngestWrites(DocumentWrites):
         recorded.add(source)
         return added
 
-    def add_payments(self, entries: Sequence[IngestEntry]) -> int:
-        """Insert payments outside the polling cursor (backfill); existing source ids are left alone."""
+    def add_payments(self, entries: Sequence[IngestEntry], *, fence: Fence | None = None) -> int:
+        """Insert payments outside the polling cursor (backfill, the sweep); existing source ids are left
+        alone. ``fence``: the ingest lease in cluster mode (the sweep), checked in the same transaction."""
         with self.write() as conn:
+            self.check_fence(conn, fence)
             return self._insert_entries(conn, entries, utcnow())
 
     def _insert_entries(self, conn: Connection, entries: Sequence[IngestEntry], now: dt.datetime) -> int:

@@ -47,21 +47,37 @@ def _process_start(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]  # field 22, after the parenthesised command name
 
 
+#: this process's node name (``cluster.node``); None: the host name
+_node: str | None = None
+
+
+def set_node(name: str | None) -> None:
+    """Name this process's node (``cluster.node``): the host part of its holder ids. Two processes that
+    share a node name must run on one host — a dead holder is recognised by its pid on *this* node."""
+    global _node
+    _node = name
+
+
+def this_node() -> str:
+    """The node this process runs as: ``cluster.node``, else the host name."""
+    return _node or socket.gethostname()
+
+
 def holder_id(role: str) -> str:
-    """``role@host:pid:start``: unique per process, and checkable for liveness on the same host."""
+    """``role@node:pid:start``: unique per process, and checkable for liveness on the same node."""
     pid = os.getpid()
-    return f"{role}@{socket.gethostname()}:{pid}:{_process_start(pid) or 0}"[:128]
+    return f"{role}@{this_node()}:{pid}:{_process_start(pid) or 0}"[:128]
 
 
 def holder_is_dead(holder: str) -> bool:
-    """True only when *holder* ran on this host and its process is certainly gone."""
+    """True only when *holder* ran on this node (host) and its process is certainly gone."""
     try:
         _, where = holder.split("@", 1)
         host, pid, start = where.rsplit(":", 2)
     except ValueError:
         return False
-    if host != socket.gethostname():
-        return False   # another host: only the lease's expiry can tell
+    if host != this_node():
+        return False   # another node (host): only the lease's expiry can tell
     return _process_start(int(pid)) != start
 
 
@@ -78,6 +94,13 @@ class LeaseWrites(LedgerBase):
     def acquire_lease(self, register: str, holder: str, ttl_s: float) -> Fence:
         """Take *register*'s lease with a new epoch. LeaseHeld while another live holder has it."""
         ttl = dt.timedelta(seconds=ttl_s)
+        with self.read() as conn:
+            # a look without a row lock first: a standby asking every poll writes nothing (a locked row is
+            # a WAL record on PostgreSQL) while the lease is plainly someone else's
+            now = db_now(conn)
+            row = conn.execute(select(register_leases).where(register_leases.c.register == register)).first()
+            if row is not None and row.expires_at > now and row.holder != holder and not holder_is_dead(row.holder):
+                raise LeaseHeld(register, row.holder, row.epoch, row.expires_at)
         try:
             with self.write() as conn:
                 now = db_now(conn)

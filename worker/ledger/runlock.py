@@ -5,6 +5,12 @@ exactly-once. SQLite ledger: ``flock`` on ``<ledger>.lock`` (released by the ker
 process dies, even by SIGKILL). PostgreSQL: a session advisory lock on a dedicated connection
 (released when the session ends).
 
+Cluster mode (``cluster.enabled``, PostgreSQL only, docs/cluster.md): every ``run`` takes the same
+advisory lock *shared*, so any number of cluster workers run together, while a worker without
+cluster mode (or ``reconcile``) still takes it exclusively and is refused next to a running cluster —
+and a cluster worker is refused next to a single worker. What keeps two cluster workers off one
+register is the register lease, not this lock.
+
 The run lock is the coarse first guard, not the fence: a PostgreSQL session can end under a live
 worker (a dropped link, ``idle_session_timeout``), and then a second ``run`` gets the lock. The
 register leases (:mod:`worker.ledger.leases`) fence every register write whatever happens to this
@@ -32,8 +38,11 @@ log = logging.getLogger(__name__)
 class RunLock:
     """Context manager holding the ledger's run lock."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, *, shared: bool = False) -> None:
         self.ledger = ledger
+        #: cluster mode: the PostgreSQL advisory lock is taken shared (SQLite refuses cluster mode in settings)
+        self.shared = shared
+        self._try = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
         self._fd: int | None = None
         self._conn: Any = None
         self._held: bool | None = True
@@ -50,11 +59,15 @@ class RunLock:
                 raise LockHeld(f"another kkt-worker holds {path}: one worker per ledger") from exc
         else:
             self._conn = engine.connect()
-            got = self._conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}).scalar()
+            got = self._conn.execute(text(f"SELECT {self._try}(:k)"), {"k": LOCK_KEY}).scalar()
             self._conn.commit()
             if not got:
                 self._conn.close()
-                raise LockHeld("another kkt-worker holds the ledger's advisory lock: one worker per ledger")
+                if self.shared:
+                    raise LockHeld("a kkt-worker without cluster mode holds the ledger's advisory lock: stop it, "
+                                   "or set cluster.enabled on every worker of this ledger")
+                raise LockHeld("another kkt-worker holds the ledger's advisory lock: one worker per ledger "
+                               "(several workers on one PostgreSQL ledger: cluster.enabled, docs/cluster.md)")
         return self
 
     def check(self) -> bool:
@@ -76,7 +89,7 @@ class RunLock:
             except Exception:
                 pass
             self._conn = self.ledger.engine.connect()
-        got = bool(self._conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}).scalar())
+        got = bool(self._conn.execute(text(f"SELECT {self._try}(:k)"), {"k": LOCK_KEY}).scalar())
         self._conn.commit()
         if got:
             log.warning("run lock taken again")
@@ -90,4 +103,6 @@ class RunLock:
         if self._fd is not None:
             os.close(self._fd)
         if self._conn is not None:
+            # a session advisory lock outlives a connection returned to the pool: end the session itself
+            self._conn.invalidate()
             self._conn.close()

@@ -245,3 +245,17 @@ receipt_marks = Table(
     Column("result", Integer, nullable=False),        # 2106
     Column("checked_at", DateTime, nullable=False),
 )
+
+#: cluster mode (docs/cluster.md): one row per worker node, its heartbeat by the ledger server's clock
+workers = Table(
+    "workers", metadata,
+    Column("node", String(48), primary_key=True),     # cluster.node (default: the host name)
+    Column("holder", String(128), nullable=False),    # its lease holder id "worker@<node>:<pid>:<start>"
+    Column("host", String(255), nullable=False),      # the real host name (two hosts sharing a node name show)
+    Column("pid", Integer, nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("registers", Text, nullable=False),        # JSON list: the registers in this worker's settings
+    Column("state", String(16), nullable=False),      # running, stopped (a clean stop)
+    Column("started_at", DateTime, nullable=False),   # server time (UTC)
+    Column("heartbeat_at", DateTime, nullable=False), # server time (UTC)
+)

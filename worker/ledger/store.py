@@ -9,9 +9,9 @@ change is a compare-and-set on the expected state (:mod:`~worker.ledger.base`). 
 from __future__ import annotations
 
 from worker.ledger.callback_writes import CallbackWrites
+from worker.ledger.cluster_writes import ClusterWrites
 from worker.ledger.ingest_writes import IngestWrites
 from worker.ledger.leases import Fence
-from worker.ledger.lane_writes import LaneWrites
 from worker.ledger.ops_writes import OpsWrites
 from worker.ledger.reads import AdminReads
 from worker.ledger.records import (
@@ -27,5 +27,5 @@ __all__ = ["Ledger", "Fence", "Gap", "IngestEntry", "PlannedRow", "ReceiptRecord
            "SettlementEntry", "utcnow"]
 
 
-class Ledger(IngestWrites, LaneWrites, AdminReads, OpsWrites, CallbackWrites):
+class Ledger(IngestWrites, ClusterWrites, AdminReads, OpsWrites, CallbackWrites):
     """The ledger at one database URL."""

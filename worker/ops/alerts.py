@@ -132,7 +132,8 @@ class Alerter:
     def run_once(self, now: dt.datetime | None = None) -> int:
         """Sync conditions into the ledger and deliver pending messages; returns messages delivered."""
         now = now or utcnow()
-        problems = evaluate(take_snapshot(self.ledger, now=now), self.thresholds)
+        problems = evaluate(take_snapshot(self.ledger, now=now, heartbeat_stale_s=self.thresholds.heartbeat_stale_s),
+                            self.thresholds)
         self.ledger.alert_sync({p.key: (p.severity, p.message) for p in problems}, now)
         if not self.sinks:
             return 0

@@ -7,6 +7,7 @@ is sent when a key appears and resolved when it disappears.
 | code                  | when                                                                 |
 |-----------------------|----------------------------------------------------------------------|
 | worker_down           | no lane heartbeat newer than ``heartbeat_stale_s`` (or every lane stopped) |
+| node_down             | cluster mode: a worker node's heartbeat is older than ``heartbeat_stale_s`` |
 | lane_paused           | a lane paused longer than ``lane_paused_s`` (paper, FN, link, shift)  |
 | receipts_failed       | receipts that ran out of attempts                                     |
 | receipts_needs_review | receipts recovery could not settle (possible duplicate, FN changed)   |
@@ -70,6 +71,8 @@ class Snapshot:
     expired_gaps_at: tuple[dt.datetime, ...] = ()
     open_gaps: int = 0
     free_bytes: int | None = None
+    #: cluster mode: (node, seconds since its heartbeat) of every node that is running but stale
+    nodes_down: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,10 @@ def evaluate(s: Snapshot, t: Thresholds = Thresholds()) -> list[Problem]:
         out.append(Problem("gaps_expired", "", f"{len(recent)} shop id(s) given up in the last "
                                                f"{t.gap_window_days:g} days: a committed row may be missing",
                            WARNING))
+    for node, age in s.nodes_down:
+        out.append(Problem("node_down", node, f"cluster node {node} is down (heartbeat {age:.0f} s ago): its pinned "
+                                              "registers print nothing; its network registers move to a standby "
+                                              "once their leases expire"))
     for lane in s.lanes:
         out.extend(_lane_problems(lane, s, t, running))
     if s.free_bytes is not None and s.free_bytes < t.min_free_bytes:

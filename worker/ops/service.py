@@ -24,7 +24,7 @@ def install_ops_routes(server: OpsServer, ledger: Ledger, metrics: WorkerMetrics
         return 200, "text/plain; charset=utf-8", b"ok\n"
 
     def readyz(_query: dict[str, list[str]]) -> Response:
-        problems = evaluate(take_snapshot(ledger), thresholds)
+        problems = evaluate(take_snapshot(ledger, heartbeat_stale_s=thresholds.heartbeat_stale_s), thresholds)
         critical = [p for p in problems if p.severity == CRITICAL]
         body = json.dumps({"ready": not critical,
                            "problems": [{"key": p.key, "severity": p.severity, "message": p.message}

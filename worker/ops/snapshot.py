@@ -10,6 +10,8 @@ from sqlalchemy.engine import make_url
 
 from worker.ledger.records import utcnow
 from worker.ledger.store import Ledger
+from worker.defaults import HEARTBEAT_STALE_SECONDS
+from worker.ops.cluster import DOWN, node_state
 from worker.ops.health import LaneView, Snapshot
 
 
@@ -38,10 +40,20 @@ def _lane(row: dict[str, Any]) -> LaneView:
                     ofd_oldest_at=row.get("ofd_oldest_at"), clock_skew_s=row.get("clock_skew_s"))
 
 
-def take_snapshot(ledger: Ledger, *, now: dt.datetime | None = None) -> Snapshot:
-    """Counts, lanes, gaps and free space as of now."""
+def take_snapshot(ledger: Ledger, *, now: dt.datetime | None = None,
+                  heartbeat_stale_s: float = HEARTBEAT_STALE_SECONDS) -> Snapshot:
+    """Counts, lanes, gaps, free space and (cluster mode) the nodes that are down, as of now."""
     details = ledger.status_details()
     expired = tuple(g["expired_at"] for g in details.get("expired_gaps", ()) if g.get("reason") == "expired")
     return Snapshot(now=now or utcnow(), counts=ledger.counts(), lanes=tuple(_lane(r) for r in details["lanes"]),
                     expired_gaps_at=expired, open_gaps=len(details.get("open_gaps", ())),
-                    free_bytes=ledger_free_bytes(ledger.url))
+                    free_bytes=ledger_free_bytes(ledger.url), nodes_down=_nodes_down(ledger, heartbeat_stale_s))
+
+
+def _nodes_down(ledger: Ledger, stale_s: float) -> tuple[tuple[str, float], ...]:
+    """Cluster nodes whose heartbeat is stale by the ledger server's clock (none without cluster mode)."""
+    try:
+        now, workers = ledger.cluster_view()
+    except Exception:   # a ledger from before the workers table
+        return ()
+    return tuple((w["node"], w["heartbeat_age_s"]) for w in workers if node_state(w, now, stale_s) == DOWN)
