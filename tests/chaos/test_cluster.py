@@ -1,0 +1,216 @@
+"""Cluster mode: three worker processes ("hosts") on one PostgreSQL ledger, still exactly once.
+
+Each worker runs as its own cluster node (``cluster.node``: node-a/b/c), so a holder on another node
+is taken over only when its lease expires by the server's clock — as across real hosts. Registers:
+
+    node-a: pa (pinned), n1          node-b: pb (pinned), n1, n2          node-c: pc (pinned), n2
+
+n1 and n2 are network registers (listed by two nodes: the non-holder stands by). The scenario, on one
+ledger and one shop: SIGSTOP of the worker holding n1 and the ingest lease (the others take both over
+and do its unbound payments; SIGCONT'ed, it finds its leases lost and prints nothing more on n1); a
+network stall between node-c and PostgreSQL (fault proxy); SIGKILL of node-b (its network registers
+move at lease expiry, its pinned one waits for it); node-b restarted. At the end: the invariants of
+tests/chaos/invariants.py (0 duplicates, 0 losses) against the registers' journals.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.chaos.faultproxy import FaultProxy
+from tests.chaos.invariants import check
+from tests.chaos.test_fencing import STOP_TIMEOUT_S, add, done, scalar, wait_until
+from tests.shop import cli_env, run_cli, write_settings
+
+pytestmark = pytest.mark.chaos
+
+LEASE_TTL_S = 5
+NODES = {"node-a": ("pa", "n1"), "node-b": ("pb", "n1", "n2"), "node-c": ("pc", "n2")}
+REGISTERS = ("pa", "pb", "pc", "n1", "n2")
+
+
+class Node:
+    """One worker process of the cluster, its stderr in a file (read while it runs)."""
+
+    def __init__(self, name: str, settings: Path) -> None:
+        self.name, self.settings = name, settings
+        self.log = settings.parent / "stderr.log"
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "worker", "-c", str(self.settings), "run"],
+                                     cwd=self.settings.parent, env=cli_env(), stdout=subprocess.DEVNULL,
+                                     stderr=self.log.open("a"), text=True)
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, sig)
+
+    def stop(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            self.proc.wait(timeout=STOP_TIMEOUT_S)
+
+
+def lease(url: str, name: str) -> tuple[str, int]:
+    eng = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        with eng.connect() as conn:
+            row = conn.execute(sa.text("SELECT holder, epoch FROM register_leases WHERE register = :r"),
+                               {"r": name}).first()
+    finally:
+        eng.dispose()
+    return (row.holder, row.epoch) if row else ("", 0)
+
+
+def held_by(url: str, name: str, node: str) -> bool:
+    return f"@{node}:" in lease(url, name)[0]
+
+
+def settled(url: str, total: int, *, bound_to: tuple[str, ...] = ()) -> bool:
+    """Every payment's receipt done, except those left sending on a register of a worker that is away."""
+    stuck = 0
+    if bound_to:
+        names = ", ".join(f"'{r}'" for r in bound_to)
+        stuck = scalar(url, f"SELECT COUNT(*) FROM receipts WHERE state = 'sending' AND register IN ({names})")
+    return done(url) + max(stuck, 0) >= total
+
+
+def done_lines(log_tail: str, register: str) -> int:
+    return sum(1 for ln in log_tail.splitlines() if "receipt done" in ln and f"register={register}" in ln)
+
+
+def test_three_workers_sigstop_stall_sigkill_exactly_once(shop_schema: sa.URL, postgres_url: sa.URL,
+                                                          tmp_path: Path) -> None:
+    direct = postgres_url.render_as_string(hide_password=False)
+    regs = {r: tmp_path / "reg" / r for r in REGISTERS}
+    with FaultProxy(postgres_url.host, postgres_url.port) as proxy:
+        via_proxy = postgres_url.set(port=proxy.port).render_as_string(hide_password=False)
+        nodes: dict[str, Node] = {}
+        for name, names in NODES.items():
+            d = tmp_path / name
+            d.mkdir()
+            settings = write_settings(
+                d / "settings.yaml", source_url=shop_schema.render_as_string(hide_password=False),
+                ledger_url=via_proxy if name == "node-c" else direct,
+                registers=[(r, f"emulator://{regs[r]}?latency_ms=10&serial={r.upper():0>8}") for r in names],
+                lease={"ttl_s": LEASE_TTL_S}, cluster={"enabled": True, "node": name},
+                retry={"device_pause_s": 0.3, "source_backoff_max_s": 1})
+            nodes[name] = Node(name, settings)
+        a, b, c = nodes["node-a"], nodes["node-b"], nodes["node-c"]
+        run_cli(a.settings, "migrate")
+        add(shop_schema, 60)
+        total = 60
+        figures: dict[str, float] = {}
+        try:
+            # -- start: node-a first (it takes n1 and the ingest lease), then b and c ---------------
+            a.start()
+            wait_until(lambda: held_by(direct, "n1", "node-a") and held_by(direct, "ingest:shop", "node-a"), 60,
+                       "node-a holding n1 and ingest")
+            c.start()
+            wait_until(lambda: held_by(direct, "n2", "node-c"), 60, "node-c holding n2")
+            b.start()
+            wait_until(lambda: done(direct) >= total, 90, "first 60 receipts by three workers")
+            # node-b's lane for n1 could not get its lease at start: it stands by, the worker runs on
+            wait_until(lambda: "standing by" in b.text() and "lease taken: epoch 1" in b.text(), 60, "node-b up")
+            assert b.alive() and "[register=n1]" in b.text().split("standing by", 1)[1].splitlines()[0], b.text()[-3000:]
+            wait_until(lambda: json.loads(run_cli(a.settings, "status", "--output", "json").stdout)["cluster"]["live"]
+                       == 3, 30, "three live nodes in status")
+            status = json.loads(run_cli(a.settings, "status", "--output", "json").stdout)
+            cl = status["cluster"]
+            assert cl["live"] == 3 and {w["node"] for w in cl["workers"]} == set(NODES), cl
+            placement = {r["register"]: r["placement"] for r in cl["registers"]}
+            assert placement == {"pa": "pinned", "pb": "pinned", "pc": "pinned", "n1": "network",
+                                 "n2": "network"}, placement
+            assert "@node-a:" in cl["ingest"]["holder"]
+            printed = {r: len(list((regs[r] / "journal.jsonl").read_text().splitlines())) for r in ("pb", "pc")}
+
+            # -- SIGSTOP node-a: b takes n1, b or c the ingest; unbound payments go on ---------------
+            _, n1_epoch = lease(direct, "n1")
+            _, ingest_epoch = lease(direct, "ingest:shop")
+            a.signal(signal.SIGSTOP)
+            stopped_at = time.monotonic()
+            add(shop_schema, 40)
+            total += 40
+            wait_until(lambda: lease(direct, "ingest:shop")[1] > ingest_epoch, 60, "ingest taken over")
+            figures["ingest_takeover_s"] = round(time.monotonic() - stopped_at, 1)
+            wait_until(lambda: settled(direct, total, bound_to=("pa", "n1")), 90, "payments done without node-a")
+            wait_until(lambda: held_by(direct, "n1", "node-b") and lease(direct, "n1")[1] > n1_epoch, 60,
+                       "n1 taken over by node-b")
+            figures["n1_takeover_s"] = round(time.monotonic() - stopped_at, 1)
+            mark = len(a.text())
+            a.signal(signal.SIGCONT)
+            wait_until(lambda: "ingest lease lost" in a.text()[mark:]
+                       and ("lease lost" in a.text()[mark:].replace("ingest lease lost", "")
+                            or "standing by" in a.text()[mark:]), 60, "node-a finding its leases lost")
+            wait_until(lambda: done(direct) >= total, 90, "node-a's pinned receipts after SIGCONT")
+            after_cont = a.text()[mark:]
+            assert done_lines(after_cont, "n1") == 0, after_cont[-3000:]   # not one receipt more on n1
+            for r in ("pb", "pc"):   # the others printed while node-a was frozen
+                assert len((regs[r] / "journal.jsonl").read_text().splitlines()) > printed[r]
+
+            # -- a network stall between node-c and PostgreSQL: n2 moves to node-b -------------------
+            _, n2_epoch = lease(direct, "n2")
+            assert held_by(direct, "n2", "node-c")
+            proxy.stall()
+            add(shop_schema, 30)
+            total += 30
+            wait_until(lambda: settled(direct, total, bound_to=("pc", "n2")), 90, "payments done around the stall")
+            wait_until(lambda: held_by(direct, "n2", "node-b") and lease(direct, "n2")[1] > n2_epoch, 60,
+                       "n2 taken over from the stalled node-c")
+            mark_c = len(c.text())
+            proxy.restore()
+            wait_until(lambda: done(direct) >= total, 120, "node-c back, its pinned receipts done")
+            wait_until(lambda: "lease lost" in c.text()[mark_c:] or "standing by" in c.text()[mark_c:], 90,
+                       "node-c finding n2 lost")
+            assert done_lines(c.text()[mark_c:], "n2") == 0, c.text()[-3000:]   # not one receipt more on n2
+
+            # -- SIGKILL node-b ("another host"): its network registers move at lease expiry -------
+            wait_until(lambda: held_by(direct, "n1", "node-b") and held_by(direct, "n2", "node-b"), 30,
+                       "node-b holding n1 and n2")
+            epochs = {r: lease(direct, r)[1] for r in ("n1", "n2")}
+            b.signal(signal.SIGKILL)
+            killed_at = time.monotonic()
+            b.proc.wait(timeout=30)
+            add(shop_schema, 30)
+            total += 30
+            wait_until(lambda: all(lease(direct, r)[1] > epochs[r] for r in ("n1", "n2")), 60, "n1, n2 taken over")
+            figures["takeover_after_sigkill_s"] = round(time.monotonic() - killed_at, 1)
+            assert held_by(direct, "n1", "node-a") and held_by(direct, "n2", "node-c")
+            assert figures["takeover_after_sigkill_s"] >= LEASE_TTL_S - 1.5   # another node: expiry, not pid
+            wait_until(lambda: settled(direct, total, bound_to=("pb",)), 90, "payments done without node-b")
+            assert a.alive() and c.alive()
+            # node-b comes back on its host: its dead holder is recognised at once, pb's receipts finish
+            b.start()
+            wait_until(lambda: done(direct) >= total, 90, "node-b back")
+            status = json.loads(run_cli(a.settings, "status", "--output", "json").stdout)
+            assert status["cluster"]["live"] == 3, status["cluster"]
+        except (AssertionError, subprocess.TimeoutExpired):
+            for n in nodes.values():
+                print(f"--- {n.name}:\n{n.text()[-4000:] if n.log.exists() else ''}")
+            raise
+        finally:
+            proxy.restore()
+            for n in nodes.values():
+                n.stop()
+    report = check(shop_schema, direct, regs.values())
+    print(json.dumps({**figures, **report.summary()}))
+    assert report.ok and report.done == total and not report.duplicates and not report.lost, report.summary()
+    for n in nodes.values():
+        assert "Traceback" not in n.text(), n.text()[-3000:]
