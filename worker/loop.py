@@ -155,9 +155,8 @@ class Worker:
                     # cluster mode: another worker ingests; wake our lanes for the receipts it queued
                     self._ring_due(graph)
                     self._flush_lane_states()
-                    if self.burst and self._drained():
-                        log.info("burst: nothing left to do")
-                        return EXIT_OK
+                    # with --burst a standby never decides "drained" itself: the ingester exits when the shop and
+                    # the queue are empty and gives its lease back; the standby takes it, polls, and exits the same way
                     self.stop.wait(self.settings.source.poll_interval_s)
                     continue
                 if self._ledger_disk_short():
