@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from tests.chaos.faultproxy import FaultProxy
 from tests.chaos.invariants import check
 from tests.chaos.test_fencing import STOP_TIMEOUT_S, add, done, scalar, wait_until
-from tests.shop import cli_env, run_cli, write_settings
+from tests.shop import cli_env, journal, run_cli, write_settings
 
 pytestmark = pytest.mark.chaos
 
@@ -92,6 +92,16 @@ def settled(url: str, total: int, *, bound_to: tuple[str, ...] = ()) -> bool:
     return done(url) + max(stuck, 0) >= total
 
 
+def sending_on(url: str, register: str) -> dict[int, str]:
+    eng = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        with eng.connect() as conn:
+            return dict(conn.execute(sa.text("SELECT id, tag FROM receipts WHERE state = 'sending' "
+                                             "AND register = :r"), {"r": register}).all())
+    finally:
+        eng.dispose()
+
+
 def done_lines(log_tail: str, register: str) -> int:
     return sum(1 for ln in log_tail.splitlines() if "receipt done" in ln and f"register={register}" in ln)
 
@@ -109,7 +119,8 @@ def test_three_workers_sigstop_stall_sigkill_exactly_once(shop_schema: sa.URL, p
             settings = write_settings(
                 d / "settings.yaml", source_url=shop_schema.render_as_string(hide_password=False),
                 ledger_url=via_proxy if name == "node-c" else direct,
-                registers=[(r, f"emulator://{regs[r]}?latency_ms=10&serial={r.upper():0>8}") for r in names],
+                registers=[(r, f"emulator://{regs[r]}?latency_ms=10&serial={r.upper():0>8}"
+                                + ("&receipt_latency_ms=300" if r == "pa" else "")) for r in names],
                 lease={"ttl_s": LEASE_TTL_S}, cluster={"enabled": True, "node": name},
                 retry={"device_pause_s": 0.3, "source_backoff_max_s": 1})
             nodes[name] = Node(name, settings)
@@ -129,7 +140,8 @@ def test_three_workers_sigstop_stall_sigkill_exactly_once(shop_schema: sa.URL, p
             wait_until(lambda: done(direct) >= total, 90, "first 60 receipts by three workers")
             # node-b's lane for n1 could not get its lease at start: it stands by, the worker runs on
             wait_until(lambda: "standing by" in b.text() and "lease taken: epoch 1" in b.text(), 60, "node-b up")
-            assert b.alive() and "[register=n1]" in b.text().split("standing by", 1)[1].splitlines()[0], b.text()[-3000:]
+            assert b.alive() and any("standing by" in ln and "@node-a:" in ln and "[register=n1]" in ln
+                                     for ln in b.text().splitlines()), b.text()[-3000:]
             wait_until(lambda: json.loads(run_cli(a.settings, "status", "--output", "json").stdout)["cluster"]["live"]
                        == 3, 30, "three live nodes in status")
             status = json.loads(run_cli(a.settings, "status", "--output", "json").stdout)
@@ -144,16 +156,22 @@ def test_three_workers_sigstop_stall_sigkill_exactly_once(shop_schema: sa.URL, p
             # -- SIGSTOP node-a: b takes n1, b or c the ingest; unbound payments go on ---------------
             _, n1_epoch = lease(direct, "n1")
             _, ingest_epoch = lease(direct, "ingest:shop")
-            a.signal(signal.SIGSTOP)
-            stopped_at = time.monotonic()
             add(shop_schema, 40)
             total += 40
+            # freeze node-a while its slow pinned register pa has a receipt bound by intent (sending)
+            wait_until(lambda: scalar(direct, "SELECT COUNT(*) FROM receipts WHERE state = 'sending' "
+                                              "AND register = 'pa'") > 0, 30, "a receipt sending on pa")
+            a.signal(signal.SIGSTOP)
+            stopped_at = time.monotonic()
+            bound = sending_on(direct, "pa")
             wait_until(lambda: lease(direct, "ingest:shop")[1] > ingest_epoch, 60, "ingest taken over")
             figures["ingest_takeover_s"] = round(time.monotonic() - stopped_at, 1)
             wait_until(lambda: settled(direct, total, bound_to=("pa", "n1")), 90, "payments done without node-a")
             wait_until(lambda: held_by(direct, "n1", "node-b") and lease(direct, "n1")[1] > n1_epoch, 60,
                        "n1 taken over by node-b")
             figures["n1_takeover_s"] = round(time.monotonic() - stopped_at, 1)
+            # a receipt bound to pa by its intent stays with pa while node-a is frozen: nobody else takes it
+            assert bound and set(bound) <= set(sending_on(direct, "pa")), (bound, sending_on(direct, "pa"))
             mark = len(a.text())
             a.signal(signal.SIGCONT)
             wait_until(lambda: "ingest lease lost" in a.text()[mark:]
@@ -161,6 +179,8 @@ def test_three_workers_sigstop_stall_sigkill_exactly_once(shop_schema: sa.URL, p
                             or "standing by" in a.text()[mark:]), 60, "node-a finding its leases lost")
             wait_until(lambda: done(direct) >= total, 90, "node-a's pinned receipts after SIGCONT")
             after_cont = a.text()[mark:]
+            pa_tags = {d.get("tag") for d in journal(regs["pa"])}
+            assert set(bound.values()) <= pa_tags, (bound, "settled on pa by node-a after SIGCONT")
             assert done_lines(after_cont, "n1") == 0, after_cont[-3000:]   # not one receipt more on n1
             for r in ("pb", "pc"):   # the others printed while node-a was frozen
                 assert len((regs[r] / "journal.jsonl").read_text().splitlines()) > printed[r]
@@ -211,6 +231,11 @@ def test_three_workers_sigstop_stall_sigkill_exactly_once(shop_schema: sa.URL, p
                 n.stop()
     report = check(shop_schema, direct, regs.values())
     print(json.dumps({**figures, **report.summary()}))
+    if not report.ok:   # the evidence: where each duplicated tag was printed, and every node's log
+        for r, path in regs.items():
+            print(r, [(d["fd"], d.get("tag")) for d in journal(path) if d.get("tag") in report.duplicates])
+        for n in nodes.values():
+            print(f"--- {n.name}:\n{n.text()[-20000:]}")
     assert report.ok and report.done == total and not report.duplicates and not report.lost, report.summary()
     for n in nodes.values():
         assert "Traceback" not in n.text(), n.text()[-3000:]

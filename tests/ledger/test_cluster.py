@@ -117,3 +117,37 @@ def test_cluster_mode_on_a_sqlite_ledger_is_a_config_error(tmp_path: Path) -> No
         load_settings(p)
     p.write_text("ledger: {url: 'postgresql://h/db'}\ncluster: {enabled: true, node: shop-1}\n")
     assert load_settings(p).cluster.node == "shop-1"
+
+
+def test_a_lane_frozen_after_its_send_check_does_not_close_once_its_lease_was_taken(ledger: Ledger,
+                                                                                 tmp_path: Path) -> None:
+    """Given a lane that passed its send check and then froze (SIGSTOP) longer than its lease, while another
+    node took the register over, when it thaws inside the driver with the receipt just opened, then it
+    renews first, finds the lease lost and closes nothing: the receipt stays "sending" for the new holder,
+    and the register holds no receipt document."""
+    from tests.ledger.test_fiscalize import make_lane
+    from tests.ledger.test_ledger import entry, ingest
+    from tests.shop import receipts_by_tag
+    from worker.ledger.states import State
+
+    lane = make_lane(ledger, tmp_path / "reg")
+    clock = [1000.0]
+    lane.lease.clock = lambda: clock[0]
+    assert lane.lease.ensure()
+    lane.step()                                          # recovery, shift, examination: ready to send
+    ingest(ledger, [entry(1)], cursor=1)
+    real = lane.driver.fiscalize
+
+    def frozen_then_thawed(receipt):  # type: ignore[no-untyped-def]
+        clock[0] += lane.lease.ttl_s * 2                 # the freeze: past the lease by this process's clock
+        ledger.release_lease(lane.lease.fence)           # … and by the server's: another node takes it
+        ledger.acquire_lease(lane.name, "worker@elsewhere:7:7", ttl_s=30)
+        return real(receipt)
+
+    lane.driver.fiscalize = frozen_then_thawed           # type: ignore[method-assign]
+    lane.step()
+    assert lane.lease.fence is None                      # it knows: it stands by
+    assert receipts_by_tag(tmp_path / "reg") == {}       # nothing closed on the register
+    [rec] = ledger.list_receipts()
+    assert rec.state is State.SENDING and rec.register == lane.name   # left for the new holder's recovery
+    lane.driver.disconnect()

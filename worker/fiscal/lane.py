@@ -62,6 +62,9 @@ from worker.settings import RetrySettings, ShiftSettings
 log = logging.getLogger(__name__)
 
 MIN_IDLE_WAIT_SECONDS = 0.05   # never spin on a retry that is due "now"
+#: driver steps after which the lease is checked again before the receipt's close (every driver reports
+#: "receipt_opened"; some also "close_sent", just before the close command)
+LEASE_CHECK_STEPS = ("receipt_opened", "close_sent")
 
 
 class RegisterMismatch(Exception):
@@ -87,7 +90,7 @@ class Lane:
         self.inn = inn
         self.pool = pool if pool is not None else Pool()
         self.doorbell = self.pool.join(name, group)
-        self.driver.step_hook = driver_step
+        self.driver.step_hook = self._driver_step
         self.lease = LeaseKeeper(ledger, name, holder or holder_id("worker"), lease_ttl_s)
         self.processor = Processor(name, driver, ledger, retry, fence=self.lease.current,
                                    check_send=self.lease.check_send, stop=stop)
@@ -226,6 +229,20 @@ class Lane:
             self._needs_recovery = True
             self._status = None
             return self._pause(exc)
+
+    def _driver_step(self, step: str) -> None:
+        """The driver's step hook: crash points, then — once the receipt is open, before its close — the
+        lease once more. A worker frozen (SIGSTOP, a VM pause) after :meth:`LeaseKeeper.check_send` but
+        before its register saw the receipt would otherwise close it after a takeover; now it renews
+        first (only if half a lease has passed) and gives up on LeaseLost — the receipt stays "sending"
+        for the new holder, whose recovery cancels the open receipt (docs/cluster.md)."""
+        driver_step(step)
+        if step in LEASE_CHECK_STEPS:
+            try:
+                self.lease.check_send()
+            except DBAPIError as exc:   # cannot renew: the lease cannot be shown to be ours, so do not close
+                raise LeaseLost(f"register {self.name}: the lease could not be renewed before the close "
+                                f"({type(exc.orig).__name__})") from exc
 
     # -- health gate ---------------------------------------------------------------------------
     def _ready_status(self) -> DeviceStatus:

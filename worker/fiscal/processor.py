@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from kkt_drivers.base import Driver
 from kkt_drivers.errors import KktError
 from kkt_drivers.receipt import DeviceStatus, FiscalDocument
-from worker.errors import StateConflict
+from worker.errors import LeaseLost, StateConflict
 from worker.fiscal.crashpoints import crashpoint, failpoint
 from worker.fiscal.retry import Decision, Reaction, decide, describe
 from worker.ledger.states import State
@@ -89,6 +89,8 @@ class Processor:
         log.debug("sending receipt (total %s, fd_before %d)", receipt.total, fd_before, extra=ctx)
         try:
             doc = self.driver.fiscalize(receipt)
+        except LeaseLost:   # the lane's step hook found the lease gone before the close: nothing was closed
+            raise           # the receipt stays "sending"; the new holder reconciles it
         except Exception as exc:  # every failure is classified; none escapes unrecorded
             return self._failed(rec, attempt_id, exc, ctx)
 
