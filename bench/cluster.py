@@ -122,9 +122,26 @@ class LedgerMeter:
         return str(scalar(self.url, "SELECT pg_current_wal_flush_lsn()::text"))
 
     def begin(self) -> None:
+        # a replication slot keeps the server from recycling the window's WAL segments (a long run writes
+        # more than max_wal_size); it is dropped in end()
+        self.slot = f"kkt_bench_{os.getpid()}_{int(time.time() * 1000) % 10**9}"
+        first(self.url, f"SELECT pg_create_physical_replication_slot('{self.slot}', true)")
         self.start = self._lsn()
 
     def end(self) -> dict[str, int]:
+        try:
+            return self._measure()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Drop the slot (idempotent): a forgotten slot would keep the server's WAL forever."""
+        slot, self.slot = getattr(self, "slot", None), None
+        if slot:
+            first(self.url, f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                            f"WHERE slot_name = '{slot}'")
+
+    def _measure(self) -> dict[str, int]:
         lsn1 = self._lsn()
         row = first(self.url, f"""
             WITH r AS (SELECT xid, record_length, resource_manager, record_type, block_ref
@@ -141,7 +158,7 @@ class LedgerMeter:
 
 
 def first(url: str, sql: str) -> Any:
-    eng = sa.create_engine(url, poolclass=sa.NullPool)
+    eng = sa.create_engine(url, poolclass=sa.NullPool, isolation_level="AUTOCOMMIT")
     try:
         with eng.connect() as c:
             return c.execute(sa.text(sql)).first()
@@ -159,11 +176,14 @@ def run_backlog(work: Path, name: str, shop: sa.URL, led: Ledgers, workers: int,
     fill_shop(shop, payments)
     meter = LedgerMeter(ledger_url)
     meter.begin()
-    t0 = time.perf_counter()
-    procs = [start(s, "--burst") for s in c.settings]
-    codes = [p.wait(timeout=1800) for p in procs]
-    wall = time.perf_counter() - t0
-    cost = meter.end()
+    try:
+        t0 = time.perf_counter()
+        procs = [start(s, "--burst") for s in c.settings]
+        codes = [p.wait(timeout=1800) for p in procs]
+        wall = time.perf_counter() - t0
+        cost = meter.end()
+    finally:
+        meter.close()
     done, span, per = done_span(ledger_url)
     rep = check(shop, ledger_url, c.regs)
     ideal = workers * registers * 1000 / receipt_ms
@@ -253,13 +273,16 @@ def fig_idle(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     procs: list[subprocess.Popen[str]] = []
     try:
         url = led.new("idle")
-        c = make_cluster(work, "idle", shop, url, 3, a.registers, receipt_ms=0, poll_s=1.0)
+        c = make_cluster(work, "idle", shop, url, 3, a.registers, receipt_ms=0, poll_s=1.0, ttl_s=a.ttl)
         procs = [start(s) for s in c.settings]
         time.sleep(max(8.0, a.ttl / 2 + 3))   # started, leases taken, first renewals
         meter = LedgerMeter(url)
         meter.begin()
-        time.sleep(a.idle_s)
-        cost = meter.end()
+        try:
+            time.sleep(a.idle_s)
+            cost = meter.end()
+        finally:
+            meter.close()
         return {"workers": 3, "lanes_per_worker": a.registers, "seconds": a.idle_s, "lease_ttl_s": a.ttl,
                 "wal_bytes_per_s_per_worker": round(cost["wal_bytes"] / a.idle_s / 3, 1),
                 "write_transactions_per_s_per_worker": round(cost["write_transactions"] / a.idle_s / 3, 2),
