@@ -5,7 +5,8 @@
     .venv/bin/python -m bench.cluster --only takeover --ttl 60
 
 Everything is real except the registers: a scratch MariaDB shop (``--admin-url``), a scratch PostgreSQL
-ledger database (``--pg-admin-url``, superuser: the WAL figures read ``pg_walinspect``), the worker's own
+ledger database (``--pg-admin-url``, superuser: the WAL figures read ``pg_walinspect`` and hold a
+replication slot for the measured window, dropped after it), the worker's own
 CLI in subprocesses, each worker its own cluster node (``cluster.node``) with its own emulated
 registers (``receipt_latency_ms`` per receipt, a printing register).
 
