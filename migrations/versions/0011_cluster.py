@@ -1,15 +1,15 @@
 """cluster: the workers table (several workers on one PostgreSQL ledger)
 
-Revision ID: 0010_cluster
-Revises: 0009_alert_sinks
+Revision ID: 0011_cluster
+Revises: 0010_marks
 Create Date: 2026-11-30 18:00:00
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0010_cluster'
-down_revision = '0009_alert_sinks'
+revision = '0011_cluster'
+down_revision = '0010_marks'
 branch_labels = None
 depends_on = None
 
