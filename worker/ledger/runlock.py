@@ -103,6 +103,14 @@ class RunLock:
         if self._fd is not None:
             os.close(self._fd)
         if self._conn is not None:
+            # release it now: the server drops a closed session's locks only when its backend has gone,
+            # which a next `run` (or a test) can beat
+            try:
+                unlock = "pg_advisory_unlock_shared" if self.shared else "pg_advisory_unlock"
+                self._conn.execute(text(f"SELECT {unlock}(:k)"), {"k": LOCK_KEY})
+                self._conn.commit()
+            except Exception:   # the session is gone already: so is its lock
+                pass
             # a session advisory lock outlives a connection returned to the pool: end the session itself
             self._conn.invalidate()
             self._conn.close()
