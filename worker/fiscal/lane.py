@@ -114,6 +114,9 @@ class Lane:
         self._beat: tuple[str, str | None] | None = None
         self._beat_at = 0.0
         self._seen: dict[str, Any] = {"fn_serial": None, "last_fd": None, "shift_open": None}
+        #: (FN, FD) the ledger's watermark was moved to by this lane's last outcome, in the step right after
+        #: it (None otherwise): then the register shows nothing the ledger has not accounted for
+        self._accounted: tuple[str, int] | None = None
         if hasattr(driver, "cancel_event"):
             # a driver that waits on a line (Shtrih) gives up within a second of the stop signal
             driver.cancel_event = stop  # type: ignore[attr-defined]
@@ -143,6 +146,8 @@ class Lane:
     def step(self) -> float:
         """Do one unit of work; return how long to wait before the next."""
         self.idle = False
+        # good for this step only: any other path (an error, a pause, a takeover) reads the watermark again
+        accounted, self._accounted = self._accounted, None
         try:
             if not self.lease.ensure():
                 # another live holder talks to this register: never both; look again later
@@ -160,7 +165,8 @@ class Lane:
                 self.must_sync = False
                 self.blocked = None
             status = self._ready_status()
-            if self.scanner.needed(status):
+            # the watermark read is skipped only right after our own outcome moved it to this very FD
+            if (status.fn_serial, status.last_fd_number) != accounted and self.scanner.needed(status):
                 # documents the ledger has not accounted for (a shift report, another program, a
                 # takeover): examine them first; a receipt found there is adopted, not claimed
                 self.scanner.sync(status)
@@ -183,6 +189,8 @@ class Lane:
                 # the register's position after our document; an fd_before that is too low is safe
                 self._status = dataclasses.replace(status, last_fd_number=outcome.document.fd_number)
                 self._seen["last_fd"] = outcome.document.fd_number   # status shows the register's real position
+                if outcome.watermark_moved:
+                    self._accounted = (outcome.document.fn_serial, outcome.document.fd_number)
                 return 0.0
             self._status = None   # anything else: read the register again before the next receipt
             if outcome.decision is None:

@@ -44,6 +44,8 @@ class Outcome:
     error: BaseException | None = None
     #: the fiscal document when the receipt is done (the lane learns the register's new position)
     document: FiscalDocument | None = None
+    #: the outcome's write also moved the register's watermark to this document (nothing unexamined before it)
+    watermark_moved: bool = False
 
 
 class Processor:
@@ -102,14 +104,14 @@ class Processor:
                 rec.id, State.NEEDS_REVIEW, attempt_id=attempt_id, error=msg, error_class="mismatch",
                 fence=self.fence()))
             return Outcome(State.NEEDS_REVIEW)
-        self._record(doc, ctx, lambda: self.ledger.record_done(
+        moved = self._record(doc, ctx, lambda: self.ledger.record_done(
             rec.id, doc, attempt_id=attempt_id, fence=self.fence(), register=self.lane,
             fd_before=fd_before))
         crashpoint("after_outcome")
         if log.isEnabledFor(logging.INFO):
             log.info("receipt done: FD %d, FP %d, shift %d", doc.fd_number, doc.fiscal_sign, doc.shift_number,
                      extra=ctx)
-        return Outcome(State.DONE, document=doc)
+        return Outcome(State.DONE, document=doc, watermark_moved=bool(moved))
 
     def _record(self, doc: object, ctx: dict, write: Callable[[], T]) -> T:
         """Record what the register already made; never give up while the ledger is away (disk full,

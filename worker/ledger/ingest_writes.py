@@ -7,7 +7,7 @@ import json
 from decimal import Decimal
 from typing import Any, Sequence
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from kkt_drivers import receipt_json
 from worker.defaults import DEFAULT_REGISTER_GROUP
@@ -18,7 +18,9 @@ from worker.ledger.records import (
     Gap, IngestEntry, PlannedRow, ReceiptRecord, SettlementEntry, decimal_or_none, naive_utc, record_from_row,
     utcnow,
 )
-from worker.ledger.schema import KIND_CHARS, REASON_CHARS, gap_log, ingest_cursor, ingest_gaps, payments, receipts
+from worker.ledger.schema import (
+    KIND_CHARS, REASON_CHARS, gap_log, ingest_cursor, ingest_gaps, payments, receipts, register_documents,
+)
 from worker.ledger.states import REPLANNABLE, State
 from worker.receipts.plan import Stage, prerequisite
 from worker.shop.rows import ShopPayment
@@ -101,24 +103,33 @@ class IngestWrites(DocumentWrites):
             return self._insert_entries(conn, entries, utcnow())
 
     def _insert_entries(self, conn: Connection, entries: Sequence[IngestEntry], now: dt.datetime) -> int:
+        """Insert the payments of *entries* not in the ledger yet, with their planned receipts.
+
+        A poll's rows go in as ONE multi-row INSERT per table (SQLAlchemy's insertmanyvalues, with
+        RETURNING), not one statement per row: a 500-row poll holds the ledger's single write lock
+        (SQLite) a fraction of the time, and the lanes' intents and outcomes wait less behind it.
+        """
         if not entries:
             return 0
         ids = [e.payment.id for e in entries]
         existing = set(conn.execute(select(payments.c.source_id).where(payments.c.source_id.in_(ids))).scalars())
-        added = 0
+        fresh: list[IngestEntry] = []
         for e in entries:
             if e.payment.id in existing:
                 continue  # idempotent by source id: a re-read row changes nothing
             existing.add(e.payment.id)
-            pid = conn.execute(insert(payments).values(
-                source_id=e.payment.id, kind=str(e.payment.kind)[:KIND_CHARS], amount=decimal_or_none(e.payment.amount),
-                paid_at=naive_utc(e.payment.paid_at),
-                refund_of=e.payment.refund_of if isinstance(e.payment.refund_of, int) else None,
-                snapshot=json.dumps(e.payment.to_json(), ensure_ascii=False), ingested_at=now,
-            )).inserted_primary_key[0]
-            self._insert_planned(conn, pid, e.planned, now, source_id=e.payment.id, refund_of=e.payment.refund_of)
-            added += 1
-        return added
+            fresh.append(e)
+        if not fresh:
+            return 0
+        rows = [dict(source_id=e.payment.id, kind=str(e.payment.kind)[:KIND_CHARS],
+                     amount=decimal_or_none(e.payment.amount), paid_at=naive_utc(e.payment.paid_at),
+                     refund_of=e.payment.refund_of if isinstance(e.payment.refund_of, int) else None,
+                     snapshot=json.dumps(e.payment.to_json(), ensure_ascii=False), ingested_at=now)
+                for e in fresh]
+        pids = dict(conn.execute(_PAYMENTS_INSERT, rows).all())   # source_id → ledger id
+        self._insert_planned_many(conn, [(pids[e.payment.id], e.planned, e.payment.id, e.payment.refund_of)
+                                         for e in fresh], now)
+        return len(fresh)
 
     def _insert_settlements(self, conn: Connection, settlements: Sequence[SettlementEntry], now: dt.datetime) -> int:
         """Settlement receipts under their payments; a payment already settled keeps its first settlement."""
@@ -140,18 +151,37 @@ class IngestWrites(DocumentWrites):
 
     def _insert_planned(self, conn: Connection, payment_id: int, planned: Sequence[PlannedRow], now: dt.datetime, *,
                         source_id: int, refund_of: Any = None) -> None:
-        for p in planned:
-            state = State.DONE if p.issued_elsewhere else State.QUEUED if p.receipt else State.REJECTED
-            rid = conn.execute(insert(receipts).values(
-                corrects_tag=p.corrects_tag, corrects_fiscal_sign=p.corrects_fiscal_sign,
-                payment_id=payment_id, stage=str(p.stage), part=p.part, tag=p.tag, register_group=p.group,
-                state=state.value,
-                attempts=0, next_attempt_at=now, created_at=now, updated_at=now,
-                **_plan_values(p, source_id, refund_of),
-            )).inserted_primary_key[0]
-            if state is State.QUEUED:
-                # the register may already hold this tag (a lost or restored ledger): adopt, never print
-                self.claim_for(conn, rid, p.tag, now)
+        self._insert_planned_many(conn, [(payment_id, planned, source_id, refund_of)], now)
+
+    def _insert_planned_many(self, conn: Connection,
+                             batch: Sequence[tuple[int, Sequence[PlannedRow], int, Any]], now: dt.datetime) -> None:
+        """Insert (payment id, planned receipts, source id, refund_of) in one multi-row INSERT; a queued
+        receipt whose tag a register already holds (a lost or restored ledger) is adopted, never printed."""
+        rows, queued = [], []
+        for payment_id, planned, source_id, refund_of in batch:
+            for p in planned:
+                state = State.DONE if p.issued_elsewhere else State.QUEUED if p.receipt else State.REJECTED
+                rows.append(dict(
+                    corrects_tag=p.corrects_tag, corrects_fiscal_sign=p.corrects_fiscal_sign,
+                    payment_id=payment_id, stage=str(p.stage), part=p.part, tag=p.tag, register_group=p.group,
+                    state=state.value, attempts=0, next_attempt_at=now, created_at=now, updated_at=now,
+                    **_plan_values(p, source_id, refund_of)))
+                if state is State.QUEUED:
+                    queued.append(p.tag)
+        if not rows:
+            return
+        rids = dict(conn.execute(_RECEIPTS_INSERT, rows).all())   # tag → ledger id
+        # one look for all the batch's tags (almost always none): claim_for only where one is unclaimed
+        for tag in self._unclaimed_tags(conn, queued):
+            self.claim_for(conn, rids[tag], tag, now)
+
+    @staticmethod
+    def _unclaimed_tags(conn: Connection, tags: Sequence[str]) -> list[str]:
+        """The tags among *tags* that an examined register document carries, waiting for their receipt."""
+        found: set[str] = set()
+        for i in range(0, len(tags), _TAGS_PER_QUERY):
+            found.update(conn.execute(_UNCLAIMED_AMONG, {"b_tags": list(tags[i:i + _TAGS_PER_QUERY])}).scalars())
+        return [t for t in tags if t in found]
 
     def payment_snapshot(self, source_id: int) -> ShopPayment | None:
         """The stored snapshot of shop row *source_id*, if ingested."""
@@ -303,3 +333,12 @@ def _plan_values(p: PlannedRow, source_id: int, refund_of: Any) -> dict[str, Any
         waits_for_source=waits.source_id if waits else None,
         waits_for_stage=str(waits.stage) if waits and waits.stage else None,
     )
+
+
+# Built once (see lane_writes): the multi-row inserts return what maps each row to its new id
+_PAYMENTS_INSERT = insert(payments).returning(payments.c.source_id, payments.c.id)
+_RECEIPTS_INSERT = insert(receipts).returning(receipts.c.tag, receipts.c.id)
+_TAGS_PER_QUERY = 500   # well under every backend's bound-parameter limit
+_UNCLAIMED_AMONG = select(register_documents.c.tag).where(
+    register_documents.c.tag.in_(bindparam("b_tags", expanding=True)),
+    register_documents.c.disposition == "unclaimed")

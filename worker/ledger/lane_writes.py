@@ -122,8 +122,9 @@ class LaneWrites(DocumentWrites):
                 row = conn.execute(_CLAIM_HEAD, {"b_group": group, "b_now": now}).first()
                 if row is None:
                     return None
-                rec = record_from_row(row)
-                if conn.execute(_UNCLAIMED_TAG, {"b_tag": rec.tag}).first() is not None:
+                # the head and whether a register already holds its tag come in one statement
+                rec, unclaimed = record_from_row(row, extra=_HEAD_UNCLAIMED)
+                if unclaimed:
                     if adopted == CLAIM_MAX_ADOPTIONS:
                         return None   # the adoptions are written; the lane claims again at once
                     self.claim_for(conn, rec.id, rec.tag, now)   # adopted (or needs review): not sent
@@ -144,7 +145,7 @@ class LaneWrites(DocumentWrites):
     def enable_group_commit(self) -> None:
         """Batch the lanes' claims and outcomes into shared transactions (the worker; see group_commit)."""
         if getattr(self, "_group_commit", None) is None:
-            self._group_commit: GroupCommit | None = GroupCommit(self.write)
+            self._group_commit: GroupCommit | None = GroupCommit(self.engine.connect)
 
     def disable_group_commit(self) -> None:
         """Finish pending batched writes and go back to one transaction per call."""
@@ -198,15 +199,16 @@ class LaneWrites(DocumentWrites):
 
     def record_done(self, receipt_id: int, doc: FiscalDocument, *, attempt_id: int | None,
                     expected: State = State.SENDING, outcome: str = "done", fence: Fence | None = None,
-                    register: str | None = None, fd_before: int | None = None) -> None:
+                    register: str | None = None, fd_before: int | None = None) -> bool:
         """sending → done with the document's requisites.
 
         With *register* and *fd_before*: if the watermark stood at *fd_before* (nothing unexamined before
-        our document), it moves to the document's number in the same transaction.
+        our document), it moves to the document's number in the same transaction. Returns whether it
+        moved (the lane then knows the ledger has accounted for everything up to this document).
         """
         now = utcnow()
         if expected is State.SENDING and outcome == "done" and attempt_id is not None:
-            def done_in(conn: Connection) -> None:   # the hot path: prebuilt statements
+            def done_in(conn: Connection) -> bool:   # the hot path: prebuilt statements
                 # guards first (fence, then the state-guarded UPDATE): a failed guard has written nothing
                 self.check_fence(conn, fence)
                 if conn.execute(_DONE_SET, {
@@ -215,18 +217,19 @@ class LaneWrites(DocumentWrites):
                         "b_at": doc.issued_at, "b_qr": doc.qr}).rowcount != 1:
                     raise StateConflict(f"receipt {receipt_id}: expected state sending, it moved")
                 conn.execute(_ATTEMPT_DONE, {"b_attempt": attempt_id, "b_now": now, "b_fd": doc.fd_number})
-                self._advance_watermark(conn, register, fd_before, doc)
+                moved = self._advance_watermark(conn, register, fd_before, doc, now)
                 _write_marks(conn, receipt_id, doc, now)
-            self._hot_write(done_in)
-            return
+                return moved
+            return bool(self._hot_write(done_in))
         with self.write() as conn:
             self.check_fence(conn, fence)
             self._cas(conn, receipt_id, expected, State.DONE, fd_number=doc.fd_number, fiscal_sign=doc.fiscal_sign,
                       fn_serial=doc.fn_serial, shift_number=doc.shift_number, receipt_number=doc.receipt_number,
                       fiscal_at=doc.issued_at, qr=doc.qr, error_class=None)
-            self._advance_watermark(conn, register, fd_before, doc)
+            moved = self._advance_watermark(conn, register, fd_before, doc, now)
             self._finish_attempt(conn, attempt_id, now, outcome, fd_number=doc.fd_number)
             _write_marks(conn, receipt_id, doc, now)
+        return moved
 
     def record_retry(self, receipt_id: int, *, attempt_id: int | None, new: State, attempts: int,
                      next_attempt_at: dt.datetime, error: str, error_class: str,
@@ -299,17 +302,16 @@ class LaneWrites(DocumentWrites):
                 fn_expires_on=fn_expires_on, ofd_unsent=ofd_unsent, ofd_oldest_at=ofd_oldest_at,
                 clock_skew_s=clock_skew_s))
 
-    def _advance_watermark(self, conn: Connection, register: str | None, fd_before: int | None,
-                           doc: FiscalDocument) -> None:
-        """Our document directly follows a watermark at *fd_before*: nothing unexamined lies between."""
-        if register is not None and fd_before is not None and doc.fd_number == fd_before + 1 \
-                and self._watermark_in(conn, register, doc.fn_serial) == fd_before:
-            self._put_watermark(conn, register, doc.fn_serial, doc.fd_number, only_up=True)
-
     @staticmethod
-    def _watermark_in(conn: Any, register: str, fn_serial: str) -> int | None:
-        return conn.execute(select(register_watermarks.c.last_fd).where(
-            register_watermarks.c.register == register, register_watermarks.c.fn_serial == fn_serial)).scalar()
+    def _advance_watermark(conn: Connection, register: str | None, fd_before: int | None,
+                           doc: FiscalDocument, now: dt.datetime) -> bool:
+        """Our document directly follows a watermark at *fd_before*: nothing unexamined lies between, so
+        the watermark moves to it — one UPDATE guarded by ``last_fd = fd_before`` (no row, or another
+        position: nothing changes and the lane's next scan examines what lies between). True if it moved."""
+        if register is None or fd_before is None or doc.fd_number != fd_before + 1:
+            return False
+        return conn.execute(_WATERMARK_NEXT, {"b_register": register, "b_fn": doc.fn_serial, "b_fd": doc.fd_number,
+                                              "b_fd_before": fd_before, "b_now": now}).rowcount == 1
 
 
 def _prerequisites_done() -> ColumnElement[bool]:
@@ -334,7 +336,10 @@ def _prerequisites_done() -> ColumnElement[bool]:
 # The hot path's statements are built once: SQLAlchemy memoizes a statement's cache key on the object,
 # so a prebuilt statement costs one dictionary lookup per execution instead of a walk of its tree.
 _QUEUE = receipts.join(payments, receipts.c.payment_id == payments.c.id)
-_CLAIM_HEAD = (select(*RECORD_COLS).select_from(_QUEUE)
+_HEAD_UNCLAIMED = "head_unclaimed"
+_CLAIM_HEAD = (select(*RECORD_COLS, select(register_documents.c.fd_number).where(
+                   register_documents.c.tag == receipts.c.tag, register_documents.c.disposition == "unclaimed")
+               .exists().label(_HEAD_UNCLAIMED)).select_from(_QUEUE)
                .where(receipts.c.state == State.QUEUED.value, receipts.c.register_group == bindparam("b_group"),
                       receipts.c.next_attempt_at <= bindparam("b_now"), _prerequisites_done())
                .order_by(receipts.c.next_attempt_at, receipts.c.id).limit(1)
@@ -362,7 +367,10 @@ _DONE_SET = (update(receipts)
                      error_class=None))
 _ATTEMPT_DONE = (update(attempts).where(attempts.c.id == bindparam("b_attempt"))
                  .values(finished_at=bindparam("b_now"), outcome="done", error=None, fd_number=bindparam("b_fd")))
-_UNCLAIMED_TAG = select(register_documents.c.fd_number).where(
-    register_documents.c.tag == bindparam("b_tag"), register_documents.c.disposition == "unclaimed").limit(1)
+_WATERMARK_NEXT = (update(register_watermarks)
+                   .where(register_watermarks.c.register == bindparam("b_register"),
+                          register_watermarks.c.fn_serial == bindparam("b_fn"),
+                          register_watermarks.c.last_fd == bindparam("b_fd_before"))
+                   .values(last_fd=bindparam("b_fd"), updated_at=bindparam("b_now")))
 _NEXT_DUE = select(func.min(receipts.c.next_attempt_at)).where(
     receipts.c.state == State.QUEUED.value, receipts.c.register_group == bindparam("b_group"))

@@ -21,7 +21,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy import Connection, bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from worker.errors import LeaseHeld, LeaseLost
@@ -153,8 +153,13 @@ class LeaseWrites(LedgerBase):
         """Inside a write transaction: LeaseLost unless *fence* is still the register's epoch."""
         if fence is None:
             return
-        row = conn.execute(select(register_leases.c.epoch, register_leases.c.holder)
-                           .where(register_leases.c.register == fence.register).with_for_update()).first()
+        row = conn.execute(_FENCE_ROW, {"b_register": fence.register}).first()
         if row is None or row.epoch != fence.epoch or row.holder != fence.holder:
             raise LeaseLost(f"register {fence.register}: lease epoch {fence.epoch} is stale "
                             f"(now {row.epoch if row else 'none'} held by {row.holder if row else 'nobody'})")
+
+
+# checked in every intent and outcome: built once (SQLAlchemy then finds its compiled form by the
+# statement's memoized cache key instead of walking a new statement's tree each time)
+_FENCE_ROW = (select(register_leases.c.epoch, register_leases.c.holder)
+              .where(register_leases.c.register == bindparam("b_register")).with_for_update())
