@@ -23,6 +23,7 @@ import hmac
 import json
 import os
 import threading
+from array import array
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -83,7 +84,10 @@ class RegisterModel:
         self._journal = self.dir / "journal.jsonl"
         self._state_path = self.dir / "state.json"
         self._tlock = threading.RLock()
-        self._index: dict[tuple[str, int], dict[str, Any]] = {}
+        # FN serial → the journal offset of FD n at [n - 1] (-1: no such line). Offsets, not the documents:
+        # 8 bytes per document, so a register that printed 100 000 receipts does not hold them all in
+        # memory (a document is read back from the journal when asked for, which is rare)
+        self._offsets: dict[str, array] = {}
         self._last_fd: dict[str, int] = {}   # FN serial → highest FD in the journal (O(1) per command)
         self._indexed_to = 0
         self._depth = 0
@@ -159,7 +163,8 @@ class RegisterModel:
         # the journal is the truth: a crash between journal append and state write is healed here
         last = self._last_fd.get(state["fn_serial"], 0)
         if last > state["last_fd"]:
-            doc = self._index[(state["fn_serial"], last)]
+            doc = self._read_document(state["fn_serial"], last)
+            assert doc is not None, f"journal line of FD {last} vanished"
             state["last_fd"] = last
             state["receipt"] = None
             if doc["kind"] in ("receipt", "correction"):
@@ -219,11 +224,27 @@ class RegisterModel:
                     if not line.endswith(b"\n"):
                         break
                     doc = json.loads(line)
-                    self._index[(doc["fn"], doc["fd"])] = doc
+                    self._note_offset(doc["fn"], doc["fd"], self._indexed_to)
                     self._last_fd[doc["fn"]] = max(self._last_fd.get(doc["fn"], 0), doc["fd"])
                     self._indexed_to += len(line)
         except FileNotFoundError:
             pass
+
+    def _note_offset(self, fn: str, fd: int, offset: int) -> None:
+        offs = self._offsets.setdefault(fn, array("q"))
+        if fd > len(offs):
+            offs.extend([-1] * (fd - len(offs)))
+        if fd >= 1:
+            offs[fd - 1] = offset   # a repeated (fn, fd) line: the last one wins, as it always did
+
+    def _read_document(self, fn: str, fd: int) -> dict[str, Any] | None:
+        """Document *fd* of FN *fn* read back from the journal (None if there is none)."""
+        offs = self._offsets.get(fn)
+        if offs is None or not 1 <= fd <= len(offs) or offs[fd - 1] < 0:
+            return None
+        with open(self._journal, "rb") as f:
+            f.seek(offs[fd - 1])
+            return json.loads(f.readline())
 
     def _append_document(self, state: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
         """Write *doc* into the fiscal storage; from this moment it exists."""
@@ -278,14 +299,14 @@ class RegisterModel:
         first = s.get("ofd_unsent_from_fd")
         if first is None or first > s["last_fd"]:
             return {"unsent_documents": 0, "ofd_oldest_unsent_at": None}
-        oldest = self._index.get((s["fn_serial"], first))
+        oldest = self._read_document(s["fn_serial"], first)
         return {"unsent_documents": s["last_fd"] - first + 1,
                 "ofd_oldest_unsent_at": dt.datetime.fromisoformat(oldest["dt"]) if oldest else None}
 
     def document(self, fd_number: int, fn_serial: str | None = None) -> dict[str, Any] | None:
         """The raw journal record of document *fd_number* in the current (or given) FN."""
         with self._locked() as s:
-            return self._index.get((fn_serial or s["fn_serial"], fd_number))
+            return self._read_document(fn_serial or s["fn_serial"], fd_number)
 
     def fiscal_document(self, fd_number: int) -> FiscalDocument | None:
         """Document *fd_number* as a :class:`FiscalDocument`; None if it does not exist."""
@@ -295,7 +316,16 @@ class RegisterModel:
     def documents(self) -> list[dict[str, Any]]:
         """Every document ever written, in journal order (the ground truth for tests)."""
         with self._locked():
-            return sorted(self._index.values(), key=lambda d: (d["fn"], d["fd"]))
+            docs: dict[tuple[str, int], dict[str, Any]] = {}
+            try:
+                with open(self._journal, "rb") as f:
+                    for line in f:
+                        if line.endswith(b"\n"):
+                            doc = json.loads(line)
+                            docs[(doc["fn"], doc["fd"])] = doc
+            except FileNotFoundError:
+                pass
+            return sorted(docs.values(), key=lambda d: (d["fn"], d["fd"]))
 
     # -- shifts ----------------------------------------------------------------------------
     def open_shift(self, cashier: str | None = None, cashier_inn: str | None = None) -> dict[str, Any]:
