@@ -155,6 +155,27 @@ def done_span(ledger_url: str) -> tuple[int, float, dict[str, tuple[int, float]]
     return len(rows), span, per_reg
 
 
+def lane_starts(ledger_url: str) -> dict[str, float]:
+    """When each register's first intent came, relative to the first register's: a pool whose lanes
+    start one after another loses that ramp from its aggregate efficiency (and the tail at the end)."""
+    from worker.ledger.schema import receipts
+
+    eng = sa.create_engine(ledger_url, poolclass=sa.NullPool)
+    with eng.connect() as c:
+        rows = c.execute(sa.select(receipts.c.register, sa.func.min(receipts.c.intent_at),
+                                   sa.func.max(receipts.c.updated_at))
+                         .where(receipts.c.state == "done").group_by(receipts.c.register)).all()
+    eng.dispose()
+    if not rows:
+        return {}
+    t0 = min(r[1] for r in rows)
+    starts = sorted((r[1] - t0).total_seconds() for r in rows)
+    t1 = max(r[2] for r in rows)
+    ends = sorted((t1 - r[2]).total_seconds() for r in rows)
+    return {"first_intent_spread_s": round(starts[-1], 2), "first_intent_p50_s": round(starts[len(starts) // 2], 2),
+            "last_outcome_spread_s": round(ends[-1], 2)}
+
+
 def invariants(shop: sa.URL, s: Setup) -> dict[str, Any]:
     rep = check(shop, s.ledger_url, s.regs)
     return {"exactly_once": rep.ok, "done": rep.done, "states": rep.states}
@@ -283,7 +304,8 @@ def _efficiency(ctx: "Ctx", name: str, registers: int, per_reg: int, receipt_ms:
                                # aggregate above also pays for lanes starting one after another)
                                "per_register_efficiency_mean": round(statistics.mean(
                                    c / sp * receipt_ms / 1000 for c, sp in per.values() if sp), 3) if per else None,
-                               "worker_cpu_s": round(run["cpu_s"], 1), **invariants(shop, s)}
+                               "worker_cpu_s": round(run["cpu_s"], 1), **lane_starts(s.ledger_url),
+                               **invariants(shop, s)}
         if faults:
             healthy = {k: v for k, v in per.items() if k not in {f"kkt{i:03d}" for i in faults}}
             rates = [c / sp * receipt_ms / 1000 for c, sp in healthy.values() if sp]
