@@ -316,16 +316,21 @@ class RegisterModel:
     def documents(self) -> list[dict[str, Any]]:
         """Every document ever written, in journal order (the ground truth for tests)."""
         with self._locked():
-            docs: dict[tuple[str, int], dict[str, Any]] = {}
-            try:
-                with open(self._journal, "rb") as f:
-                    for line in f:
-                        if line.endswith(b"\n"):
-                            doc = json.loads(line)
-                            docs[(doc["fn"], doc["fd"])] = doc
-            except FileNotFoundError:
-                pass
-            return sorted(docs.values(), key=lambda d: (d["fn"], d["fd"]))
+            return sorted(self._journal_documents(), key=lambda d: (d["fn"], d["fd"]))
+
+    def _journal_documents(self) -> list[dict[str, Any]]:
+        """Every complete journal line (a repeated FD: the last one), read from the file: the model keeps
+        only offsets in memory. O(documents) — for tests, scans and Z reports, never per receipt."""
+        docs: dict[tuple[str, int], dict[str, Any]] = {}
+        try:
+            with open(self._journal, "rb") as f:
+                for line in f:
+                    if line.endswith(b"\n"):
+                        doc = json.loads(line)
+                        docs[(doc["fn"], doc["fd"])] = doc
+        except FileNotFoundError:
+            pass
+        return list(docs.values())
 
     # -- shifts ----------------------------------------------------------------------------
     def open_shift(self, cashier: str | None = None, cashier_inn: str | None = None) -> dict[str, Any]:
@@ -373,7 +378,7 @@ class RegisterModel:
             number = s["shift_number"] if shift is None else shift
             if number == s["shift_number"] and s["shift_open"]:
                 return self._running_totals(s, number)
-            for doc in self._index.values():
+            for doc in self._journal_documents():
                 if doc["fn"] == s["fn_serial"] and doc["kind"] == "close_shift" and doc["shift"] == number:
                     if "totals" not in doc:
                         return None      # a Z report written before the emulator kept counters
@@ -382,7 +387,7 @@ class RegisterModel:
 
     def _running_totals(self, s: dict[str, Any], shift: int, *, final: bool = False) -> ShiftTotals:
         b = counters.TotalsBuilder()
-        for doc in self._index.values():
+        for doc in self._journal_documents():
             if doc["fn"] == s["fn_serial"] and doc["shift"] == shift and doc["kind"] in ("receipt", "correction"):
                 b.add(Operation(doc["operation"]).name.lower(), Decimal(doc["total"]),
                       [(p["type"], Decimal(p["amount"])) for p in doc.get("payments", ())])
