@@ -8,7 +8,7 @@ from typing import Any, Iterator
 from sqlalchemy import Connection, Engine, select, update
 
 from worker.errors import StateConflict
-from worker.ledger.db import READ_ONLY, create_ledger_engine
+from worker.ledger.db import READ_ONLY, create_ledger_engine, writer_lock
 from worker.ledger.records import RECORD_COLS, utcnow
 from worker.ledger.schema import ERROR_MAX_CHARS, OUTCOME_CHARS, attempts, payments, receipts
 from worker.ledger.states import State, check_transition
@@ -21,11 +21,12 @@ class LedgerBase:
         self.url = url
         self.read_only = read_only
         self.engine = engine or create_ledger_engine(url, read_only=read_only)
+        self.write_lock = writer_lock(self.engine)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """One write transaction (BEGIN IMMEDIATE on SQLite); committed on a clean exit."""
-        with self.engine.begin() as conn:
+        with self.write_lock, self.engine.begin() as conn:
             yield conn
 
     @contextmanager

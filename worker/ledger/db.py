@@ -7,8 +7,10 @@ once, ignoring the timeout), and the file created 0600 in a 0700 directory.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -86,6 +88,29 @@ def _sqlite_engine(url: str) -> Engine:
             raise DBAPIError.instance(stmt, None, exc, sqlite3.Error) from exc
 
     return engine
+
+
+#: one lock per SQLite ledger file in this process (see writer_lock)
+_SQLITE_WRITERS: dict[str, threading.RLock] = {}
+_SQLITE_WRITERS_GUARD = threading.Lock()
+
+
+def writer_lock(engine: Engine) -> contextlib.AbstractContextManager[Any]:
+    """What a write transaction holds in this process, besides the database's own lock.
+
+    SQLite has one writer; a second writer that finds the lock taken does not queue — SQLite's busy
+    handler *sleeps* 1, 2, 5, 10 … up to 100 ms and tries again. With the group-commit writer, lease
+    renewals, lane states and ingest in one process, those sleeps became most of the time a lane waited
+    for its intent (issue 10: the farm's 200 lanes). Writers of this process therefore take a lock
+    first and wait on it instead, woken the moment the previous transaction ends; the busy timeout is
+    left for other processes (the CLI). PostgreSQL: no lock (row locks, many writers).
+    """
+    u = engine.url
+    if u.get_backend_name() != "sqlite":
+        return contextlib.nullcontext()
+    key = str(Path(u.database).resolve()) if u.database and u.database != ":memory:" else f"memory:{id(engine)}"
+    with _SQLITE_WRITERS_GUARD:
+        return _SQLITE_WRITERS.setdefault(key, threading.RLock())
 
 
 def _sqlite_read_only_engine(url: str) -> Engine:

@@ -22,6 +22,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Callable, Iterator
 
 from sqlalchemy import Connection
@@ -37,8 +38,10 @@ GUARD_ERRORS = (StateConflict, LeaseLost)
 class GroupCommit:
     """One writer thread that batches write requests ``fn(conn) -> result`` into shared transactions."""
 
-    def __init__(self, connect: Callable[[], Connection]) -> None:
+    def __init__(self, connect: Callable[[], Connection],
+                 lock: AbstractContextManager[Any] = nullcontext()) -> None:
         self._connect = connect   # a pooled connection whose begin() is the ledger's write transaction
+        self._lock = lock         # the ledger's in-process writer lock (SQLite; see db.writer_lock)
         self._q: queue.SimpleQueue[tuple[Callable[[Connection], Any], Future] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="ledger-group-commit", daemon=True)
         self._thread.start()
@@ -84,7 +87,7 @@ class GroupCommit:
             try:
                 if conn is None:
                     conn = self._connect()
-                with conn.begin():
+                with self._lock, conn.begin():
                     for fn, fut in items:
                         try:
                             done.append((fut, fn(conn), None))

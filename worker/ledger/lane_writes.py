@@ -145,7 +145,7 @@ class LaneWrites(DocumentWrites):
     def enable_group_commit(self) -> None:
         """Batch the lanes' claims and outcomes into shared transactions (the worker; see group_commit)."""
         if getattr(self, "_group_commit", None) is None:
-            self._group_commit: GroupCommit | None = GroupCommit(self.engine.connect)
+            self._group_commit: GroupCommit | None = GroupCommit(self.engine.connect, self.write_lock)
 
     def disable_group_commit(self) -> None:
         """Finish pending batched writes and go back to one transaction per call."""
