@@ -29,6 +29,21 @@ OPERATIONS: tuple[str, ...] = tuple(op.name.lower() for op in Operation)
 PAYMENT_TYPES: tuple[str, ...] = tuple(t.value for t in PaymentType)
 
 
+
+class CountersError(ValueError):
+    """A register's counters answer that does not have the shape its driver documents."""
+
+
+def exact_amount(v: Any, where: str) -> Decimal:
+    """A money amount from a register's JSON answer: a number or a decimal string, never a float (a float
+    has already lost kopecks) or nothing; CountersError naming *where* otherwise."""
+    if isinstance(v, (bool, float)) or v is None:
+        raise CountersError(f"{where} is not an exact amount: {v!r}")
+    try:
+        return money(Decimal(str(v)))
+    except (ArithmeticError, ValueError) as exc:
+        raise CountersError(f"{where} is not an amount: {v!r}") from exc
+
 @dataclass(frozen=True)
 class OperationTotals:
     """One operation's counter: receipts, amount, amount by payment type (may be empty)."""

@@ -29,8 +29,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from kkt_drivers.counters import OPERATIONS, OperationTotals, ShiftTotals
-from kkt_drivers.receipt import money
+from kkt_drivers.counters import OPERATIONS, CountersError, OperationTotals, ShiftTotals, exact_amount
 
 TASK = "getShiftTotals"
 #: our operation name → ATOL's key in ``shiftTotals.receipts``
@@ -40,19 +39,6 @@ PAYMENT_KEYS = {"cash": "cash", "electronic": "electronically", "prepaid": "prep
                 "other": "other"}
 USER_PAYMENT_TYPES = tuple(f"userPaymentType-{n}" for n in range(1, 6))
 SOURCE = "ATOL getShiftTotals"
-
-
-class CountersError(ValueError):
-    """A getShiftTotals answer that does not have the shape above."""
-
-
-def _amount(v: Any, where: str) -> Decimal:
-    if isinstance(v, (bool, float)) or v is None:
-        raise CountersError(f"{where} is not an exact amount: {v!r}")
-    try:
-        return money(Decimal(str(v)))
-    except (ArithmeticError, ValueError) as exc:
-        raise CountersError(f"{where} is not an amount: {v!r}") from exc
 
 
 def decode(result: Any) -> ShiftTotals:
@@ -72,11 +58,11 @@ def decode(result: Any) -> ShiftTotals:
         pays: dict[str, Decimal] = {}
         for ours, theirs in PAYMENT_KEYS.items():
             if theirs in (block.get("payments") or {}):
-                pays[ours] = _amount(block["payments"][theirs], f"{RECEIPT_KEYS[name]}.payments.{theirs}")
+                pays[ours] = exact_amount(block["payments"][theirs], f"{RECEIPT_KEYS[name]}.payments.{theirs}")
         for user in USER_PAYMENT_TYPES:
             if user in (block.get("payments") or {}):
-                pays["electronic"] = pays.get("electronic", Decimal("0.00")) + _amount(block["payments"][user], user)
-        ops[name] = OperationTotals(count, _amount(block.get("sum", 0), f"{RECEIPT_KEYS[name]}.sum"),
+                pays["electronic"] = pays.get("electronic", Decimal("0.00")) + exact_amount(block["payments"][user], user)
+        ops[name] = OperationTotals(count, exact_amount(block.get("sum", 0), f"{RECEIPT_KEYS[name]}.sum"),
                                     {k: v for k, v in sorted(pays.items()) if v})
     return ShiftTotals(shift, ops, SOURCE)
 

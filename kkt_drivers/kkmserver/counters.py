@@ -22,8 +22,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from kkt_drivers.counters import OPERATIONS, OperationTotals, ShiftTotals, TotalsBuilder
-from kkt_drivers.receipt import Operation, money
+from kkt_drivers.counters import (OPERATIONS, CountersError, OperationTotals, ShiftTotals, TotalsBuilder,
+                                  exact_amount)
+from kkt_drivers.receipt import Operation
 
 COMMAND = "GetCounters"
 #: the spellings of the type's keys (Cyrillic С first: the documented one)
@@ -35,20 +36,6 @@ RECEIPT_TYPES = {"sale": "Shell", "sale_refund": "ShellReturn", "expense": "Buy"
 PAYMENT_FIELDS = {"cash": "Cash", "electronic": "ElectronicPayment", "prepaid": "AdvancePayment",
                   "credit": "Credit", "other": "CashProvision"}
 SOURCE = "KKMServer GetCounters (FN shift counters)"
-
-
-class CountersError(ValueError):
-    """A GetCounters answer without the shape above."""
-
-
-def _amount(entry: dict[str, Any], key: str) -> Decimal:
-    v = entry.get(key, 0)
-    if isinstance(v, (bool, float)) or v is None:
-        raise CountersError(f"{key} is not an exact amount: {v!r}")
-    try:
-        return money(Decimal(str(v)))
-    except (ArithmeticError, ValueError) as exc:
-        raise CountersError(f"{key} is not an amount: {v!r}") from exc
 
 
 def _first(obj: dict[str, Any], keys: tuple[str, ...]) -> Any:
@@ -76,8 +63,8 @@ def decode(answer: dict[str, Any], shift: int) -> ShiftTotals:
         count = e.get("Count")
         if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
             raise CountersError(f"{RECEIPT_TYPES[name]}.Count is not an integer: {count!r}")
-        pays = {ours: _amount(e, theirs) for ours, theirs in PAYMENT_FIELDS.items() if theirs in e}
-        ops[name] = OperationTotals(count, _amount(e, "Sum"), {k: v for k, v in sorted(pays.items()) if v})
+        pays = {ours: exact_amount(e.get(theirs, 0), theirs) for ours, theirs in PAYMENT_FIELDS.items() if theirs in e}
+        ops[name] = OperationTotals(count, exact_amount(e.get("Sum", 0), "Sum"), {k: v for k, v in sorted(pays.items()) if v})
     return ShiftTotals(shift, ops, SOURCE)
 
 
