@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import signal
 import time
 from pathlib import Path
@@ -52,6 +53,8 @@ def test_status_says_down_after_kill_9_and_check_exits_1(shop_schema: sa.URL, tm
         wait_for(done)
         ok = run_cli(settings, "status", "--check", check=False)
         assert ok.returncode == 0 and "worker: running" in ok.stdout, ok.stdout + ok.stderr
+        assert re.search(r"lease kkt1: epoch \d+ worker@\S+ live until \d\d:\d\d:\d\d UTC", ok.stdout), ok.stdout
+        assert "ingest: not paused (ledger disk" in ok.stdout, ok.stdout
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         assert 'kkt_receipts{state="done"} 3.0' in metrics and "kkt_worker_up 1.0" in metrics
         assert 'kkt_attempts_total{outcome="done"} 3.0' in metrics and "kkt_receipt_latency_seconds_count 3.0" in metrics

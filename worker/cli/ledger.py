@@ -302,7 +302,8 @@ def _print_fencing(details: dict[str, Any]) -> None:
         if lease["register"] == INGEST_LEASE:
             continue   # shown with the cluster
         click.echo(f"lease {lease['register']}: epoch {lease['epoch']} {lease['holder']} "
-                   f"{'live' if lease['live'] else 'expired'} until {lease['expires_at']:%H:%M:%S} UTC")
+                   + (f"live until {lease['expires_at']:%H:%M:%S} UTC" if lease['live']
+                      else f"expired at {lease['expires_at']:%H:%M:%S} UTC"))
     for mark in details["watermarks"]:
         docs = {d["disposition"]: d["n"] for d in details["register_documents"] if d["register"] == mark["register"]}
         click.echo(f"register {mark['register']} FN {mark['fn_serial']}: accounted up to FD {mark['last_fd']}"
@@ -313,5 +314,5 @@ def _print_fencing(details: dict[str, Any]) -> None:
         click.echo(f"shop row {d['source_id']} changed after ingest (receipt stays as printed): {d['drift']}")
     free, floor = details["ledger_free_mb"], details["ingest_pauses_below_mb"]
     if free is not None:
-        click.echo(f"ingest: {'PAUSED' if free < floor else 'running'} (ledger disk {free:.0f} MB free, "
+        click.echo(f"ingest: {'PAUSED' if free < floor else 'not paused'} (ledger disk {free:.0f} MB free, "
                    f"pauses below {floor} MB)")
