@@ -34,6 +34,10 @@ from kkt_drivers.errors import RejectedError
 from kkt_drivers.receipt import DeviceStatus, FiscalDocument, Receipt
 
 
+#: the class flags that say what a driver can do (see each one's comment in :class:`Driver`)
+CAPABILITY_FLAGS = ("reads_documents", "lookup_by_key", "reads_counters", "supports_marking")
+
+
 class Driver(abc.ABC):
     """One cash register. Open with :meth:`connect` or as a context manager."""
 
@@ -58,6 +62,12 @@ class Driver(abc.ABC):
 
     #: True when :meth:`shift_totals` reads the register's own shift counters
     reads_counters: bool = False
+
+    @classmethod
+    def capabilities(cls, scheme: str) -> dict[str, bool]:
+        """What a driver of this class opened with a *scheme* URL can do (``kkt-worker drivers``); a class
+        whose abilities depend on the URL overrides it."""
+        return {flag: bool(getattr(cls, flag)) for flag in CAPABILITY_FLAGS}
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         """Guard every driver's :meth:`fiscalize`: marked lines never reach a driver that cannot

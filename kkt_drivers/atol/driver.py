@@ -91,6 +91,11 @@ class AtolDriver(Driver):
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
+    def capabilities(cls, scheme: str) -> dict[str, bool]:
+        """Web Requests stores our uuid (lookup by key); libfptr on this host does not."""
+        return {**super().capabilities(scheme), "lookup_by_key": scheme != "atol+libfptr"}
+
+    @classmethod
     def from_url(cls, url: str) -> "AtolDriver":
         """Build from an ``atol+http(s)://`` or ``atol+libfptr://`` URL (see the module header)."""
         parts = urlsplit(url)

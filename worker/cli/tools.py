@@ -1,8 +1,10 @@
 """``drivers`` and ``preview``: what the worker can drive, and what it would print — touching nothing."""
 from __future__ import annotations
 
+import importlib
 import json
 from importlib.metadata import entry_points
+from typing import Any
 
 import click
 
@@ -13,19 +15,40 @@ from worker import app
 from worker.cli.options import Ctx, opt, pass_ctx
 
 
+#: the driver capabilities (kkt_drivers.base.CAPABILITY_FLAGS) as ``drivers`` prints them
+CAPABILITIES = {"reads_documents": "documents", "lookup_by_key": "key-lookup", "reads_counters": "counters",
+                "supports_marking": "marking"}
+
+
+def capabilities(scheme: str, target: str) -> dict[str, Any]:
+    """What the driver class behind *target* (``module:Class``) can do with a *scheme* URL; ``error`` when
+    it does not import."""
+    module_name, _, cls_name = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+        return dict(cls.capabilities(scheme))
+    except Exception as exc:   # an installed package may be broken (or predate the method): say so
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 @click.command()
 @opt("--output", type=click.Choice(["text", "json"]), default="text", help="output format")
 def drivers(output: str) -> None:
-    """Built-in and installed register drivers, their URL schemes and emulators."""
+    """Built-in and installed register drivers, their URL schemes, what each can do, and the emulators."""
     rows = [{"scheme": scheme, "target": target, "source": "built-in"} for scheme, target in BUILTIN_DRIVERS.items()]
     rows += [{"scheme": ep.name, "target": ep.value, "source": f"installed ({ep.dist.name if ep.dist else '?'})"}
              for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in BUILTIN_DRIVERS]
+    for r in rows:
+        r["capabilities"] = capabilities(r["scheme"], r["target"])
     emulators = sorted(EMULATORS)
     if output == "json":
         click.echo(json.dumps({"drivers": rows, "emulators": emulators}, indent=2))
         return
     for r in rows:
-        click.echo(f"{r['scheme'] + '://…':<22} {r['target']:<52} {r['source']}")
+        caps = r["capabilities"]
+        can = (f"cannot load: {caps['error']}" if "error" in caps
+               else " ".join(name for flag, name in CAPABILITIES.items() if caps[flag]) or "-")
+        click.echo(f"{r['scheme'] + '://…':<22} {r['target']:<52} {r['source']:<12} {can}")
     click.echo("emulators (kkt-worker emulator serve NAME STATE_DIR): " + ", ".join(emulators))
 
 
