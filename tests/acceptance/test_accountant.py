@@ -77,6 +77,10 @@ def test_reports_and_a_shift_reconciled_with_the_register(shop_schema: sa.URL, t
     assert lines[0] == "Раздел;Показатель;Количество;Сумма;Сумма по ККТ;Примечание"
     assert "итого;net;;249,90;;" in lines
     assert any(line.startswith("счётчики ККТ kkt1 смена 1;sale;2;399,90;399,90;Z report FD 5") for line in lines)
+    today = json.loads(run_cli(settings, "report", "daily", "--output", "json").stdout)["from"]
+    ranged = json.loads(run_cli(settings, "report", "range", "--from", today, "--to", today, "--counters",
+                                "--output", "json").stdout)
+    assert [(k["register"], k["shift"], k["status"]) for k in ranged["counters"]] == [("kkt1", 1, "checked")]
 
     shown = json.loads(run_cli(settings, "ledger", "show", "--id", str(sale), "--output", "json").stdout)
     assert shown[0]["fd_number"] and shown[0]["qr"].startswith("t=") and shown[0]["attempts_history"]

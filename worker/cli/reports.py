@@ -209,13 +209,16 @@ def daily(c: Ctx, day: dt.datetime | None, counters: bool, output: str) -> None:
 @click.command("range")
 @opt("--from", "first", type=click.DateTime(["%Y-%m-%d"]), required=True, help="first local day")
 @opt("--to", "last", type=click.DateTime(["%Y-%m-%d"]), required=True, help="last local day (inclusive)")
+@opt("--counters", is_flag=True, help="also compare every register shift in the range with the register's own "
+                                      "counters (a register keeps the open shift's and its last Z report's: older "
+                                      "shifts are listed as not available; exit 1 on a difference)")
 @OUTPUT
 @pass_ctx
-def period(c: Ctx, first: dt.datetime, last: dt.datetime, output: str) -> None:
+def period(c: Ctx, first: dt.datetime, last: dt.datetime, counters: bool, output: str) -> None:
     """Totals of a range of local days."""
     if last < first:
         raise click.BadParameter("--to must not be before --from")
-    _period(c, first.date(), last.date(), output)
+    _period(c, first.date(), last.date(), output, counters)
 
 
 @click.command("shift")
