@@ -8,7 +8,8 @@ Everything is real except the registers: a scratch MariaDB shop database (``--ad
 worker's own CLI (``python -m worker run``) in a subprocess, SQLite (WAL, synchronous=FULL) and
 PostgreSQL (``--pg-admin-url``) ledgers with durable commits, and in-process emulated registers whose
 latency is set per receipt (``receipt_latency_ms``; the register's own journal is not fsync'ed — it is
-the device, not the worker). Each run ends with the exactly-once invariants
+the device, not the worker; ``farm_out_of_process`` puts them in other processes behind the Shtrih-M
+wire protocol, see bench/farm_hosts.py). Each run ends with the exactly-once invariants
 (``tests/chaos/invariants.py``) checked against the registers' journals: ``"exactly_once": true``.
 
 Prints ONE JSON object (see docs/pool.md, "Reading the benchmark"): ``cores`` and every figure with the
@@ -38,6 +39,8 @@ from tests.chaos.invariants import check
 from tests.shop import cli_env, run_cli, write_settings
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+#: processes hosting the out-of-process farm's registers (50 Shtrih-M emulators each)
+FARM_HOSTS = 4
 IDLE_SETTLE_S = 5.0          # let a fresh worker finish starting before the idle window opens
 
 
@@ -105,12 +108,17 @@ class Setup:
 
 
 def setup(work: Path, name: str, shop: sa.URL, ledger_url: str, registers: int, *, receipt_ms: int = 0,
-          faults: dict[int, str] | None = None, **sections: Any) -> Setup:
+          faults: dict[int, str] | None = None, served: list[str] | None = None, **sections: Any) -> Setup:
+    """Settings for *registers* in-process emulated registers, or for the wire registers *served*
+    (their URLs, state in ``work/name/reg<i>``: see :func:`start_hosts`)."""
     d = work / name
-    d.mkdir()
+    d.mkdir(exist_ok=True)
     regs = [d / f"reg{i}" for i in range(registers)]
     urls = []
     for i, r in enumerate(regs):
+        if served:
+            urls.append((f"kkt{i:03d}", served[i]))
+            continue
         q = f"serial=EMU{i:05d}&fsync=0&receipt_latency_ms={receipt_ms}"
         if faults and i in faults:
             q += "&" + faults[i]
@@ -174,6 +182,51 @@ def lane_starts(ledger_url: str) -> dict[str, float]:
     ends = sorted((t1 - r[2]).total_seconds() for r in rows)
     return {"first_intent_spread_s": round(starts[-1], 2), "first_intent_p50_s": round(starts[len(starts) // 2], 2),
             "last_outcome_spread_s": round(ends[-1], 2)}
+
+
+def start_hosts(d: Path, registers: int, hosts: int, receipt_ms: int) -> tuple[list[subprocess.Popen], list[str]]:
+    """*registers* emulated Shtrih-M registers on TCP, spread over *hosts* processes
+    (``bench.farm_hosts``), state in ``d/reg<i>``: the processes and the register URLs in order."""
+    d.mkdir(parents=True, exist_ok=True)
+    per = -(-registers // hosts)
+    procs: list[subprocess.Popen] = []
+    urls: list[str] = []
+    try:
+        for first in range(0, registers, per):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "bench.farm_hosts", str(d), "--first", str(first),
+                 "--count", str(min(per, registers - first)), "--receipt-ms", str(receipt_ms)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=cli_env(), text=True))
+        for proc in procs:   # each prints its URLs once every port listens
+            line = proc.stdout.readline() if proc.stdout else ""
+            if not line:
+                raise RuntimeError(f"register host {proc.pid} exited {proc.wait()}")
+            urls += json.loads(line)["urls"]
+    except BaseException:
+        stop_hosts(procs)
+        raise
+    return procs, urls
+
+
+def stop_hosts(procs: list[subprocess.Popen]) -> int:
+    """Stop the register hosts (stdin closed); their summed peak RSS in MB (VmHWM, read first)."""
+    rss_kb = 0
+    for proc in procs:
+        try:
+            rss_kb += next(int(ln.split()[1]) for ln in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+                           if ln.startswith("VmHWM:"))
+        except (OSError, StopIteration):
+            pass
+    for proc in procs:
+        if proc.stdin:
+            proc.stdin.close()
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return rss_kb // 1024
 
 
 def invariants(shop: sa.URL, s: Setup) -> dict[str, Any]:
@@ -286,14 +339,26 @@ def fig_throughput(ctx: "Ctx") -> dict[str, Any]:
 
 
 def _efficiency(ctx: "Ctx", name: str, registers: int, per_reg: int, receipt_ms: int,
-                faults: dict[int, str] | None = None) -> dict[str, Any]:
+                faults: dict[int, str] | None = None, hosts: int = 0) -> dict[str, Any]:
+    """Pool efficiency of one ``run --burst``; *hosts* > 0: the registers are Shtrih-M emulators on
+    TCP in that many separate processes (the worker only waits on sockets), else in-process."""
     shop = ctx.shop()
     led = Ledgers("sqlite", ctx.pg_admin, ctx.work)
+    procs: list[subprocess.Popen] = []
+    hosts_rss_mb = None
     try:
         fill_shop(shop, registers * per_reg)
+        served = None
+        if hosts:
+            procs, served = start_hosts(ctx.work / name, registers, hosts, receipt_ms)
         s = setup(ctx.work, name, shop, led.new(name), registers, receipt_ms=receipt_ms, faults=faults,
+                  served=served,
                   retry={"base_delay_s": 1, "max_delay_s": 5, "device_pause_s": 5, "max_attempts": 50})
-        run = burst(s)
+        try:
+            run = burst(s)
+        finally:
+            if procs:   # stopped before the check: the journals are complete and nobody writes them
+                hosts_rss_mb = stop_hosts(procs)
         done, span, per = done_span(s.ledger_url)
         ideal = registers * 1000 / receipt_ms
         res: dict[str, Any] = {"registers": registers, "receipt_ms": receipt_ms, "payments": registers * per_reg,
@@ -312,8 +377,12 @@ def _efficiency(ctx: "Ctx", name: str, registers: int, per_reg: int, receipt_ms:
             res["healthy_registers_efficiency_min"] = round(min(rates), 3) if rates else None
             res["healthy_registers_efficiency_mean"] = round(statistics.mean(rates), 3) if rates else None
             res["failing_register_done"] = sum(c for k, (c, _) in per.items() if k not in healthy)
+        if hosts:
+            res.update(register_hosts=hosts, register_hosts_rss_mb=hosts_rss_mb, worker_maxrss_mb=round(
+                run["maxrss_mb"], 1))
         return res
     finally:
+        stop_hosts(procs)
         led.drop()
         ctx.drop(shop)
 
@@ -326,6 +395,13 @@ def fig_pool(ctx: "Ctx") -> dict[str, Any]:
 def fig_farm(ctx: "Ctx") -> dict[str, Any]:
     """2b. The farm: 200 registers × 1 s per receipt, one worker process."""
     return {**_efficiency(ctx, "farm200", 200, ctx.farm_per_reg, 1000), "target": {"efficiency": 0.95}}
+
+
+def fig_farm_out_of_process(ctx: "Ctx") -> dict[str, Any]:
+    """2c. The same farm with the registers out of the worker process: 200 Shtrih-M emulators on TCP
+    in ``FARM_HOSTS`` processes (``bench.farm_hosts``), 1 s to close each receipt."""
+    res = _efficiency(ctx, "farm200oop", 200, ctx.farm_per_reg, 1000, hosts=FARM_HOSTS)
+    return {**res, "target": {"efficiency": 0.95}}
 
 
 def fig_failing(ctx: "Ctx") -> dict[str, Any]:
@@ -521,7 +597,8 @@ def fig_source(ctx: "Ctx") -> dict[str, Any]:
 
 
 FIGURES: dict[str, Callable[["Ctx"], dict[str, Any]]] = {
-    "throughput": fig_throughput, "pool": fig_pool, "farm": fig_farm, "latency": fig_latency,
+    "throughput": fig_throughput, "pool": fig_pool, "farm": fig_farm, "farm_out_of_process": fig_farm_out_of_process,
+    "latency": fig_latency,
     "idle": fig_idle, "rss": fig_rss, "source": fig_source, "failing": fig_failing,
 }
 
