@@ -1,12 +1,13 @@
 """Register hosts for the out-of-process farm figure: many emulated Shtrih-M registers in ONE process.
 
-    .venv/bin/python -m bench.farm_hosts STATE_ROOT --first 0 --count 50 --receipt-ms 1000
+    .venv/bin/python -m bench.farm_hosts STATE_ROOT --first 0 --count 50 --receipt-ms 1000 [--model jsontcp]
 
-Starts ``count`` :class:`~kkt_drivers.shtrih.server.ShtrihEmulatorServer` instances (one TCP port
-each, any free port, state in ``STATE_ROOT/reg<i>``, serial ``<i>`` zero-padded to 16 digits, journal
-not fsync'ed: it is the device, not the worker). Only the receipt's close (FF45, where a real
-register prints and signs) waits ``receipt_ms``: the register's own latency, as the in-process figure's
-``receipt_latency_ms``. Prints one JSON line ``{"urls": [...]}`` on stdout once every port listens, then
+Starts ``count`` emulated registers of ``--model`` (``shtrih``: :class:`ShtrihEmulatorServer`, the
+byte protocol with several commands per receipt; ``jsontcp``: :class:`JsonTcpEmulatorServer`, one JSON
+frame per step), one TCP port each (any free port), state in ``STATE_ROOT/reg<i>``, serial ``i + 1``
+zero-padded to 16 digits, journal not fsync'ed (it is the device, not the worker). Only the receipt's
+close (Shtrih FF45 / jsontcp ``close_receipt``, where a real register prints and signs) waits
+``receipt_ms``: the register's own latency, as the in-process figure's ``receipt_latency_ms``. Prints one JSON line ``{"urls": [...]}`` on stdout once every port listens, then
 serves until stdin closes or SIGTERM. ``kkt-worker emulator serve`` hosts one register per process; 200
 such processes would cost ~200 × 40 MB, so the benchmark runs a handful of these instead.
 """
@@ -19,8 +20,37 @@ import sys
 import threading
 from pathlib import Path
 
+import time
+from typing import Any
+
+from kkt_drivers.jsontcp.server import JsonTcpEmulatorServer
 from kkt_drivers.shtrih import protocol as p
 from kkt_drivers.shtrih.server import ShtrihEmulatorServer
+
+
+class SlowCloseJsonTcp(JsonTcpEmulatorServer):
+    """The bridge emulator whose ``close_receipt`` takes ``close_delay_s`` (the jsontcp server has no
+    delay knob of its own; the sleep is before the model writes the document, as a printer's would be)."""
+
+    close_delay_s = 0.0
+
+    def execute(self, msg: dict[str, Any]) -> dict[str, Any]:
+        if msg.get("cmd") == "close_receipt" and self.close_delay_s:
+            time.sleep(self.close_delay_s)
+        return super().execute(msg)
+
+
+def _start(model: str, state_dir: str, serial: str, delay_s: float) -> tuple[str, Any]:
+    """One register of *model* serving in a background thread: (its URL, the server)."""
+    if model == "jsontcp":
+        js = SlowCloseJsonTcp(state_dir, serial=serial, fsync=False)
+        js.close_delay_s = delay_s
+        return js.start().url(), js
+    # idle_timeout_s=None: a lane that waits for work longer than 2 min must not find its link cut
+    srv = ShtrihEmulatorServer(state_dir, serial=serial, fsync=False, answer_delay_s=delay_s, idle_timeout_s=None)
+    srv.delayed_commands = {p.FN_CLOSE_RECEIPT}
+    h, prt = srv.start().address
+    return f"shtrih+socket://{h}:{prt}", srv
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,16 +60,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--first", type=int, default=0, help="index of the first register (names reg<i>)")
     ap.add_argument("--count", type=int, required=True)
     ap.add_argument("--receipt-ms", type=int, default=1000, help="the register's time to close a receipt")
+    ap.add_argument("--model", choices=("shtrih", "jsontcp"), default="shtrih")
     args = ap.parse_args(argv)
-    servers = []
-    for i in range(args.first, args.first + args.count):
-        # idle_timeout_s=None: a lane that waits for work longer than 2 min must not find its link cut
-        srv = ShtrihEmulatorServer(str(args.state_root / f"reg{i}"), serial=f"{i + 1:016d}", fsync=False,
-                                   answer_delay_s=args.receipt_ms / 1000, idle_timeout_s=None)
-        srv.delayed_commands = {p.FN_CLOSE_RECEIPT}
-        servers.append(srv.start())
-    print(json.dumps({"urls": [f"shtrih+socket://{h}:{prt}" for h, prt in (s.address for s in servers)]}),
-          flush=True)
+    started = [_start(args.model, str(args.state_root / f"reg{i}"), f"{i + 1:016d}", args.receipt_ms / 1000)
+               for i in range(args.first, args.first + args.count)]
+    servers = [srv for _, srv in started]
+    print(json.dumps({"urls": [url for url, _ in started]}), flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -184,9 +184,15 @@ def lane_starts(ledger_url: str) -> dict[str, float]:
             "last_outcome_spread_s": round(ends[-1], 2)}
 
 
-def start_hosts(d: Path, registers: int, hosts: int, receipt_ms: int) -> tuple[list[subprocess.Popen], list[str]]:
-    """*registers* emulated Shtrih-M registers on TCP, spread over *hosts* processes
+def start_hosts(d: Path, registers: int, hosts: int, receipt_ms: int,
+                model: str = "shtrih") -> tuple[list[subprocess.Popen], list[str]]:
+    """*registers* emulated registers of *model* on TCP, spread over *hosts* processes
     (``bench.farm_hosts``), state in ``d/reg<i>``: the processes and the register URLs in order."""
+    from kkt_drivers.jsontcp import server as jsontcp
+
+    # the jsontcp URLs name environment variables for the passwords; the worker inherits them
+    os.environ.setdefault(jsontcp.PASSWORD_ENV, jsontcp.EMULATOR_PASSWORD)
+    os.environ.setdefault(jsontcp.CONNECTION_PASSWORD_ENV, jsontcp.EMULATOR_CONNECTION_PASSWORD)
     d.mkdir(parents=True, exist_ok=True)
     per = -(-registers // hosts)
     procs: list[subprocess.Popen] = []
@@ -195,7 +201,7 @@ def start_hosts(d: Path, registers: int, hosts: int, receipt_ms: int) -> tuple[l
         for first in range(0, registers, per):
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "bench.farm_hosts", str(d), "--first", str(first),
-                 "--count", str(min(per, registers - first)), "--receipt-ms", str(receipt_ms)],
+                 "--count", str(min(per, registers - first)), "--receipt-ms", str(receipt_ms), "--model", model],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=cli_env(), text=True))
         for proc in procs:   # each prints its URLs once every port listens
             line = proc.stdout.readline() if proc.stdout else ""
@@ -339,7 +345,7 @@ def fig_throughput(ctx: "Ctx") -> dict[str, Any]:
 
 
 def _efficiency(ctx: "Ctx", name: str, registers: int, per_reg: int, receipt_ms: int,
-                faults: dict[int, str] | None = None, hosts: int = 0) -> dict[str, Any]:
+                faults: dict[int, str] | None = None, hosts: int = 0, model: str = "shtrih") -> dict[str, Any]:
     """Pool efficiency of one ``run --burst``; *hosts* > 0: the registers are Shtrih-M emulators on
     TCP in that many separate processes (the worker only waits on sockets), else in-process."""
     shop = ctx.shop()
@@ -350,7 +356,7 @@ def _efficiency(ctx: "Ctx", name: str, registers: int, per_reg: int, receipt_ms:
         fill_shop(shop, registers * per_reg)
         served = None
         if hosts:
-            procs, served = start_hosts(ctx.work / name, registers, hosts, receipt_ms)
+            procs, served = start_hosts(ctx.work / name, registers, hosts, receipt_ms, model)
         s = setup(ctx.work, name, shop, led.new(name), registers, receipt_ms=receipt_ms, faults=faults,
                   served=served,
                   retry={"base_delay_s": 1, "max_delay_s": 5, "device_pause_s": 5, "max_attempts": 50})
@@ -378,7 +384,7 @@ def _efficiency(ctx: "Ctx", name: str, registers: int, per_reg: int, receipt_ms:
             res["healthy_registers_efficiency_mean"] = round(statistics.mean(rates), 3) if rates else None
             res["failing_register_done"] = sum(c for k, (c, _) in per.items() if k not in healthy)
         if hosts:
-            res.update(register_hosts=hosts, register_hosts_rss_mb=hosts_rss_mb, worker_maxrss_mb=round(
+            res.update(register_model=model, register_hosts=hosts, register_hosts_rss_mb=hosts_rss_mb, worker_maxrss_mb=round(
                 run["maxrss_mb"], 1))
         return res
     finally:
@@ -398,9 +404,10 @@ def fig_farm(ctx: "Ctx") -> dict[str, Any]:
 
 
 def fig_farm_out_of_process(ctx: "Ctx") -> dict[str, Any]:
-    """2c. The same farm with the registers out of the worker process: 200 Shtrih-M emulators on TCP
-    in ``FARM_HOSTS`` processes (``bench.farm_hosts``), 1 s to close each receipt."""
-    res = _efficiency(ctx, "farm200oop", 200, ctx.farm_per_reg, 1000, hosts=FARM_HOSTS)
+    """2c. The same farm with the registers out of the worker process: 200 emulators on TCP
+    (``--farm-model``: jsontcp by default, or shtrih) in ``FARM_HOSTS`` processes (``bench.farm_hosts``),
+    1 s to close each receipt."""
+    res = _efficiency(ctx, "farm200oop", 200, ctx.farm_per_reg, 1000, hosts=FARM_HOSTS, model=ctx.farm_model)
     return {**res, "target": {"efficiency": 0.95}}
 
 
@@ -619,6 +626,8 @@ class Ctx:
     rss_big: int
     source_rows: int
     source_backlog: int
+    #: the wire protocol of ``farm_out_of_process``'s registers (bench.farm_hosts ``--model``)
+    farm_model: str = "jsontcp"
 
     def shop(self) -> sa.URL:
         return create_shop(self.admin_url)
@@ -642,6 +651,8 @@ def main() -> None:
     ap.add_argument("--ledgers", default="sqlite,postgresql", help="ledgers for the throughput figure")
     ap.add_argument("--admin-url", default=ADMIN_URL, help="MariaDB URL allowed to create scratch databases")
     ap.add_argument("--pg-admin-url", default=PG_ADMIN_URL, help="PostgreSQL URL allowed to create databases")
+    ap.add_argument("--farm-model", choices=("jsontcp", "shtrih"), default="jsontcp",
+                    help="wire protocol of farm_out_of_process's registers (shtrih: ~25 ms of worker CPU per receipt)")
     args = ap.parse_args()
     wanted = [f.strip() for f in args.only.split(",") if f.strip()]
     unknown = [f for f in wanted if f not in FIGURES]
@@ -650,7 +661,8 @@ def main() -> None:
     result: dict[str, Any] = {"cores": os.cpu_count(), "quick": args.quick, "python": sys.version.split()[0],
                               "sizes": sizes(args.quick), "figures": {}}
     with tempfile.TemporaryDirectory(prefix="kkt-pool-bench-") as d:
-        ctx = Ctx(Path(d), args.admin_url, args.pg_admin_url, tuple(args.ledgers.split(",")), **sizes(args.quick))
+        ctx = Ctx(Path(d), args.admin_url, args.pg_admin_url, tuple(args.ledgers.split(",")), **sizes(args.quick),
+                  farm_model=args.farm_model)
         for name in wanted:
             t0 = time.perf_counter()
             try:

@@ -6,13 +6,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from kkt_drivers.registry import open_driver
 from tests.shop import cli_env
 
 
-def test_one_host_process_serves_distinct_registers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", ["shtrih", "jsontcp"])
+def test_one_host_process_serves_distinct_registers(tmp_path: Path, model: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from kkt_drivers.jsontcp import server as jsontcp
+
+    # the jsontcp URL names its password variables; the host's defaults are the emulator's
+    monkeypatch.setenv(jsontcp.PASSWORD_ENV, jsontcp.EMULATOR_PASSWORD)
+    monkeypatch.setenv(jsontcp.CONNECTION_PASSWORD_ENV, jsontcp.EMULATOR_CONNECTION_PASSWORD)
     proc = subprocess.Popen([sys.executable, "-m", "bench.farm_hosts", str(tmp_path), "--first", "3",
-                             "--count", "2", "--receipt-ms", "0"],
+                             "--count", "2", "--receipt-ms", "0", "--model", model],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=cli_env(), text=True)
     try:
         assert proc.stdout is not None
