@@ -34,6 +34,17 @@ def browser(tmp_path: Path) -> Iterator[object]:
     drv.quit()
 
 
+def click_and_wait(b, by: str, selector: str) -> None:  # type: ignore[no-untyped-def]
+    """Click a link or submit button and wait for the next page: a click does not always wait for the
+    navigation it starts, and the old page's elements would be found (a CI run on a loaded machine did)."""
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = b.find_element("tag name", "html")
+    b.find_element(by, selector).click()
+    WebDriverWait(b, 20).until(ec.staleness_of(old))
+
+
 def test_ledger_filters_payment_page_and_downloads_in_chromium(served: str, browser) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -41,12 +52,12 @@ def test_ledger_filters_payment_page_and_downloads_in_chromium(served: str, brow
     b = browser
     b.get(served + "/")
     assert "Показаны 1–50 из 60" in b.find_element(By.ID, "shown").text
-    b.find_element(By.ID, "next").click()
+    click_and_wait(b, By.ID, "next")
     assert "Показаны 51–60 из 60" in b.find_element(By.ID, "shown").text
 
     b.get(served + "/")
     Select(b.find_element(By.NAME, "state")).select_by_value("rejected")
-    b.find_element(By.CSS_SELECTOR, "#filters button").click()
+    click_and_wait(b, By.CSS_SELECTOR, "#filters button")
     rows = b.find_elements(By.CSS_SELECTOR, "#receipts tr")[1:]
     assert len(rows) == 1 and "vat18" in rows[0].text
 
@@ -54,10 +65,9 @@ def test_ledger_filters_payment_page_and_downloads_in_chromium(served: str, brow
     box.clear()
     Select(b.find_element(By.NAME, "state")).select_by_value("")
     box.send_keys("S12")
-    b.find_element(By.CSS_SELECTOR, "#filters button").click()
-    link = b.find_element(By.CSS_SELECTOR, "#receipts a")
-    assert link.text == "12"
-    link.click()
+    click_and_wait(b, By.CSS_SELECTOR, "#filters button")
+    assert b.find_element(By.CSS_SELECTOR, "#receipts a").text == "12"
+    click_and_wait(b, By.CSS_SELECTOR, "#receipts a")
     qr = b.find_element(By.CSS_SELECTOR, ".qr svg")
     assert qr.size["width"] > 50 and qr.size["height"] > 50          # the QR code is drawn
     assert "Платёж 12" in b.find_element(By.TAG_NAME, "h1").text
