@@ -137,15 +137,16 @@ def current_shop_rows(settings: Settings, ledger: Ledger, source_ids: Sequence[i
 def open_ledger(settings: Settings, *, read_only: bool = False) -> Ledger:
     """The ledger at the configured URL (password from the environment); read-only for read commands.
 
-    Names this process's node (``cluster.node``) for its lease holder ids. In cluster mode the server ends a
-    session left idle inside a transaction after half a lease (at most 30 s): a frozen worker (SIGSTOP, a
-    stalled link) must not keep another worker from taking over a register (docs/cluster.md)."""
+    Names this process's node (``cluster.node``) for its lease holder ids. On PostgreSQL the server ends a
+    writer's session left idle inside a transaction after half a lease (at most 30 s): a frozen worker
+    (SIGSTOP, a stalled or cut link whose backend lives on) must not keep the next worker — in a cluster
+    or a restarted single worker — from taking a register's lease row (docs/cluster.md)."""
     set_node(settings.cluster.node)
-    if not settings.cluster.enabled:
-        return Ledger(settings.ledger_url, read_only=read_only)
+    if read_only:
+        return Ledger(settings.ledger_url, read_only=True)
     idle_ms = int(1000 * min(CLUSTER_IDLE_TX_MAX_SECONDS, max(CLUSTER_IDLE_TX_MIN_SECONDS, settings.lease.ttl_s / 2)))
-    engine = create_ledger_engine(settings.ledger_url, read_only=read_only, idle_in_transaction_ms=idle_ms)
-    return Ledger(settings.ledger_url, engine, read_only=read_only)
+    engine = create_ledger_engine(settings.ledger_url, idle_in_transaction_ms=idle_ms)
+    return Ledger(settings.ledger_url, engine)
 
 
 def open_register(register: RegisterSettings) -> Driver:

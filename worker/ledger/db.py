@@ -33,7 +33,7 @@ def create_ledger_engine(url: str, *, read_only: bool = False,
     ``read_only``: for the accountant's and the admin's read commands — nothing is created or
     written, not even a pragma, so a reader without write permission (or a backup copy on
     read-only media) can open the ledger; on PostgreSQL every transaction is READ ONLY.
-    ``idle_in_transaction_ms`` (PostgreSQL, cluster mode): the server ends a session that sits idle inside a
+    ``idle_in_transaction_ms`` (PostgreSQL writers): the server ends a session that sits idle inside a
     transaction this long — a frozen or cut-off worker must not keep a lease row locked for the others.
     """
     u = make_url(url)
