@@ -2,46 +2,22 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from kkt_drivers import open_driver
-from tests.shop import cli_env
-
-STARTUP_SECONDS = 20
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_listening(proc: subprocess.Popen, port: int) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise AssertionError(f"emulator did not start: {proc.stderr.read()}")
-            time.sleep(0.1)
-
+from tests.shop import cli_env, free_port, wait_serving
 
 def test_serve_by_name_answers_and_stops_warm_on_sigterm(tmp_path: Path) -> None:
     """Given `emulator serve shtrih DIR --port P --option serial=…`, a driver reads the register's status;
     SIGTERM stops it cleanly (exit 0) and prints where it served."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "worker", "emulator", "serve", "shtrih", str(tmp_path / "reg"),
                              "--port", str(port), "--seed", "3", "--option", "serial=0000000000000042"],
                             env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_listening(proc, port)
+        wait_serving(proc, port)
         with open_driver(f"shtrih+socket://127.0.0.1:{port}?timeout=3") as drv:
             status = drv.status()
         assert status.fn_serial and status.last_fd_number == 0
