@@ -33,12 +33,12 @@ def test_a_stalled_ex_ingester_cannot_move_the_cursor_back(ledger: Ledger) -> No
     """Given A held the ingest lease and froze after reading cursor 10, when B took the lease over and moved
     the cursor to 50, then A's write (expected cursor 10, cursor 20) is refused by the epoch — not just
     by the cursor guard: even with B's cursor as its expectation it writes nothing."""
-    a = IngestLease(ledger, "worker@a:1:1", ttl_s=0.5)
+    a = IngestLease(ledger, "worker@a:1:1", ttl_s=2)      # long enough for B's look on a loaded machine
     assert a.ensure()
     position(ledger, 10, 0, fence=a.current())
     b = IngestLease(ledger, "worker@b:2:2", ttl_s=30)
     assert not b.ensure()                                # A's lease is live: B stands by
-    time.sleep(1.2)                                      # A froze past its lease (server clock)
+    time.sleep(2.5)                                      # A froze past its lease (server clock)
     assert b.ensure() and b.fence.epoch == a.fence.epoch + 1
     position(ledger, 50, 10, gaps=(33,), fence=b.current())
     with pytest.raises(LeaseLost):

@@ -199,10 +199,9 @@ def test_reverse_correction_pair_sharing_1192_is_reconciled_by_operation(ledger:
     # now a second pair whose fix is left "sending" after the register printed it (a crash)
     ledger.add_planned(1, [PlannedRow("correction", 3, "C1.3", receipt=reverse),
                            PlannedRow("correction", 4, "C1.4", receipt=body)])
-    lane.step()                                   # the reverse C1.3 is done
+    lane.step()          # the reverse C1.3 is done, and C1.4 claimed in the same write (its intent committed)
     fix = [r for r in ledger.list_receipts() if r.tag == "C1.4"][0]
-    st = lane.driver.status()
-    ledger.record_intent(fix.id, register="kkt1", fn_serial=st.fn_serial, fd_before=st.last_fd_number)
+    assert fix.state is State.SENDING and fix.fd_before == lane.driver.status().last_fd_number
     printed = lane.driver.fiscalize(body)
     lane.recover()
     fix = ledger.get(fix.id)

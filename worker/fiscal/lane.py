@@ -54,6 +54,7 @@ from worker.fiscal.pool import Pool
 from worker.fiscal.processor import Processor
 from worker.fiscal.recovery import Reconciler, RegisterUnreachable
 from worker.fiscal.retry import decide, describe
+from worker.ledger.lane_writes import Claim
 from worker.ledger.leases import holder_id
 from worker.ledger.states import State
 from worker.ledger.store import Ledger, utcnow
@@ -62,6 +63,8 @@ from worker.settings import RetrySettings, ShiftSettings
 log = logging.getLogger(__name__)
 
 MIN_IDLE_WAIT_SECONDS = 0.05   # never spin on a retry that is due "now"
+#: a receipt is claimed with the previous outcome only if the register's status stays reusable this much longer
+CHAIN_MARGIN_SECONDS = 5.0
 #: driver steps after which the lease is checked again before the receipt's close (every driver reports
 #: "receipt_opened"; some also "close_sent", just before the close command)
 LEASE_CHECK_STEPS = ("receipt_opened", "close_sent")
@@ -121,6 +124,8 @@ class Lane:
             # a driver that waits on a line (Shtrih) gives up within a second of the stop signal
             driver.cancel_event = stop  # type: ignore[attr-defined]
         self.must_sync = True      # examine the register before the first send, and after every pause
+        #: the next receipt, claimed in the last outcome's write: sent by the next step before anything else
+        self._pending: Claim | None = None
         self.blocked: str | None = None   # why the lane may not send until an admin acts
 
     # -- the loop ----------------------------------------------------------------------------
@@ -128,7 +133,8 @@ class Lane:
         """Work until stopped; a receipt in progress is always finished first."""
         log.info("lane started", extra={"register": self.name})
         try:
-            while not self.stop.is_set() and not self.stopped:
+            # a receipt claimed with the last outcome is sent even after a stop: its intent is committed
+            while (not self.stop.is_set() or self._pending is not None) and not self.stopped:
                 self.beat = time.monotonic()
                 wait = self.step()
                 if wait and self.idle:
@@ -148,11 +154,18 @@ class Lane:
         self.idle = False
         # good for this step only: any other path (an error, a pause, a takeover) reads the watermark again
         accounted, self._accounted = self._accounted, None
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            # if this step fails before sending it, the next step reconciles it first (it is "sending")
+            self._needs_recovery = True
         try:
             if not self.lease.ensure():
                 # another live holder talks to this register: never both; look again later
                 return self._stand_by()
             self.driver.connect()
+            if pending is not None and self._status is not None:
+                self._needs_recovery = False
+                return self._send(pending, self._status)
             # receipts left "sending" are resolved by their own protocol first (by key where the API keeps
             # it, else by the documents after their fd_before); then the rest of the register is examined
             if self._needs_recovery:
@@ -178,35 +191,7 @@ class Lane:
                 self._heartbeat("running")
                 self.idle = True
                 return self._idle_wait()
-            self.doorbell.ring()   # there was work: let one more idle lane look (a backlog pulls in the pool)
-            started = time.monotonic()
-            outcome = self.processor.send(claim.record, claim.attempt_id, status.last_fd_number)
-            self.processed += outcome.state is State.DONE
-            if self.observer is not None and outcome.state is not None:   # metrics: outcome and latency
-                label = "done" if outcome.decision is None else outcome.decision.reaction.value
-                self.observer(label, time.monotonic() - started)
-            if outcome.state is State.DONE and outcome.document is not None:
-                # the register's position after our document; an fd_before that is too low is safe
-                self._status = dataclasses.replace(status, last_fd_number=outcome.document.fd_number)
-                self._seen["last_fd"] = outcome.document.fd_number   # status shows the register's real position
-                if outcome.watermark_moved:
-                    self._accounted = (outcome.document.fn_serial, outcome.document.fd_number)
-                return 0.0
-            self._status = None   # anything else: read the register again before the next receipt
-            if outcome.decision is None:
-                return 0.0
-            if outcome.decision.reconcile:
-                self._needs_recovery = True
-                return 0.0  # the next step reconciles before anything else
-            if outcome.decision.state is State.QUEUED and self.pool.others_healthy(self.name):
-                # certainly not fiscalized: another register of the group takes it now (fairness)
-                self.ledger.expedite(claim.record.id)
-                self.pool.ring(self.group)
-            if outcome.decision.stop_lane:
-                return self._execute(False, True, outcome.error)
-            if outcome.decision.state is State.QUEUED or outcome.decision.pause_lane:
-                return self._leave_pool(outcome.error)
-            return 0.0
+            return self._send(claim, status)
         except RegisterMismatch as exc:
             log.error("%s", exc, extra={"register": self.name})
             return self._leave_pool(exc, at_cap=True)
@@ -237,6 +222,48 @@ class Lane:
             self._needs_recovery = True
             self._status = None
             return self._pause(exc)
+
+    def _send(self, claim: Claim, status: DeviceStatus) -> float:
+        """Send one claimed receipt and act on its outcome; the wait before the next step."""
+        self.doorbell.ring()   # there was work: let one more idle lane look (a backlog pulls in the pool)
+        started = time.monotonic()
+        outcome = self.processor.send(claim.record, claim.attempt_id, status.last_fd_number,
+                                      then_claim=self.group if self._may_chain(status) else None)
+        self.processed += outcome.state is State.DONE
+        if self.observer is not None and outcome.state is not None:   # metrics: outcome and latency
+            label = "done" if outcome.decision is None else outcome.decision.reaction.value
+            self.observer(label, time.monotonic() - started)
+        if outcome.state is State.DONE and outcome.document is not None:
+            # the register's position after our document; an fd_before that is too low is safe
+            self._status = dataclasses.replace(status, last_fd_number=outcome.document.fd_number)
+            self._seen["last_fd"] = outcome.document.fd_number   # status shows the register's real position
+            if outcome.watermark_moved:
+                self._accounted = (outcome.document.fn_serial, outcome.document.fd_number)
+            self._pending = outcome.next_claim
+            return 0.0
+        self._status = None   # anything else: read the register again before the next receipt
+        if outcome.decision is None:
+            return 0.0
+        if outcome.decision.reconcile:
+            self._needs_recovery = True
+            return 0.0  # the next step reconciles before anything else
+        if outcome.decision.state is State.QUEUED and self.pool.others_healthy(self.name):
+            # certainly not fiscalized: another register of the group takes it now (fairness)
+            self.ledger.expedite(claim.record.id)
+            self.pool.ring(self.group)
+        if outcome.decision.stop_lane:
+            return self._execute(False, True, outcome.error)
+        if outcome.decision.state is State.QUEUED or outcome.decision.pause_lane:
+            return self._leave_pool(outcome.error)
+        return 0.0
+
+    def _may_chain(self, status: DeviceStatus) -> bool:
+        """Whether the next receipt may be claimed in this receipt's outcome write: not when stopping,
+        and only while the register's status may be reused for it (the step after would otherwise read
+        the register, maybe close or open a shift, before sending — still safe, but not the fast path)."""
+        return (not self.stop.is_set() and self._status is status
+                and time.monotonic() - self._status_at < STATUS_REUSE_SECONDS - CHAIN_MARGIN_SECONDS
+                and not self._shift_near_end(status))
 
     def _driver_step(self, step: str) -> None:
         """The driver's step hook: crash points, then — once the receipt is open, before its close — the

@@ -21,6 +21,7 @@ from worker.errors import LeaseLost, StateConflict
 from worker.fiscal.crashpoints import crashpoint, failpoint
 from worker.fiscal.retry import Decision, Reaction, decide, describe
 from worker.ledger.states import State
+from worker.ledger.lane_writes import Claim
 from worker.ledger.store import Fence, Ledger, ReceiptRecord, utcnow
 from worker.settings import RetrySettings
 
@@ -46,6 +47,9 @@ class Outcome:
     document: FiscalDocument | None = None
     #: the outcome's write also moved the register's watermark to this document (nothing unexamined before it)
     watermark_moved: bool = False
+    #: the next receipt, claimed in the outcome's own write (``send(..., then_claim=group)``): its intent is
+    #: committed, so the lane must send it (or reconcile it) before anything else
+    next_claim: Claim | None = None
 
 
 class Processor:
@@ -76,11 +80,15 @@ class Processor:
             return Outcome(None)  # another lane took it first, or the register already has it (adopted)
         return self.send(rec, attempt_id, status.last_fd_number)
 
-    def send(self, rec: ReceiptRecord, attempt_id: int, fd_before: int) -> Outcome:
+    def send(self, rec: ReceiptRecord, attempt_id: int, fd_before: int, *, then_claim: str | None = None) -> Outcome:
         """Fiscalize *rec*, whose intent (``attempt_id``) is already committed, and record the outcome.
 
         LeaseLost (before anything reaches the register) when the lease is not fresh enough to send:
         the receipt stays "sending" and whoever holds the register next reconciles it.
+
+        *then_claim* (a register group): when the receipt is done, claim the group's next receipt in the
+        outcome's own write (one durable commit per receipt instead of two); it comes back as
+        ``Outcome.next_claim``.
         """
         ctx = {"payment_id": rec.source_id, "receipt_tag": rec.tag, "register": self.lane,
                "attempt": rec.attempts + 1}
@@ -104,14 +112,21 @@ class Processor:
                 rec.id, State.NEEDS_REVIEW, attempt_id=attempt_id, error=msg, error_class="mismatch",
                 fence=self.fence()))
             return Outcome(State.NEEDS_REVIEW)
-        moved = self._record(doc, ctx, lambda: self.ledger.record_done(
-            rec.id, doc, attempt_id=attempt_id, fence=self.fence(), register=self.lane,
-            fd_before=fd_before))
+        nxt: Claim | None = None
+        if then_claim is None:
+            moved = self._record(doc, ctx, lambda: self.ledger.record_done(
+                rec.id, doc, attempt_id=attempt_id, fence=self.fence(), register=self.lane,
+                fd_before=fd_before))
+        else:
+            crashpoint("before_intent")   # this write is also the next receipt's intent
+            moved, nxt = self._record(doc, ctx, lambda: self.ledger.record_done_and_claim(
+                rec.id, doc, attempt_id=attempt_id, fence=self.fence(), register=self.lane,
+                fd_before=fd_before, group=then_claim))
         crashpoint("after_outcome")
         if log.isEnabledFor(logging.INFO):
             log.info("receipt done: FD %d, FP %d, shift %d", doc.fd_number, doc.fiscal_sign, doc.shift_number,
                      extra=ctx)
-        return Outcome(State.DONE, document=doc, watermark_moved=bool(moved))
+        return Outcome(State.DONE, document=doc, watermark_moved=bool(moved), next_claim=nxt)
 
     def _record(self, doc: object, ctx: dict, write: Callable[[], T]) -> T:
         """Record what the register already made; never give up while the ledger is away (disk full,

@@ -113,34 +113,42 @@ class LaneWrites(DocumentWrites):
         never sent, and the next head is taken (:meth:`DocumentWrites.claim_for`).
         """
         now = now or utcnow()
-        check_transition(State.QUEUED, State.SENDING)
 
         def claim_in(conn: Connection) -> Claim | None:
             # guards first: LeaseLost / StateConflict leave nothing written (group commit relies on it)
             self.check_fence(conn, fence)
-            for adopted in range(CLAIM_MAX_ADOPTIONS + 1):
-                row = conn.execute(_CLAIM_HEAD, {"b_group": group, "b_now": now}).first()
-                if row is None:
-                    return None
-                # the head and whether a register already holds its tag come in one statement
-                rec, unclaimed = record_from_row(row, extra=_HEAD_UNCLAIMED)
-                if unclaimed:
-                    if adopted == CLAIM_MAX_ADOPTIONS:
-                        return None   # the adoptions are written; the lane claims again at once
-                    self.claim_for(conn, rec.id, rec.tag, now)   # adopted (or needs review): not sent
-                    continue
-                values = {"b_id": rec.id, "b_now": now, "b_register": register, "b_fn": fn_serial,
-                          "b_fd_before": fd_before}
-                if conn.execute(_CLAIM_SET, values).rowcount != 1:
-                    if adopted:
-                        return None   # keep the adoptions already written in this transaction
-                    raise StateConflict(f"receipt {rec.id}: expected state queued, it moved")
-                attempt_id = conn.execute(_ATTEMPT_OPEN, values).inserted_primary_key[0]
-                return Claim(dataclasses.replace(rec, state=State.SENDING, register=register, fn_serial=fn_serial,
-                                                 fd_before=fd_before), attempt_id)
-            return None
+            return self._claim_head(conn, register, group, fn_serial=fn_serial, fd_before=fd_before, now=now)
 
         return self._hot_write(claim_in)
+
+    def _claim_head(self, conn: Connection, register: str, group: str, *, fn_serial: str, fd_before: int,
+                    now: dt.datetime) -> Claim | None:
+        """The body of :meth:`claim` inside a write transaction whose fence was already checked.
+
+        StateConflict only before anything was written (the head moved under us); None when nothing is
+        due (adoptions written on the way are kept)."""
+        check_transition(State.QUEUED, State.SENDING)
+        for adopted in range(CLAIM_MAX_ADOPTIONS + 1):
+            row = conn.execute(_CLAIM_HEAD, {"b_group": group, "b_now": now}).first()
+            if row is None:
+                return None
+            # the head and whether a register already holds its tag come in one statement
+            rec, unclaimed = record_from_row(row, extra=_HEAD_UNCLAIMED)
+            if unclaimed:
+                if adopted == CLAIM_MAX_ADOPTIONS:
+                    return None   # the adoptions are written; the lane claims again at once
+                self.claim_for(conn, rec.id, rec.tag, now)   # adopted (or needs review): not sent
+                continue
+            values = {"b_id": rec.id, "b_now": now, "b_register": register, "b_fn": fn_serial,
+                      "b_fd_before": fd_before}
+            if conn.execute(_CLAIM_SET, values).rowcount != 1:
+                if adopted:
+                    return None   # keep the adoptions already written in this transaction
+                raise StateConflict(f"receipt {rec.id}: expected state queued, it moved")
+            attempt_id = conn.execute(_ATTEMPT_OPEN, values).inserted_primary_key[0]
+            return Claim(dataclasses.replace(rec, state=State.SENDING, register=register, fn_serial=fn_serial,
+                                             fd_before=fd_before), attempt_id)
+        return None
 
     def enable_group_commit(self) -> None:
         """Batch the lanes' claims and outcomes into shared transactions (the worker; see group_commit)."""
@@ -209,17 +217,7 @@ class LaneWrites(DocumentWrites):
         now = utcnow()
         if expected is State.SENDING and outcome == "done" and attempt_id is not None:
             def done_in(conn: Connection) -> bool:   # the hot path: prebuilt statements
-                # guards first (fence, then the state-guarded UPDATE): a failed guard has written nothing
-                self.check_fence(conn, fence)
-                if conn.execute(_DONE_SET, {
-                        "b_id": receipt_id, "b_now": now, "b_fd": doc.fd_number, "b_fp": doc.fiscal_sign,
-                        "b_fn": doc.fn_serial, "b_shift": doc.shift_number, "b_receipt_no": doc.receipt_number,
-                        "b_at": doc.issued_at, "b_qr": doc.qr}).rowcount != 1:
-                    raise StateConflict(f"receipt {receipt_id}: expected state sending, it moved")
-                conn.execute(_ATTEMPT_DONE, {"b_attempt": attempt_id, "b_now": now, "b_fd": doc.fd_number})
-                moved = self._advance_watermark(conn, register, fd_before, doc, now)
-                _write_marks(conn, receipt_id, doc, now)
-                return moved
+                return self._done_in(conn, receipt_id, doc, attempt_id, fence, register, fd_before, now)
             return bool(self._hot_write(done_in))
         with self.write() as conn:
             self.check_fence(conn, fence)
@@ -229,6 +227,46 @@ class LaneWrites(DocumentWrites):
             moved = self._advance_watermark(conn, register, fd_before, doc, now)
             self._finish_attempt(conn, attempt_id, now, outcome, fd_number=doc.fd_number)
             _write_marks(conn, receipt_id, doc, now)
+        return moved
+
+    def record_done_and_claim(self, receipt_id: int, doc: FiscalDocument, *, attempt_id: int, fence: Fence | None,
+                              register: str, fd_before: int, group: str) -> tuple[bool, Claim | None]:
+        """The outcome of one receipt and the claim of the next, in ONE durable write: (moved, claim).
+
+        A lane sending a backlog would otherwise commit twice per receipt (outcome, then the next
+        intent). Same guards as :meth:`record_done`; the claim is made only when the watermark moved to
+        this document (the register then holds nothing the ledger has not accounted for, so the next
+        receipt's ``fd_before`` is this document's number) and is simply not made (None) when the queue
+        is empty or its head moved. Either both are committed or neither: a crash before the commit
+        leaves this receipt "sending" (recovery finds it by its tag) and the next one queued.
+        """
+        now = utcnow()
+
+        def done_and_claim_in(conn: Connection) -> tuple[bool, Claim | None]:
+            moved = self._done_in(conn, receipt_id, doc, attempt_id, fence, register, fd_before, now)
+            if not moved:
+                return False, None
+            try:   # the fence was checked by _done_in in this transaction
+                return True, self._claim_head(conn, register, group, fn_serial=doc.fn_serial,
+                                              fd_before=doc.fd_number, now=now)
+            except StateConflict:   # raised before the claim wrote anything; the outcome stands
+                return True, None
+
+        return self._hot_write(done_and_claim_in)
+
+    def _done_in(self, conn: Connection, receipt_id: int, doc: FiscalDocument, attempt_id: int,
+                 fence: Fence | None, register: str | None, fd_before: int | None, now: dt.datetime) -> bool:
+        """sending → done inside a write transaction; True if the register's watermark moved to *doc*."""
+        # guards first (fence, then the state-guarded UPDATE): a failed guard has written nothing
+        self.check_fence(conn, fence)
+        if conn.execute(_DONE_SET, {
+                "b_id": receipt_id, "b_now": now, "b_fd": doc.fd_number, "b_fp": doc.fiscal_sign,
+                "b_fn": doc.fn_serial, "b_shift": doc.shift_number, "b_receipt_no": doc.receipt_number,
+                "b_at": doc.issued_at, "b_qr": doc.qr}).rowcount != 1:
+            raise StateConflict(f"receipt {receipt_id}: expected state sending, it moved")
+        conn.execute(_ATTEMPT_DONE, {"b_attempt": attempt_id, "b_now": now, "b_fd": doc.fd_number})
+        moved = self._advance_watermark(conn, register, fd_before, doc, now)
+        _write_marks(conn, receipt_id, doc, now)
         return moved
 
     def record_retry(self, receipt_id: int, *, attempt_id: int | None, new: State, attempts: int,
