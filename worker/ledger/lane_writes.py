@@ -13,7 +13,8 @@ from worker.errors import StateConflict
 from worker.ledger.documents import DocumentWrites
 from worker.ledger.group_commit import GroupCommit
 from worker.ledger.leases import Fence
-from worker.ledger.records import RECORD_COLS, ReceiptRecord, record_from_row, utcnow
+from worker.ledger import fastpath
+from worker.ledger.records import RECORD_COLS, ReceiptRecord, record_from_mapping, record_from_row, utcnow
 from worker.ledger.schema import (
     ERROR_MAX_CHARS,
     attempts,
@@ -129,11 +130,12 @@ class LaneWrites(DocumentWrites):
         due (adoptions written on the way are kept)."""
         check_transition(State.QUEUED, State.SENDING)
         for adopted in range(CLAIM_MAX_ADOPTIONS + 1):
-            row = conn.execute(_CLAIM_HEAD, {"b_group": group, "b_now": now}).first()
-            if row is None:
+            head = fastpath.run(conn, _CLAIM_HEAD, {"b_group": group, "b_now": now}).mapping()
+            if head is None:
                 return None
             # the head and whether a register already holds its tag come in one statement
-            rec, unclaimed = record_from_row(row, extra=_HEAD_UNCLAIMED)
+            unclaimed = head.pop(_HEAD_UNCLAIMED)
+            rec = record_from_mapping(head)
             if unclaimed:
                 if adopted == CLAIM_MAX_ADOPTIONS:
                     return None   # the adoptions are written; the lane claims again at once
@@ -141,11 +143,11 @@ class LaneWrites(DocumentWrites):
                 continue
             values = {"b_id": rec.id, "b_now": now, "b_register": register, "b_fn": fn_serial,
                       "b_fd_before": fd_before}
-            if conn.execute(_CLAIM_SET, values).rowcount != 1:
+            if fastpath.run(conn, _CLAIM_SET, values).rowcount != 1:
                 if adopted:
                     return None   # keep the adoptions already written in this transaction
                 raise StateConflict(f"receipt {rec.id}: expected state queued, it moved")
-            attempt_id = conn.execute(_ATTEMPT_OPEN, values).inserted_primary_key[0]
+            attempt_id = fastpath.run(conn, _ATTEMPT_OPEN, values).rows[0][0]
             return Claim(dataclasses.replace(rec, state=State.SENDING, register=register, fn_serial=fn_serial,
                                              fd_before=fd_before), attempt_id)
         return None
@@ -259,12 +261,12 @@ class LaneWrites(DocumentWrites):
         """sending → done inside a write transaction; True if the register's watermark moved to *doc*."""
         # guards first (fence, then the state-guarded UPDATE): a failed guard has written nothing
         self.check_fence(conn, fence)
-        if conn.execute(_DONE_SET, {
+        if fastpath.run(conn, _DONE_SET, {
                 "b_id": receipt_id, "b_now": now, "b_fd": doc.fd_number, "b_fp": doc.fiscal_sign,
                 "b_fn": doc.fn_serial, "b_shift": doc.shift_number, "b_receipt_no": doc.receipt_number,
                 "b_at": doc.issued_at, "b_qr": doc.qr}).rowcount != 1:
             raise StateConflict(f"receipt {receipt_id}: expected state sending, it moved")
-        conn.execute(_ATTEMPT_DONE, {"b_attempt": attempt_id, "b_now": now, "b_fd": doc.fd_number})
+        fastpath.run(conn, _ATTEMPT_DONE, {"b_attempt": attempt_id, "b_now": now, "b_fd": doc.fd_number})
         moved = self._advance_watermark(conn, register, fd_before, doc, now)
         _write_marks(conn, receipt_id, doc, now)
         return moved
@@ -348,8 +350,9 @@ class LaneWrites(DocumentWrites):
         position: nothing changes and the lane's next scan examines what lies between). True if it moved."""
         if register is None or fd_before is None or doc.fd_number != fd_before + 1:
             return False
-        return conn.execute(_WATERMARK_NEXT, {"b_register": register, "b_fn": doc.fn_serial, "b_fd": doc.fd_number,
-                                              "b_fd_before": fd_before, "b_now": now}).rowcount == 1
+        return fastpath.run(conn, _WATERMARK_NEXT, {"b_register": register, "b_fn": doc.fn_serial,
+                                                    "b_fd": doc.fd_number, "b_fd_before": fd_before,
+                                                    "b_now": now}).rowcount == 1
 
 
 def _prerequisites_done() -> ColumnElement[bool]:
@@ -371,7 +374,7 @@ def _prerequisites_done() -> ColumnElement[bool]:
                and_(prerequisites.exists(), ~prerequisites.where(first.c.state != State.DONE.value).exists()))
 
 
-# The hot path's statements are built once: SQLAlchemy memoizes a statement's cache key on the object,
+# The hot path's statements are built once (and run through worker.ledger.fastpath): SQLAlchemy memoizes a statement's cache key on the object,
 # so a prebuilt statement costs one dictionary lookup per execution instead of a walk of its tree.
 _QUEUE = receipts.join(payments, receipts.c.payment_id == payments.c.id)
 _HEAD_UNCLAIMED = "head_unclaimed"
@@ -388,7 +391,7 @@ _CLAIM_SET = (update(receipts)
                       fn_serial=bindparam("b_fn"), fd_before=bindparam("b_fd_before"), intent_at=bindparam("b_now")))
 _ATTEMPT_OPEN = insert(attempts).values(
     receipt_id=bindparam("b_id"), register=bindparam("b_register"), action="send", started_at=bindparam("b_now"),
-    fd_before=bindparam("b_fd_before"))
+    fd_before=bindparam("b_fd_before")).returning(attempts.c.id)
 def _write_marks(conn: Connection, receipt_id: int, doc: FiscalDocument, now: dt.datetime) -> None:
     """Keep the FN's 2106 of every marked line with the receipt, in the transaction that marks it done."""
     if doc.marking_results:

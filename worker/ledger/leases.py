@@ -25,6 +25,7 @@ from sqlalchemy import Connection, bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from worker.errors import LeaseHeld, LeaseLost
+from worker.ledger import fastpath
 from worker.ledger.base import LedgerBase
 from worker.ledger.schema import register_leases
 
@@ -153,10 +154,10 @@ class LeaseWrites(LedgerBase):
         """Inside a write transaction: LeaseLost unless *fence* is still the register's epoch."""
         if fence is None:
             return
-        row = conn.execute(_FENCE_ROW, {"b_register": fence.register}).first()
-        if row is None or row.epoch != fence.epoch or row.holder != fence.holder:
+        row = fastpath.run(conn, _FENCE_ROW, {"b_register": fence.register}).first()
+        if row is None or row[0] != fence.epoch or row[1] != fence.holder:
             raise LeaseLost(f"register {fence.register}: lease epoch {fence.epoch} is stale "
-                            f"(now {row.epoch if row else 'none'} held by {row.holder if row else 'nobody'})")
+                            f"(now {row[0] if row else 'none'} held by {row[1] if row else 'nobody'})")
 
 
 # checked in every intent and outcome: built once (SQLAlchemy then finds its compiled form by the

@@ -132,9 +132,14 @@ def record_from_row(row: Any, *, extra: str | None = None) -> Any:
     (selected besides RECORD_COLS) is returned with it: ``(record, value)``."""
     m = dict(row._mapping)
     value = m.pop(extra) if extra is not None else None
-    m["state"] = State(m["state"])
-    rec = ReceiptRecord(**m)
+    rec = record_from_mapping(m)
     return rec if extra is None else (rec, value)
+
+
+def record_from_mapping(m: dict[str, Any]) -> ReceiptRecord:
+    """A ReceiptRecord from {column key: value} of RECORD_COLS (*m* is consumed)."""
+    m["state"] = State(m["state"])
+    return ReceiptRecord(**m)
 
 
 

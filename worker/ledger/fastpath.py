@@ -1,0 +1,140 @@
+"""The lanes' hot statements, compiled once by SQLAlchemy and executed on the driver's cursor.
+
+A receipt costs the ledger about seven statements (fence check, outcome, attempt, watermark, the next
+claim's head, its UPDATE and attempt). Through ``Connection.execute`` each cost ~40 µs of Python —
+execution context, parameter processing, result metadata — against ~3 µs for the driver's own
+``cursor.execute``: most of a receipt's ledger CPU (issue 10's target is ≤ 1 ms per receipt in all).
+
+:func:`run` keeps what SQLAlchemy is good at — the statement is written with SQLAlchemy Core and
+compiled by the dialect, parameters and results go through the columns' own type processors (SQLite
+datetimes as text, money as Decimal) — and skips the per-execution machinery. It runs inside the
+caller's SQLAlchemy transaction (same DBAPI connection), and wraps driver errors in SQLAlchemy's
+``DBAPIError`` exactly as ``Connection.execute`` would (a lost PostgreSQL link also invalidates the
+connection), so callers handle failures one way. Only for statements without post-compile or
+expanding parameters (checked when a statement is first prepared).
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Sequence
+
+from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import Executable
+
+Processor = Callable[[Any], Any] | None
+
+
+class Prepared:
+    """One statement compiled for one dialect: its SQL text, its parameters in order, its processors."""
+
+    def __init__(self, stmt: Executable, dialect: Dialect) -> None:
+        compiled = stmt.compile(dialect=dialect)
+        self.sql: str = compiled.string
+        if "POSTCOMPILE" in self.sql or any(b.expanding for b in compiled.binds.values()):
+            raise ValueError(f"fastpath: statement needs post-compile parameters: {self.sql[:80]}")
+        self.positional: bool = bool(compiled.positional)
+        by_name = {name: bind for bind, name in compiled.bind_names.items()}
+        # positional: in the order of the placeholders (a name may repeat); named: each name once
+        names: Sequence[str] = compiled.positiontup if self.positional else list(by_name)  # type: ignore[assignment]
+        self._params: list[tuple[str, Any, bool, Processor]] = []
+        for name in names:
+            bind = by_name[name]
+            # a literal in the statement (``state = 'queued'``) is a bind with a value; ours are required
+            self._params.append((name, bind.value, bind.required,
+                                 bind.type.dialect_impl(dialect).bind_processor(dialect)))
+        columns = list(getattr(stmt, "selected_columns", ()) or ())
+        returning = getattr(stmt, "_returning", ()) or ()
+        cols = columns or list(returning)
+        self.keys: tuple[str, ...] = tuple(c.key for c in cols)
+        self._types = [c.type.dialect_impl(dialect) for c in cols]
+        self._dialect = dialect
+        #: the columns' result processors, made from the first result's description (the driver's type
+        #: codes: PostgreSQL's numeric processor depends on the column's OID)
+        self._results: list[Processor] | None = None
+        self._any_result_processor = True
+
+    def parameters(self, params: dict[str, Any]) -> Any:
+        """The driver's parameters (a tuple for qmark/format, a dict for named/pyformat)."""
+        out = []
+        for name, default, required, proc in self._params:
+            if name in params:
+                value = params[name]
+            elif required:
+                raise KeyError(f"fastpath: parameter {name!r} missing for {self.sql[:60]}")
+            else:
+                value = default
+            out.append(proc(value) if proc is not None and value is not None else value)
+        if self.positional:
+            return tuple(out)
+        return {name: value for (name, *_), value in zip(self._params, out)}
+
+    def rows(self, raw: list[Sequence[Any]], description: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        """Fetched rows with the columns' result processors applied."""
+        if self._results is None:
+            self._results = [t.result_processor(self._dialect, d[1]) for t, d in zip(self._types, description)]
+            self._any_result_processor = any(p is not None for p in self._results)
+        if not self._any_result_processor:
+            return [tuple(r) for r in raw]
+        procs = self._results
+        return [tuple(p(v) if p is not None else v for p, v in zip(procs, r)) for r in raw]
+
+
+_PREPARED: dict[tuple[int, str], Prepared] = {}
+_PREPARED_GUARD = threading.Lock()
+
+
+def prepared(stmt: Executable, dialect: Dialect) -> Prepared:
+    """*stmt* compiled for *dialect*, once per process (statements are module-level constants)."""
+    key = (id(stmt), dialect.name)
+    found = _PREPARED.get(key)
+    if found is None:
+        with _PREPARED_GUARD:
+            found = _PREPARED.get(key)
+            if found is None:
+                found = _PREPARED[key] = Prepared(stmt, dialect)
+    return found
+
+
+class Result:
+    """What :func:`run` returns: the rows it fetched (for SELECT/RETURNING) and the rowcount."""
+
+    __slots__ = ("keys", "rows", "rowcount")
+
+    def __init__(self, keys: tuple[str, ...], rows: list[tuple[Any, ...]], rowcount: int) -> None:
+        self.keys, self.rows, self.rowcount = keys, rows, rowcount
+
+    def first(self) -> tuple[Any, ...] | None:
+        return self.rows[0] if self.rows else None
+
+    def mapping(self) -> dict[str, Any] | None:
+        """The first row as {column key: value}, or None."""
+        return dict(zip(self.keys, self.rows[0])) if self.rows else None
+
+
+def run(conn: Connection, stmt: Executable, params: dict[str, Any]) -> Result:
+    """Execute *stmt* with *params* on *conn*'s DBAPI connection, inside its current transaction."""
+    dialect = conn.dialect
+    p = prepared(stmt, dialect)
+    args = p.parameters(params)
+    dbapi_conn = conn.connection.dbapi_connection
+    cursor = None
+    try:
+        cursor = dbapi_conn.cursor()  # type: ignore[union-attr]
+        cursor.execute(p.sql, args)
+        rows = p.rows(cursor.fetchall(), cursor.description) if cursor.description is not None else []
+        return Result(p.keys, rows, cursor.rowcount)
+    except dialect.loaded_dbapi.Error as exc:
+        invalidated = dialect.is_disconnect(exc, dbapi_conn, cursor)
+        if invalidated:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(p.sql, args, exc, dialect.loaded_dbapi.Error,
+                                  hide_parameters=True, dialect=dialect,
+                                  connection_invalidated=invalidated) from exc
+    finally:
+        if cursor is not None:
+            try:
+                cursor.close()
+            except dialect.loaded_dbapi.Error:   # a dead link: the error that matters is already raised
+                pass
