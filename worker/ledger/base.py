@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import datetime as dt
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import Connection, Engine, select, update
 
 from worker.errors import StateConflict
 from worker.ledger.db import READ_ONLY, create_ledger_engine, writer_lock
+from worker.ledger.group_commit import GroupCommit
 from worker.ledger.records import RECORD_COLS, utcnow
 from worker.ledger.schema import ERROR_MAX_CHARS, OUTCOME_CHARS, attempts, payments, receipts
 from worker.ledger.states import State, check_transition
@@ -28,6 +29,29 @@ class LedgerBase:
         """One write transaction (BEGIN IMMEDIATE on SQLite); committed on a clean exit."""
         with self.write_lock, self.engine.begin() as conn:
             yield conn
+
+    def batched(self, fn: Callable[[Connection], Any]) -> Any:
+        """Run *fn(conn)* in a write transaction and return its result once committed: in the worker, in
+        the group-commit writer's next shared transaction (worker.ledger.group_commit), else alone.
+
+        *fn* may raise only the group commit's guard errors (StateConflict, LeaseLost, LeaseHeld) before
+        it wrote anything; any other error fails every request of its batch (nothing is committed)."""
+        gc = getattr(self, "_group_commit", None)
+        if gc is not None:
+            return gc.submit(fn)
+        with self.write() as conn:
+            return fn(conn)
+
+    def enable_group_commit(self) -> None:
+        """Batch the lanes' writes into shared transactions (the worker; see group_commit)."""
+        if getattr(self, "_group_commit", None) is None:
+            self._group_commit: GroupCommit | None = GroupCommit(self.engine.connect, self.write_lock)
+
+    def disable_group_commit(self) -> None:
+        """Finish pending batched writes and go back to one transaction per call."""
+        gc, self._group_commit = getattr(self, "_group_commit", None), None
+        if gc is not None:
+            gc.close()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -27,12 +27,12 @@ from typing import Any, Callable, Iterator
 
 from sqlalchemy import Connection
 
-from worker.errors import LeaseLost, StateConflict
+from worker.errors import LeaseHeld, LeaseLost, StateConflict
 
 MAX_BATCH = 256   # requests per transaction; a bigger batch only holds the write lock longer
 REUSE_IDLE_SECONDS = 1.0   # the writer's connection is kept while batches come at least this often
 #: a request's guard failures: raised before the request wrote anything, so the batch may go on
-GUARD_ERRORS = (StateConflict, LeaseLost)
+GUARD_ERRORS = (StateConflict, LeaseLost, LeaseHeld)
 
 
 class GroupCommit:

@@ -11,7 +11,6 @@ from sqlalchemy import Connection, ColumnElement, and_, bindparam, func, insert,
 from kkt_drivers.receipt import FiscalDocument
 from worker.errors import StateConflict
 from worker.ledger.documents import DocumentWrites
-from worker.ledger.group_commit import GroupCommit
 from worker.ledger.leases import Fence
 from worker.ledger import fastpath
 from worker.ledger.records import RECORD_COLS, ReceiptRecord, record_from_mapping, record_from_row, utcnow
@@ -120,7 +119,7 @@ class LaneWrites(DocumentWrites):
             self.check_fence(conn, fence)
             return self._claim_head(conn, register, group, fn_serial=fn_serial, fd_before=fd_before, now=now)
 
-        return self._hot_write(claim_in)
+        return self.batched(claim_in)
 
     def _claim_head(self, conn: Connection, register: str, group: str, *, fn_serial: str, fd_before: int,
                     now: dt.datetime) -> Claim | None:
@@ -151,24 +150,6 @@ class LaneWrites(DocumentWrites):
             return Claim(dataclasses.replace(rec, state=State.SENDING, register=register, fn_serial=fn_serial,
                                              fd_before=fd_before), attempt_id)
         return None
-
-    def enable_group_commit(self) -> None:
-        """Batch the lanes' claims and outcomes into shared transactions (the worker; see group_commit)."""
-        if getattr(self, "_group_commit", None) is None:
-            self._group_commit: GroupCommit | None = GroupCommit(self.engine.connect, self.write_lock)
-
-    def disable_group_commit(self) -> None:
-        """Finish pending batched writes and go back to one transaction per call."""
-        gc, self._group_commit = getattr(self, "_group_commit", None), None
-        if gc is not None:
-            gc.close()
-
-    def _hot_write(self, fn: Callable[[Connection], Any]) -> Any:
-        gc = getattr(self, "_group_commit", None)
-        if gc is not None:
-            return gc.submit(fn)
-        with self.write() as conn:
-            return fn(conn)
 
     def next_due_at(self, group: str) -> dt.datetime | None:
         """When the earliest queued receipt of *group* becomes due (None: nothing queued)."""
@@ -220,7 +201,7 @@ class LaneWrites(DocumentWrites):
         if expected is State.SENDING and outcome == "done" and attempt_id is not None:
             def done_in(conn: Connection) -> bool:   # the hot path: prebuilt statements
                 return self._done_in(conn, receipt_id, doc, attempt_id, fence, register, fd_before, now)
-            return bool(self._hot_write(done_in))
+            return bool(self.batched(done_in))
         with self.write() as conn:
             self.check_fence(conn, fence)
             self._cas(conn, receipt_id, expected, State.DONE, fd_number=doc.fd_number, fiscal_sign=doc.fiscal_sign,
@@ -254,7 +235,7 @@ class LaneWrites(DocumentWrites):
             except StateConflict:   # raised before the claim wrote anything; the outcome stands
                 return True, None
 
-        return self._hot_write(done_and_claim_in)
+        return self.batched(done_and_claim_in)
 
     def _done_in(self, conn: Connection, receipt_id: int, doc: FiscalDocument, attempt_id: int,
                  fence: Fence | None, register: str | None, fd_before: int | None, now: dt.datetime) -> bool:
@@ -336,11 +317,11 @@ class LaneWrites(DocumentWrites):
 
     def lane_health(self, name: str, *, fn_expires_on: dt.date | None, ofd_unsent: int | None,
                     ofd_oldest_at: dt.datetime | None, clock_skew_s: float | None) -> None:
-        """Record the register's FN validity, OFD backlog and clock skew (read now and then, not per receipt)."""
-        with self.write() as conn:
-            conn.execute(update(lanes).where(lanes.c.name == name).values(
-                fn_expires_on=fn_expires_on, ofd_unsent=ofd_unsent, ofd_oldest_at=ofd_oldest_at,
-                clock_skew_s=clock_skew_s))
+        """Record the register's FN validity, OFD backlog and clock skew (read now and then, not per receipt;
+        batched with the other lanes' writes: 200 lanes starting at once share commits)."""
+        self.batched(lambda conn: conn.execute(update(lanes).where(lanes.c.name == name).values(
+            fn_expires_on=fn_expires_on, ofd_unsent=ofd_unsent, ofd_oldest_at=ofd_oldest_at,
+            clock_skew_s=clock_skew_s)))
 
     @staticmethod
     def _advance_watermark(conn: Connection, register: str | None, fd_before: int | None,

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Connection, bindparam, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from worker.errors import LeaseHeld, LeaseLost
 from worker.ledger import fastpath
@@ -82,6 +83,11 @@ def holder_is_dead(holder: str) -> bool:
     return _process_start(int(pid)) != start
 
 
+def _insert_for(conn: Connection):  # type: ignore[no-untyped-def]
+    """The dialect's INSERT (it has ON CONFLICT DO NOTHING on both SQLite and PostgreSQL)."""
+    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+
+
 def db_now(conn: Connection) -> dt.datetime:
     """The database server's time, naive UTC."""
     if conn.dialect.name == "postgresql":
@@ -102,36 +108,49 @@ class LeaseWrites(LedgerBase):
             row = conn.execute(select(register_leases).where(register_leases.c.register == register)).first()
             if row is not None and row.expires_at > now and row.holder != holder and not holder_is_dead(row.holder):
                 raise LeaseHeld(register, row.holder, row.epoch, row.expires_at)
-        try:
-            with self.write() as conn:
-                now = db_now(conn)
-                row = conn.execute(select(register_leases).where(register_leases.c.register == register)
-                                   .with_for_update()).first()
-                if row is None:
-                    epoch = 1
-                    conn.execute(insert(register_leases).values(register=register, holder=holder, epoch=epoch,
-                                                                expires_at=now + ttl, acquired_at=now))
-                else:
-                    if row.expires_at > now and row.holder != holder and not holder_is_dead(row.holder):
-                        raise LeaseHeld(register, row.holder, row.epoch, row.expires_at)
-                    epoch = row.epoch + 1
-                    conn.execute(update(register_leases).where(register_leases.c.register == register,
-                                                               register_leases.c.epoch == row.epoch)
-                                 .values(holder=holder, epoch=epoch, expires_at=now + ttl, acquired_at=now))
-        except IntegrityError as exc:  # two first-time holders raced on the insert
-            raise LeaseHeld(register, "another process", 1, "now") from exc
-        return Fence(register, holder, epoch, now + ttl)
+
+        def take(conn: Connection) -> Fence:
+            # guards (LeaseHeld) before any write: batched with the lanes' writes in the worker, where 200
+            # lanes starting at once share commits
+            now = db_now(conn)
+            row = conn.execute(select(register_leases).where(register_leases.c.register == register)
+                               .with_for_update()).first()
+            if row is None:
+                epoch = 1
+                # ON CONFLICT DO NOTHING: a first-time holder that raced us (another process) wins, and
+                # this transaction — maybe shared with other lanes' writes — does not fail
+                ins = _insert_for(conn)(register_leases).values(
+                    register=register, holder=holder, epoch=epoch, expires_at=now + ttl, acquired_at=now)
+                if conn.execute(ins.on_conflict_do_nothing(index_elements=["register"])
+                                .returning(register_leases.c.register)).first() is None:
+                    raise LeaseHeld(register, "another process", 1, "now")
+            else:
+                if row.expires_at > now and row.holder != holder and not holder_is_dead(row.holder):
+                    raise LeaseHeld(register, row.holder, row.epoch, row.expires_at)
+                epoch = row.epoch + 1
+                if conn.execute(update(register_leases).where(register_leases.c.register == register,
+                                                              register_leases.c.epoch == row.epoch)
+                                .values(holder=holder, epoch=epoch, expires_at=now + ttl,
+                                        acquired_at=now)).rowcount != 1:
+                    raise LeaseHeld(register, "another process", row.epoch + 1, "now")
+            return Fence(register, holder, epoch, now + ttl)
+
+        return self.batched(take)
 
     def renew_lease(self, fence: Fence, ttl_s: float) -> Fence:
-        """Extend the lease; LeaseLost if the epoch moved on (someone took it over)."""
-        with self.write() as conn:
-            now = db_now(conn)
-            expires = now + dt.timedelta(seconds=ttl_s)
-            res = conn.execute(update(register_leases).where(
-                register_leases.c.register == fence.register, register_leases.c.epoch == fence.epoch,
-                register_leases.c.holder == fence.holder).values(expires_at=expires))
-            if res.rowcount != 1:
-                raise LeaseLost(f"register {fence.register}: lease epoch {fence.epoch} was taken over")
+        """Extend the lease; LeaseLost if the epoch moved on (someone took it over). Batched with the
+        lanes' writes in the worker (LeaseLost comes before any write)."""
+        return self.batched(lambda conn: self._renew_in(conn, fence, ttl_s))
+
+    @staticmethod
+    def _renew_in(conn: Connection, fence: Fence, ttl_s: float) -> Fence:
+        now = db_now(conn)
+        expires = now + dt.timedelta(seconds=ttl_s)
+        res = conn.execute(update(register_leases).where(
+            register_leases.c.register == fence.register, register_leases.c.epoch == fence.epoch,
+            register_leases.c.holder == fence.holder).values(expires_at=expires))
+        if res.rowcount != 1:
+            raise LeaseLost(f"register {fence.register}: lease epoch {fence.epoch} was taken over")
         return Fence(fence.register, fence.holder, fence.epoch, expires)
 
     def release_lease(self, fence: Fence) -> None:
