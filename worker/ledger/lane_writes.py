@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, ColumnElement, and_, bindparam, func, insert, or_, select, update
 
