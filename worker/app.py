@@ -22,7 +22,7 @@ from kkt_drivers import open_driver
 from worker import __version__
 from kkt_drivers import receipt as model
 from kkt_drivers.base import Driver
-from worker.defaults import CLUSTER_IDLE_TX_MAX_SECONDS, CLUSTER_IDLE_TX_MIN_SECONDS
+from worker.defaults import CLUSTER_IDLE_TX_MAX_SECONDS, CLUSTER_IDLE_TX_MIN_SECONDS, LEDGER_LOCK_TIMEOUT_SECONDS
 from worker.errors import ConfigError
 from worker.fiscal.lane import Lane
 from worker.fiscal.pool import Pool
@@ -138,14 +138,16 @@ def open_ledger(settings: Settings, *, read_only: bool = False) -> Ledger:
     """The ledger at the configured URL (password from the environment); read-only for read commands.
 
     Names this process's node (``cluster.node``) for its lease holder ids. On PostgreSQL the server ends a
-    writer's session left idle inside a transaction after half a lease (at most 30 s): a frozen worker
+    writer's session left idle inside a transaction after half a lease (at most 5 s): a frozen worker
     (SIGSTOP, a stalled or cut link whose backend lives on) must not keep the next worker — in a cluster
-    or a restarted single worker — from taking a register's lease row (docs/cluster.md)."""
+    or a restarted single worker, or this worker's own new sessions — from taking a register's lease row;
+    and a writer waits at most ``LEDGER_LOCK_TIMEOUT_SECONDS`` for a row lock (docs/cluster.md)."""
     set_node(settings.cluster.node)
     if read_only:
         return Ledger(settings.ledger_url, read_only=True)
     idle_ms = int(1000 * min(CLUSTER_IDLE_TX_MAX_SECONDS, max(CLUSTER_IDLE_TX_MIN_SECONDS, settings.lease.ttl_s / 2)))
-    engine = create_ledger_engine(settings.ledger_url, idle_in_transaction_ms=idle_ms)
+    engine = create_ledger_engine(settings.ledger_url, idle_in_transaction_ms=idle_ms,
+                                  lock_timeout_ms=int(1000 * LEDGER_LOCK_TIMEOUT_SECONDS))
     return Ledger(settings.ledger_url, engine)
 
 

@@ -88,7 +88,11 @@ LEASE_TTL_SECONDS = 60.0             # a register lease lives this long without 
                                      #   holder on another host is taken over after this long (same host: at once)
 # -- cluster (several workers on one PostgreSQL ledger, docs/cluster.md) --------------------------
 CLUSTER_IDLE_TX_MIN_SECONDS = 2.0    # the server ends a session idle inside a transaction after half a lease,
-CLUSTER_IDLE_TX_MAX_SECONDS = 30.0   #   within these bounds (a frozen worker must not hold a lease row's lock)
+CLUSTER_IDLE_TX_MAX_SECONDS = 5.0    #   within these bounds (a frozen worker must not hold a lease row's lock;
+                                     #   nor a session whose client vanished unseen by the server: every write
+                                     #   of the worker waits for it, so seconds, not half a minute)
+LEDGER_LOCK_TIMEOUT_SECONDS = 5.0    # a PostgreSQL ledger write waits at most this long for a row lock, then fails
+                                     #   (and is retried): never for ever behind a session nobody will finish
 INGEST_LEASE = "ingest:shop"         # the ingest lease's name in register_leases (':' is never in a register name)
 ADOPTION_MAX_SCAN_DOCUMENTS = 1000   # more unexamined register documents than this wait for `kkt-worker adopt`
 LEDGER_MIN_FREE_MB = 100             # below this much free space on the ledger's disk, ingest pauses

@@ -27,7 +27,7 @@ READ_ONLY = "kkt_read_only"
 
 
 def create_ledger_engine(url: str, *, read_only: bool = False,
-                         idle_in_transaction_ms: int | None = None) -> Engine:
+                         idle_in_transaction_ms: int | None = None, lock_timeout_ms: int | None = None) -> Engine:
     """An engine for the ledger at *url* with the settings above applied.
 
     ``read_only``: for the accountant's and the admin's read commands — nothing is created or
@@ -35,6 +35,9 @@ def create_ledger_engine(url: str, *, read_only: bool = False,
     read-only media) can open the ledger; on PostgreSQL every transaction is READ ONLY.
     ``idle_in_transaction_ms`` (PostgreSQL writers): the server ends a session that sits idle inside a
     transaction this long — a frozen or cut-off worker must not keep a lease row locked for the others.
+    ``lock_timeout_ms`` (PostgreSQL writers): a statement waiting this long for a row lock fails
+    (LockNotAvailable, an OperationalError the callers already retry) instead of waiting for ever — the
+    holder may be a session whose client is gone while the server has not noticed (docs/cluster.md).
     """
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
@@ -50,6 +53,8 @@ def create_ledger_engine(url: str, *, read_only: bool = False,
             options.append("-c default_transaction_read_only=on")
         if idle_in_transaction_ms:
             options.append(f"-c idle_in_transaction_session_timeout={int(idle_in_transaction_ms)}")
+        if lock_timeout_ms:
+            options.append(f"-c lock_timeout={int(lock_timeout_ms)}")
         if options:
             args["options"] = " ".join(options)
         return create_engine(u, hide_parameters=True, pool_pre_ping=True, pool_size=5, max_overflow=5,
