@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import time
 import zlib
 from types import TracebackType
 from typing import Any
@@ -45,7 +46,10 @@ class RunLock:
         self._try = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
         self._fd: int | None = None
         self._conn: Any = None
+        self._pg = False            # True once a PostgreSQL advisory lock was taken
+        #: True: held; False: its session ended (said once); None: another worker holds it (said once)
         self._held: bool | None = True
+        self._lost_at: float | None = None   # monotonic time the session was found ended
 
     def __enter__(self) -> "RunLock":
         engine = self.ledger.engine
@@ -58,6 +62,7 @@ class RunLock:
                 os.close(self._fd)
                 raise LockHeld(f"another kkt-worker holds {path}: one worker per ledger") from exc
         else:
+            self._pg = True
             self._conn = engine.connect()
             got = self._conn.execute(text(f"SELECT {self._try}(:k)"), {"k": LOCK_KEY}).scalar()
             self._conn.commit()
@@ -72,32 +77,54 @@ class RunLock:
 
     def check(self) -> bool:
         """PostgreSQL: whether the lock's session still lives; if it ended, log it and try to take the
-        lock again. True while held. (SQLite: the kernel keeps the flock as long as we live.)"""
-        if self._conn is None:
+        lock again. True while held. (SQLite: the kernel keeps the flock as long as we live.)
+
+        Said once per episode: the session's end at ERROR, the lock taken again at WARNING. While the
+        ledger stays away, each check raises the connection's error (the poll loop backs off and logs
+        the outage once) and logs nothing more itself.
+        """
+        if not self._pg:
             return True
-        try:
-            self._conn.execute(text("SELECT 1")).scalar()
-            self._conn.commit()
-            if self._held:
-                return True
-        except Exception as exc:
-            log.error("the run lock's database session ended (%s): another `run` may start now; the register "
-                      "leases keep fencing every register write", type(exc).__name__)
-            self._held = False
+        if self._conn is not None:
             try:
-                self._conn.close()
-            except Exception:
-                pass
-            self._conn = self.ledger.engine.connect()
-        got = bool(self._conn.execute(text(f"SELECT {self._try}(:k)"), {"k": LOCK_KEY}).scalar())
-        self._conn.commit()
+                self._conn.execute(text("SELECT 1")).scalar()
+                self._conn.commit()
+                if self._held:
+                    return True
+            except Exception as exc:
+                self._session_ended(exc)
+        if self._conn is None:
+            self._conn = self.ledger.engine.connect()   # raises while the ledger is away
+        try:
+            got = bool(self._conn.execute(text(f"SELECT {self._try}(:k)"), {"k": LOCK_KEY}).scalar())
+            self._conn.commit()
+        except Exception as exc:
+            self._session_ended(exc)
+            raise
         if got:
-            log.warning("run lock taken again")
-            self._held = True
+            if not self._held:
+                lost = f" after {time.monotonic() - self._lost_at:.0f} s" if self._lost_at is not None else ""
+                log.warning("run lock taken again%s", lost)
+            self._held, self._lost_at = True, None
         elif self._held is not None:
             log.error("another kkt-worker holds the run lock; this one goes on only where it holds register leases")
             self._held = None   # said once
         return got
+
+    def _session_ended(self, exc: BaseException) -> None:
+        """The lock's session is gone (or unusable): say so once, drop the connection."""
+        if self._held:
+            log.error("the run lock's database session ended (%s): another `run` may start now; the register "
+                      "leases keep fencing every register write", type(exc).__name__)
+            self._lost_at = time.monotonic()
+            self._held = False
+        else:   # already said (or never held): the poll loop reports the ledger's outage
+            log.debug("run lock session still unavailable (%s)", type(exc).__name__)
+        try:
+            self._conn.close()
+        except Exception:
+            pass
+        self._conn = None
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         if self._fd is not None:
