@@ -26,7 +26,7 @@ from worker.log import OutageLog
 from worker.ops import systemd
 from worker.ops.runner import OpsRunner, loops_alive
 from worker.settings import Settings
-from worker.signals import on_reload, on_stop
+from worker.signals import on_dump, on_reload, on_stop
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,8 @@ class Worker:
     def run(self, *, install_signals: bool = True) -> int:
         """Run until stopped (or drained, with burst). Returns the process exit code."""
         with on_stop(self.stop) if install_signals else contextlib.nullcontext(), \
-                on_reload(self.reload) if install_signals else contextlib.nullcontext():
+                on_reload(self.reload) if install_signals else contextlib.nullcontext(), \
+                on_dump() if install_signals else contextlib.nullcontext():
             graph = build_worker(self.settings, self.ledger, self.stop, self.pool)
             self.member = graph.member
             if graph.member is not None:   # cluster mode: this node's row in `workers` (status shows the cluster)

@@ -3,17 +3,20 @@
 Inside ``with on_stop(stop):`` the first SIGTERM/SIGINT sets *stop* (the worker finishes the receipt in
 progress and exits); a second one exits at once with :data:`COLD_EXIT_CODE` (whatever was "sending"
 is reconciled on the next start). On leaving the block the previous handlers are restored, even
-after an exception (procrastinate's ``signals.on_stop`` is the model).
+after an exception (procrastinate's ``signals.on_stop`` is the model). SIGUSR1 writes every thread's
+stack to stderr (:func:`on_dump`), for a worker that seems stuck.
 """
 from __future__ import annotations
 
 import logging
+import faulthandler
 import os
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from types import FrameType
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TextIO
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +24,8 @@ log = logging.getLogger(__name__)
 COLD_EXIT_CODE = 130
 #: the signals that stop the worker
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: the signal that dumps every thread's stack (``kill -USR1 <pid>``; the chaos tests send it before giving up)
+DUMP_SIGNAL = signal.SIGUSR1
 
 
 @contextmanager
@@ -70,3 +75,17 @@ def on_reload(reload: Callable[[], object]) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGHUP, previous)
+
+
+@contextmanager
+def on_dump(file: TextIO | None = None) -> Iterator[None]:
+    """Route SIGUSR1 to a dump of every thread's Python stack on *file* (stderr), then carry on.
+
+    faulthandler writes from the C signal handler, so the dump comes even while every thread waits in C
+    (a socket read, a lock): what a hung worker is waiting for, without a debugger on the host.
+    """
+    faulthandler.register(DUMP_SIGNAL, file=file or sys.stderr, all_threads=True, chain=False)
+    try:
+        yield
+    finally:
+        faulthandler.unregister(DUMP_SIGNAL)

@@ -44,3 +44,25 @@ def test_handlers_are_restored_after_an_exception() -> None:
             assert signal.getsignal(signal.SIGTERM) is not before
             raise RuntimeError("boom")
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_sigusr1_dumps_every_thread_and_the_process_goes_on(tmp_path) -> None:
+    """Given on_dump installed, SIGUSR1 writes each thread's stack (a thread blocked in a wait included)
+    and nothing stops; afterwards SIGUSR1 is back to what it was."""
+    from worker.signals import DUMP_SIGNAL, on_dump
+
+    release = threading.Event()
+    waiter = threading.Thread(target=release.wait, name="blocked-waiter", daemon=True)
+    waiter.start()
+    previous = signal.getsignal(DUMP_SIGNAL)
+    out = (tmp_path / "dump.txt").open("w+")
+    try:
+        with on_dump(out):
+            _deliver(DUMP_SIGNAL)
+        out.seek(0)
+        dump = out.read()
+    finally:
+        release.set()
+        out.close()
+    assert dump.count("hread 0x") >= 2 and "in wait" in dump and "test_sigusr1_dumps_every_thread" in dump, dump
+    assert signal.getsignal(DUMP_SIGNAL) == previous
