@@ -4,8 +4,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Sequence
@@ -81,6 +83,40 @@ def start_cli(settings: Path, *args: str, env: dict[str, str] | None = None) -> 
     """Start ``python -m worker`` in the background."""
     return subprocess.Popen([sys.executable, "-m", "worker", "-c", str(settings), *args], cwd=settings.parent,
                             env=env or cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def dump_threads(proc: subprocess.Popen[str], settle_s: float = 1.0) -> None:
+    """Ask a running worker to write every thread's stack to its stderr (SIGUSR1, ``worker.signals.on_dump``),
+    so that a test giving up on it shows what it was waiting for (see :func:`thread_dump`)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(settle_s)
+
+
+def thread_dump(stderr: str, limit: int = 8000) -> str:
+    """The thread dump in a worker's stderr (what :func:`dump_threads` asked for), or "" if there is none."""
+    at = stderr.find(" (most recent call first):")
+    if at < 0:
+        return ""
+    start = stderr.rfind("\n", 0, at) + 1
+    return stderr[start:start + limit]
+
+
+def stop_worker(proc: subprocess.Popen[str], timeout: float, log_path: Path | None = None) -> str:
+    """SIGTERM (a warm stop) and its stderr (or *log_path*'s text); a worker still running after *timeout*
+    seconds is made to dump its threads, killed, and reported as an AssertionError with that dump."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        dump_threads(proc)
+        proc.kill()
+        _, err = proc.communicate()
+        err = err or (log_path.read_text() if log_path is not None else "")
+        raise AssertionError(f"the worker did not stop within {timeout} s after SIGTERM; its threads:\n"
+                             f"{thread_dump(err) or '(no dump)'}\n--- its last log lines:\n{err[-3000:]}") from None
+    return err or (log_path.read_text() if log_path is not None else "")
 
 
 def journal(state_dir: Path) -> list[dict[str, Any]]:

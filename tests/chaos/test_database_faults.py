@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from tests.chaos.faultproxy import FaultProxy
 from tests.chaos.invariants import check
-from tests.shop import insert_payment, run_cli, sale_items, start_cli, write_settings
+from tests.shop import dump_threads, insert_payment, run_cli, sale_items, start_cli, stop_worker, thread_dump, write_settings
 
 pytestmark = pytest.mark.chaos
 
@@ -116,13 +116,12 @@ def test_postgres_ledger_restart_while_fiscalizing(shop_schema: sa.URL, postgres
                 resumes.append(wait_until(lambda: done_count(direct) > before, 30))
             wait_until(lambda: done_count(direct) == 150, 90)
         except AssertionError:
-            worker.terminate()
-            print(worker.communicate(timeout=60)[1][-6000:])
+            dump_threads(worker)   # what it waits for, on its stderr
+            err = stop_worker(worker, 60)
+            print(thread_dump(err), "\n---\n", err[-6000:])
             raise
         finally:
-            if worker.poll() is None:
-                worker.terminate()
-            _, err = worker.communicate(timeout=60)
+            err = stop_worker(worker, 60)
         assert worker.returncode == 0, err[-3000:]
     report = check(shop_schema, direct, [reg])
     assert report.ok and report.done == 150, report.summary()

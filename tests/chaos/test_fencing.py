@@ -18,7 +18,8 @@ import sqlalchemy as sa
 
 from tests.chaos.faultproxy import FaultProxy
 from tests.chaos.invariants import check
-from tests.shop import cli_env, insert_payment, journal, run_cli, sale_items, start_cli, write_settings
+from tests.shop import (cli_env, dump_threads, insert_payment, journal, run_cli, sale_items, start_cli, stop_worker,
+                        thread_dump, write_settings)
 
 pytestmark = pytest.mark.chaos
 
@@ -81,11 +82,9 @@ def start_second(settings: Path, log_path: Path, deadline_s: float = 60) -> subp
 STOP_TIMEOUT_S = 150
 
 
-def stop(proc: subprocess.Popen[str]) -> str:
-    if proc.poll() is None:
-        proc.terminate()
-    _, err = proc.communicate(timeout=STOP_TIMEOUT_S)
-    return err
+def stop(proc: subprocess.Popen[str], log_path: Path | None = None) -> str:
+    """A warm stop; a worker that does not stop in time fails the test with its thread dump."""
+    return stop_worker(proc, STOP_TIMEOUT_S, log_path)
 
 
 def test_link_drop_then_a_second_worker_never_two_writers(shop_schema: sa.URL, postgres_url: sa.URL,
@@ -110,7 +109,9 @@ def test_link_drop_then_a_second_worker_never_two_writers(shop_schema: sa.URL, p
             # the server ends the dropped session (in production: its TCP keepalive gives up), and the
             # advisory lock dies with it; here at once, not after the proxy's RST races with the backend
             with sa.create_engine(direct, poolclass=sa.NullPool, isolation_level="AUTOCOMMIT").connect() as conn:
-                conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"))
+                # only this test's database: pg_locks is server-wide, and tests run side by side (pytest -n)
+                conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                                     "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"))
             b = start_second(sb, log_b)
             took = wait_until(lambda: scalar(direct, "SELECT epoch FROM register_leases") >= 2, 30, "B's takeover")
             proxy.restore()
@@ -118,17 +119,21 @@ def test_link_drop_then_a_second_worker_never_two_writers(shop_schema: sa.URL, p
             wait_until(lambda: done(direct) == 100, 120, "all done")
             assert a.poll() is None and b.poll() is None
         except AssertionError:
+            for proc in (a, b):
+                if proc is not None:
+                    dump_threads(proc)   # what each waits for, on its stderr
             with sa.create_engine(direct, poolclass=sa.NullPool).connect() as conn:
                 print("LOCKS:", conn.execute(sa.text(
                     "SELECT a.pid, a.client_port, a.state, a.backend_start, a.query FROM pg_locks l "
                     "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'")).all())
-            print("A:", stop(a)[-3000:], "\nB:", log_b.read_text()[-3000:] if log_b.exists() else "")
+            text_a = stop(a)
+            text_b = log_b.read_text() if log_b.exists() else ""
+            print("A:", thread_dump(text_a), text_a[-3000:], "\nB:", thread_dump(text_b), text_b[-3000:])
             raise
         finally:
             err_a = stop(a)
-            if b is not None and b.poll() is None:
-                b.terminate()
-                b.wait(timeout=STOP_TIMEOUT_S)
+            if b is not None:
+                stop(b, log_b)
             err_b = log_b.read_text() if log_b.exists() else ""
     report = check(shop_schema, direct, [reg])
     print(json.dumps({"takeover_s": round(took, 1), **report.summary()}))
@@ -177,9 +182,8 @@ def test_server_ends_idle_sessions_admin_commands_refused(shop_schema: sa.URL, p
         raise
     finally:
         err_a = stop(a)
-        if b is not None and b.poll() is None:
-            b.terminate()
-            b.wait(timeout=STOP_TIMEOUT_S)
+        if b is not None:
+            stop(b, log_b)
         err_b = log_b.read_text()
     report = check(shop_schema, direct, [reg])
     print(json.dumps(report.summary()))
