@@ -4,6 +4,14 @@
         proxy.outage()        # reset every connection and refuse new ones ("server restarted")
         proxy.restore()       # accept and forward again
         proxy.stall()         # keep connections open but forward nothing (a black-holed network)
+
+Known and kept: ``outage()`` does not always end the server's side. When the reset of the client socket
+wakes its pipe thread first, that thread closes the upstream socket with a plain close() while the
+other pipe thread is blocked in recv() on it; Linux then keeps that socket open, so the server's session
+lives on (5 of 30 resets on a loaded machine: connect, BEGIN, outage, then look the backend up in
+pg_stat_activity). That is a real fault too — a link drop the server has not seen — and the worker must
+survive it: such a session left inside a transaction holds its row locks until the server's
+idle-in-transaction timeout (docs/cluster.md, "Frozen workers and stalled links").
 """
 from __future__ import annotations
 
