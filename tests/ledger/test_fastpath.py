@@ -80,3 +80,25 @@ def test_a_closed_link_is_a_dbapi_error_and_the_connection_is_invalidated(ledger
                 seen.append(conn.invalidated)
     assert caught.value.connection_invalidated and seen == [True]
     assert ledger.counts() == {}      # the pool gives a fresh connection afterwards
+
+
+def test_a_lane_row_keeps_what_the_register_showed_and_when_it_paused(ledger: Ledger) -> None:
+    """The prebuilt lane upsert: the first report inserts; a report without a register reading keeps the
+    last one; paused_since is set at the first 'paused' and kept while paused, cleared on 'running'."""
+    from worker.ledger.schema import lanes
+
+    def row() -> dict:
+        with ledger.read() as conn:
+            return dict(conn.execute(select(lanes).where(lanes.c.name == "kkt1")).one()._mapping)
+
+    ledger.lane_heartbeats([{"name": "kkt1", "state": "running", "fn_serial": "FN1", "last_fd": 7,
+                             "shift_open": True}])
+    assert (row()["fn_serial"], row()["last_fd"], row()["shift_open"], row()["paused_since"]) == ("FN1", 7, 1, None)
+    ledger.lane_heartbeats([{"name": "kkt1", "state": "paused", "reason": "paper out"}])
+    first = row()
+    assert (first["fn_serial"], first["last_fd"], first["reason"]) == ("FN1", 7, "paper out")
+    assert first["paused_since"] is not None
+    ledger.lane_heartbeats([{"name": "kkt1", "state": "paused", "reason": "paper out", "last_fd": 8}])
+    assert row()["paused_since"] == first["paused_since"] and row()["last_fd"] == 8
+    ledger.lane_heartbeats([{"name": "kkt1", "state": "running"}])
+    assert row()["paused_since"] is None and row()["state"] == "running" and row()["reason"] is None

@@ -6,7 +6,8 @@ import dataclasses
 import datetime as dt
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, ColumnElement, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (Boolean, Connection, ColumnElement, DateTime, Integer, String, and_, bindparam, case, func,
+                        insert, null, or_, select, update)
 
 from kkt_drivers.receipt import FiscalDocument
 from worker.errors import StateConflict
@@ -304,16 +305,16 @@ class LaneWrites(DocumentWrites):
     @staticmethod
     def _upsert_lane(conn: Connection, name: str, now: dt.datetime, *, state: str, reason: str | None,
                      fn_serial: str | None, last_fd: int | None, shift_open: bool | None) -> None:
-        values: dict[str, Any] = dict(state=state, reason=reason, heartbeat_at=now)
-        # what the register showed is kept until a newer reading replaces it
-        seen = dict(fn_serial=fn_serial, last_fd=last_fd, shift_open=None if shift_open is None else int(shift_open))
-        values.update({k: v for k, v in seen.items() if v is not None})
-        # paused_since: when the lane went from running to paused (health: "paused longer than N")
-        paused_since = func.coalesce(lanes.c.paused_since, now) if state == "paused" else None
-        if conn.execute(update(lanes).where(lanes.c.name == name)
-                        .values(paused_since=paused_since, **values)).rowcount == 0:
-            conn.execute(insert(lanes).values(name=name, paused_since=now if state == "paused" else None,
-                                              **values))
+        """One prebuilt UPDATE (the worker flushes up to hundreds of lanes at a time; building a statement
+        per lane was a third of a 200-register farm's CPU); INSERT only for a lane seen the first time."""
+        params = {"b_name": name, "b_state": state, "b_reason": reason, "b_now": now, "b_fn": fn_serial,
+                  "b_last_fd": last_fd, "b_shift_open": None if shift_open is None else int(shift_open),
+                  "b_paused": state == "paused"}
+        if fastpath.run(conn, _LANE_UPDATE, params).rowcount == 0:
+            conn.execute(insert(lanes).values(name=name, state=state, reason=reason, heartbeat_at=now,
+                                              fn_serial=fn_serial, last_fd=last_fd,
+                                              shift_open=params["b_shift_open"],
+                                              paused_since=now if state == "paused" else None))
 
     def lane_health(self, name: str, *, fn_expires_on: dt.date | None, ofd_unsent: int | None,
                     ofd_oldest_at: dt.datetime | None, clock_skew_s: float | None) -> None:
@@ -394,5 +395,16 @@ _WATERMARK_NEXT = (update(register_watermarks)
                           register_watermarks.c.fn_serial == bindparam("b_fn"),
                           register_watermarks.c.last_fd == bindparam("b_fd_before"))
                    .values(last_fd=bindparam("b_fd"), updated_at=bindparam("b_now")))
+# what the register showed is kept until a newer reading replaces it (NULL: keep the column);
+# paused_since: when the lane went from running to paused (health: "paused longer than N")
+_LANE_UPDATE = (update(lanes).where(lanes.c.name == bindparam("b_name"))
+                .values(state=bindparam("b_state"), reason=bindparam("b_reason"),
+                        heartbeat_at=bindparam("b_now", type_=DateTime),
+                        fn_serial=func.coalesce(bindparam("b_fn", type_=String), lanes.c.fn_serial),
+                        last_fd=func.coalesce(bindparam("b_last_fd", type_=Integer), lanes.c.last_fd),
+                        shift_open=func.coalesce(bindparam("b_shift_open", type_=Integer), lanes.c.shift_open),
+                        paused_since=case((bindparam("b_paused", type_=Boolean),
+                                           func.coalesce(lanes.c.paused_since, bindparam("b_now", type_=DateTime))),
+                                          else_=null())))
 _NEXT_DUE = select(func.min(receipts.c.next_attempt_at)).where(
     receipts.c.state == State.QUEUED.value, receipts.c.register_group == bindparam("b_group"))
