@@ -96,7 +96,8 @@ class Processor:
         crashpoint("after_intent")
         # the register cannot check our epoch: the last check is that the lease is fresh enough now
         self.check_send()
-        log.debug("sending receipt (total %s, fd_before %d)", receipt.total, fd_before, extra=ctx)
+        if log.isEnabledFor(logging.DEBUG):   # the total is a sum over the lines: not for nothing
+            log.debug("sending receipt (total %s, fd_before %d)", receipt.total, fd_before, extra=ctx)
         try:
             doc = self.driver.fiscalize(receipt)
         except LeaseLost:   # the lane's step hook found the lease gone before the close: nothing was closed
