@@ -68,4 +68,4 @@ class Router:
             group = self.group_for(payment)
         except NoRegister as exc:
             return tuple(replace(r, receipt=None, error=str(exc)) if r.receipt is not None else r for r in rows)
-        return tuple(replace(r, group=group) for r in rows)
+        return tuple(r if r.group == group else replace(r, group=group) for r in rows)

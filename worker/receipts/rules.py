@@ -51,6 +51,8 @@ _EMAIL_RE = re.compile(
 # what people type around phone digits; anything else (letters, '#', ext.) is refused
 _PHONE_NOISE_RE = re.compile(r"[\s()\-.\u00a0]")
 _REPR_MAX = 40
+#: what alias keys ignore (compiled once: alias_key runs for every code of every line)
+_ALIAS_NOISE_RE = re.compile(r"[\s\-_]+")
 #: no amount, quantity, code or line number has more integer digits than this
 _MAX_DIGITS = 18
 
@@ -221,7 +223,8 @@ def text(value: Any, field: str, *, max_len: int = ITEM_NAME_MAX_LEN, required: 
         # lone surrogates: what a driver decoding with surrogateescape leaves behind
         raise InvalidPayment(field, f"is not valid Unicode text (position {exc.start})") from None
     s = value.strip()
-    for pos, ch in enumerate(s):
+    # isprintable() is False for every Cc/Zl/Zp character (and some harmless ones): the loop only runs then
+    for pos, ch in enumerate(() if s.isprintable() else s):
         # Cc = control (incl. tab/newline), Zl/Zp = line/paragraph separators: they break receipts and logs
         if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
             raise InvalidPayment(field, f"contains a control character U+{ord(ch):04X} at position {pos}")
@@ -310,7 +313,7 @@ def parse_phone(value: Any, field: str) -> str:
 
 def alias_key(value: Any) -> str:
     """How alias keys are compared: lower case, without spaces, '-' and '_'."""
-    return re.sub(r"[\s\-_]+", "", str(value)).lower()
+    return _ALIAS_NOISE_RE.sub("", str(value)).lower()
 
 
 def _enum_aliases(enum_cls: type[Enum], extra: Mapping[str, Any]) -> dict[str, Any]:

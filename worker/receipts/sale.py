@@ -59,8 +59,9 @@ def validate_sale(p: ShopPayment, cfg: ReceiptConfig, *, prefix: str) -> ValidSa
         item = validate_item(raw, cfg, day, f)
         # marked goods: one line per unit, each with its code (worker/receipts/marking.py)
         codes = mk.codes_of(raw, f)
-        item = dataclasses.replace(item, payment_subject=mk.subject_for(
-            item.payment_subject, raw.payment_subject is not None, codes, f))
+        subject = mk.subject_for(item.payment_subject, raw.payment_subject is not None, codes, f)
+        if subject is not item.payment_subject:   # (a copy per line otherwise: half of the Items built)
+            item = dataclasses.replace(item, payment_subject=subject)
         coded.append((f, codes))
         keyed.extend((line_no, unit) for unit in mk.units(item, codes, f))
     mk.check_unique(coded)
