@@ -132,7 +132,8 @@ _ITEM_COLUMNS = (
     ("payment_subject", "item_payment_subject"), ("measure_unit", "item_measure_unit"),
     ("marking_code", "item_marking_code"),
 )
-_MONEY = {"amount", "price", "quantity", "discount"}
+#: text columns are selected as raw bytes on the MySQL retry path (mysql.py); assemble() decodes them.
+#: Money columns (amount, price, quantity, discount) are read as exact Decimals (see _money_value).
 _TEXT = {"route", "kind", "order_ref", "customer_email", "customer_phone", "name", "vat",
          "payment_method", "payment_subject", "measure_unit"}
 
@@ -364,32 +365,40 @@ def assemble(rows: Sequence[Any], items: Sequence[Any], mapping: SourceMapping,
     for c in codes:  # marking codes, ordered by payment, line, unit in SQL
         codes_by_line.setdefault((int(c["payment_id"]), c["line_no"]), []).append(_code_value(c["code"]))
     by_payment: dict[int, list[ShopItem]] = {}
+    # each column's normalisation spelled out (not a loop over names): this runs for every line of every poll
+    t = mapping.items_table
     for it in items:
+        pid = int(it["payment_id"])
         own = it.get("marking_code")
-        line_codes = ([] if own is None else [_code_value(own)]) + codes_by_line.get(
-            (int(it["payment_id"]), it["line_no"]), [])
-        by_payment.setdefault(int(it["payment_id"]), []).append(ShopItem(
+        line_codes = ([] if own is None else [_code_value(own)]) + codes_by_line.get((pid, it["line_no"]), [])
+        by_payment.setdefault(pid, []).append(ShopItem(
             line_no=it["line_no"],
-            **{k: _normalize(k, it[k], mapping.items_table) for k in
-               ("name", "price", "quantity", "amount", "vat", "payment_method", "payment_subject",
-                "measure_unit")},
+            name=_text_value(it["name"]),
+            price=_money_value(it["price"], t, "price"),
+            quantity=_money_value(it["quantity"], t, "quantity"),
+            amount=_money_value(it["amount"], t, "amount"),
+            vat=_text_value(it["vat"]),
+            payment_method=_text_value(it["payment_method"]),
+            payment_subject=_text_value(it["payment_subject"]),
+            measure_unit=_text_value(it["measure_unit"]),
             marking_codes=tuple(line_codes),
         ))
     out = []
+    t = mapping.payments_table
     for r in rows:
         pid = int(r["id"])
         kind = r["kind"] if mapping.payment_kind is not None else KIND_SALE
         out.append(ShopPayment(
             id=pid,
-            kind=_normalize("kind", kind, mapping.payments_table),
-            amount=_normalize("amount", r["amount"], mapping.payments_table),
+            kind=_text_value(kind),
+            amount=_money_value(r["amount"], t, "amount"),
             paid_at=_to_datetime(r["paid_at"], zone),
-            customer_email=_normalize("customer_email", r["customer_email"], mapping.payments_table),
-            customer_phone=_normalize("customer_phone", r["customer_phone"], mapping.payments_table),
-            order_ref=_normalize("order_ref", r["order_ref"], mapping.payments_table),
+            customer_email=_text_value(r["customer_email"]),
+            customer_phone=_text_value(r["customer_phone"]),
+            order_ref=_text_value(r["order_ref"]),
             refund_of=r["refund_of"],
-            discount=_normalize("discount", r["discount"], mapping.payments_table),
-            route=_normalize("route", r.get("route"), mapping.payments_table),  # not every caller selects it
+            discount=_money_value(r["discount"], t, "discount"),
+            route=_text_value(r.get("route")),  # not every caller selects it
             items=tuple(by_payment.get(pid, ())),  # ordered by line_no in SQL
         ))
     return out
@@ -399,6 +408,7 @@ def assemble(rows: Sequence[Any], items: Sequence[Any], mapping: SourceMapping,
 #: and more only when the shop really wrote more (33.297 stays 33.297, for validation to reject)
 _RECEIPT_PLACES = {"quantity": Decimal("0.001")}
 _MONEY_PLACES = Decimal("0.01")
+_EXPONENT = {_MONEY_PLACES: -2, _RECEIPT_PLACES["quantity"]: -3}   # of each step, for _trim
 
 
 def _code_value(value: Any) -> Any:
@@ -406,12 +416,15 @@ def _code_value(value: Any) -> Any:
     return bytes(value) if isinstance(value, (bytearray, memoryview)) else value
 
 
-def _normalize(logical: str, value: Any, table: str) -> Any:
-    if logical in _MONEY:
-        return _trim(_to_decimal(value, f"{table}.{logical}"), _RECEIPT_PLACES.get(logical, _MONEY_PLACES))
-    if logical in _TEXT:
-        return _to_text(value)
-    return value
+def _money_value(value: Any, table: str, logical: str) -> Any:
+    """A money/quantity column: exact Decimal, trimmed to the receipt's places."""
+    d = value if type(value) is Decimal else _to_decimal(value, f"{table}.{logical}")
+    return _trim(d, _RECEIPT_PLACES.get(logical, _MONEY_PLACES))
+
+
+def _text_value(value: Any) -> Any:
+    """A text column (``_TEXT``): :func:`_to_text`, the usual str or NULL passed straight through."""
+    return value if value is None or type(value) is str else _to_text(value)
 
 
 def _to_text(value: Any) -> Any:
@@ -450,7 +463,9 @@ def _to_decimal(value: Any, where: str) -> Any:
 
 def _trim(value: Any, step: Decimal) -> Any:
     """``0.750000`` → ``0.750``; ``33.297000`` → ``33.297`` (exact: only zeros are dropped)."""
-    if not isinstance(value, Decimal) or not value.is_finite() or value.as_tuple().exponent >= step.as_tuple().exponent:
+    if not isinstance(value, Decimal) or not value.is_finite():
+        return value
+    if value.as_tuple().exponent >= (_EXPONENT.get(step) or step.as_tuple().exponent):
         return value
     if value == value.quantize(step):
         return value.quantize(step)
