@@ -80,9 +80,13 @@ def receipt_from_dict(d: dict[str, Any]) -> Receipt:
     )
 
 
+#: json.dumps with options builds an encoder per call; this one is built once (same text; encode is re-entrant)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+
+
 def dumps(r: Receipt) -> str:
     """Serialize *r* to a JSON string."""
-    return json.dumps(receipt_to_dict(r), ensure_ascii=False, sort_keys=True)
+    return _ENCODER.encode(receipt_to_dict(r))
 
 
 def loads(s: str) -> Receipt:

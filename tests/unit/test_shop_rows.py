@@ -38,6 +38,7 @@ def test_to_json_is_what_asdict_gave(p: ShopPayment) -> None:
     fast, generic = p.to_json(), p._to_json_generic()
     assert fast == generic
     assert _dumps(fast) == _dumps(generic)   # same keys in the same order: the same ledger text
+    assert p.snapshot() == _dumps(generic)   # the text the ledger stores
 
 
 def test_to_json_round_trip_keeps_money_times_and_codes() -> None:

@@ -124,7 +124,7 @@ class IngestWrites(DocumentWrites):
         rows = [dict(source_id=e.payment.id, kind=str(e.payment.kind)[:KIND_CHARS],
                      amount=decimal_or_none(e.payment.amount), paid_at=naive_utc(e.payment.paid_at),
                      refund_of=e.payment.refund_of if isinstance(e.payment.refund_of, int) else None,
-                     snapshot=json.dumps(e.payment.to_json(), ensure_ascii=False), ingested_at=now)
+                     snapshot=e.payment.snapshot(), ingested_at=now)
                 for e in fresh]
         pids = dict(conn.execute(_PAYMENTS_INSERT, rows).all())   # source_id → ledger id
         self._insert_planned_many(conn, [(pids[e.payment.id], e.planned, e.payment.id, e.payment.refund_of)
@@ -227,7 +227,7 @@ class IngestWrites(DocumentWrites):
         with self.write() as conn:
             pid = conn.execute(select(payments.c.id).where(payments.c.source_id == source_id)).scalar_one()
             conn.execute(update(payments).where(payments.c.id == pid).values(
-                snapshot=json.dumps(payment.to_json(), ensure_ascii=False), refetched_at=now,
+                snapshot=payment.snapshot(), refetched_at=now,
                 amount=decimal_or_none(payment.amount), drift=None))
             current = {(r.stage, r.part): r for r in conn.execute(
                 select(receipts.c.id, receipts.c.stage, receipts.c.part, receipts.c.state)

@@ -142,10 +142,13 @@ def record_from_mapping(m: dict[str, Any]) -> ReceiptRecord:
     return ReceiptRecord(**m)
 
 
+#: the largest amount a ledger money column stores (built once: decimal_or_none runs per ingested row)
+_MONEY_BOUND = Decimal("1e12")
+
 
 def decimal_or_none(value: Any) -> Decimal | None:
     """*value* if it is a storable money Decimal, else None (a malformed shop amount stays in the snapshot)."""
-    if isinstance(value, Decimal) and value.is_finite() and abs(value) < Decimal("1e12"):
+    if isinstance(value, Decimal) and value.is_finite() and abs(value) < _MONEY_BOUND:
         return value
     return None
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 KIND_SALE = "sale"
@@ -110,14 +112,19 @@ class ShopPayment:
         items = self.items
         if not isinstance(items, (tuple, list)) or not all(isinstance(it, ShopItem) for it in items):
             return self._to_json_generic()   # a hand-made row (tests): the general path, same output
-        return {name: [_item_json(it) for it in items] if name == "items" else _jsonable(getattr(self, name))
-                for name in _PAYMENT_FIELDS}
+        out = {n: v if type(v) in _AS_IS else _jsonable(v) for n, v in zip(_PAYMENT_FIELDS, _payment_values(self))}
+        out["items"] = [_item_json(it) for it in items]   # (replacing a value keeps the key's place)
+        return out
 
     def _to_json_generic(self) -> dict[str, Any]:
         data = asdict(self)
         for it in data.get("items", ()):  # codes are bytes: kept exact as base64, never decoded as text
             it["marking_codes"] = [_code_json(c) for c in it.get("marking_codes") or ()]
         return _jsonable(data)
+
+    def snapshot(self) -> str:
+        """:meth:`to_json` as the JSON text the ledger stores (non-ASCII kept as is)."""
+        return _SNAPSHOT_ENCODER.encode(self.to_json())
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ShopPayment":
@@ -128,17 +135,22 @@ class ShopPayment:
         return cls(**d)
 
 
-#: the snapshot's keys in field order (the order asdict gave them)
+#: the snapshot's keys in field order (the order asdict gave them), and one call reading them all
 _PAYMENT_FIELDS = tuple(f.name for f in fields(ShopPayment))
 _ITEM_FIELDS = tuple(f.name for f in fields(ShopItem))
+_payment_values = attrgetter(*_PAYMENT_FIELDS)
+_item_values = attrgetter(*_ITEM_FIELDS)
 
 
 def _item_json(item: ShopItem) -> dict[str, Any]:
     """One line of the snapshot; codes are bytes: kept exact as base64, never decoded as text."""
-    return {name: [_jsonable(_code_json(c)) for c in item.marking_codes or ()] if name == "marking_codes"
-            else _jsonable(getattr(item, name)) for name in _ITEM_FIELDS}
+    out = {n: v if type(v) in _AS_IS else _jsonable(v) for n, v in zip(_ITEM_FIELDS, _item_values(item))}
+    out["marking_codes"] = [_jsonable(_code_json(c)) for c in item.marking_codes or ()]
+    return out
 
 
+#: json.dumps(..., ensure_ascii=False) builds an encoder per call; this one is built once (same text)
+_SNAPSHOT_ENCODER = json.JSONEncoder(ensure_ascii=False)
 _B64 = "__base64__"
 
 
