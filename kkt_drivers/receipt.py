@@ -25,6 +25,8 @@ CONTACT_MAX_LEN = 64
 
 
 def _exact(value: Decimal | int | str, step: Decimal, what: str) -> Decimal:
+    if type(value) is Decimal and value.is_finite():   # the usual case (every Item field, twice)
+        return value.quantize(step, rounding=ROUND_HALF_UP)
     if isinstance(value, float):
         raise TypeError(f"{what} must not be float (use Decimal, int or str)")
     try:

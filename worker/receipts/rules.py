@@ -112,6 +112,8 @@ def short_repr(value: Any) -> str:
 
 
 def _decimal(value: Any, field: str, what: str) -> Decimal:
+    if type(value) is Decimal and value.is_finite() and value.adjusted() <= _MAX_DIGITS:
+        return value   # what the shop source gives: the checks below would return it unchanged
     if isinstance(value, float):
         raise InvalidPayment(field, f"{what} is a float ({value!r}); floats lose kopecks, expected a Decimal")
     if isinstance(value, bool) or value is None:
@@ -139,7 +141,8 @@ def parse_money(
 ) -> Decimal:
     """A rubles amount with at most 2 decimals, >= 0 (> 0 if *positive*), <= *max_value*."""
     d = _decimal(value, field, "amount")
-    if d != d.quantize(KOPECK, rounding=ROUND_HALF_UP):
+    q = d.quantize(KOPECK, rounding=ROUND_HALF_UP)
+    if d != q:
         raise InvalidPayment(field, f"{d} has more than 2 decimal places (kopecks)")
     if positive and d <= 0:
         raise InvalidPayment(field, f"must be greater than 0, got {d}")
@@ -147,7 +150,7 @@ def parse_money(
         raise InvalidPayment(field, f"must not be negative, got {d}")
     if max_value is not None and d > max_value:
         raise InvalidPayment(field, f"{d} exceeds the register limit {max_value}")
-    return d.quantize(KOPECK)
+    return q   # d has at most 2 places: d.quantize(KOPECK) with any rounding is q
 
 
 def parse_quantity(value: Any, field: str) -> Decimal:
@@ -157,9 +160,10 @@ def parse_quantity(value: Any, field: str) -> Decimal:
         raise InvalidPayment(field, f"must be greater than 0, got {d}")
     if d > MAX_QUANTITY:
         raise InvalidPayment(field, f"{d} exceeds the register limit {MAX_QUANTITY}")
-    if d != d.quantize(QTY_STEP, rounding=ROUND_HALF_UP):
+    q = d.quantize(QTY_STEP, rounding=ROUND_HALF_UP)
+    if d != q:
         raise InvalidPayment(field, f"{d} has more than 3 decimal places")
-    return d.quantize(QTY_STEP)
+    return q   # d has at most 3 places: d.quantize(QTY_STEP) with any rounding is q
 
 
 #: the largest line number (the shop's column is an INT)
