@@ -6,10 +6,12 @@ import json
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from worker.shop.rows import ShopItem, ShopPayment
+from worker.shop.source import SourceMapping, assemble
 
 # every kind of value a shop row can carry before validation: what the drivers return, and junk
 values = st.one_of(
@@ -52,3 +54,23 @@ def test_to_json_round_trip_keeps_money_times_and_codes() -> None:
     assert ShopPayment.from_json(snap) == p
     assert snap["items"][0]["marking_codes"][0] == {"__base64__": "HTAxAA=="}
     assert snap["amount"] == {"__decimal__": "150.50"}
+
+
+@pytest.mark.parametrize(("column", "raw", "read"), [
+    ("price", "150.50", "150.50"),          # the column has the receipt's places: kept as is
+    ("price", "150.500000", "150.50"),      # a wider column: trailing zeros trimmed to kopecks
+    ("price", "33.29700", "33.297"),        # more places than kopecks really written: kept for validation
+    ("price", "5", "5"),                    # fewer places: kept as is (validation quantizes)
+    ("quantity", "0.750000", "0.750"),
+    ("quantity", "2.000", "2.000"),
+    ("quantity", "1E+2", "1E+2"),
+])
+def test_assemble_trims_wide_decimal_columns_exactly(column: str, raw: str, read: str) -> None:
+    """Given a DECIMAL column wider than the receipt needs, when read, then only zeros are dropped."""
+    item = {"payment_id": 1, "line_no": 1, "name": "Товар", "price": Decimal("1.00"), "quantity": Decimal("1.000"),
+            "amount": Decimal("1.00"), "vat": None, "payment_method": None, "payment_subject": None,
+            "measure_unit": None, column: Decimal(raw)}
+    row = {"id": 1, "kind": "sale", "amount": Decimal("1.00"), "paid_at": dt.datetime(2026, 11, 20, 12),
+           "customer_email": None, "customer_phone": None, "order_ref": None, "refund_of": None, "discount": None}
+    [p] = assemble([row], [item], SourceMapping())
+    assert str(getattr(p.items[0], column)) == read

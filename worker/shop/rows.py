@@ -144,7 +144,8 @@ _item_values = attrgetter(*_ITEM_FIELDS)
 
 def _item_json(item: ShopItem) -> dict[str, Any]:
     """One line of the snapshot; codes are bytes: kept exact as base64, never decoded as text."""
-    out = {n: v if type(v) in _AS_IS else _jsonable(v) for n, v in zip(_ITEM_FIELDS, _item_values(item))}
+    out = {n: v if type(v) in _AS_IS else {_DEC: str(v)} if type(v) is Decimal else _jsonable(v)
+           for n, v in zip(_ITEM_FIELDS, _item_values(item))}   # (_jsonable inlined for a line's usual values)
     out["marking_codes"] = [_jsonable(_code_json(c)) for c in item.marking_codes or ()]
     return out
 

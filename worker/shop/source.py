@@ -408,7 +408,6 @@ def assemble(rows: Sequence[Any], items: Sequence[Any], mapping: SourceMapping,
 #: and more only when the shop really wrote more (33.297 stays 33.297, for validation to reject)
 _RECEIPT_PLACES = {"quantity": Decimal("0.001")}
 _MONEY_PLACES = Decimal("0.01")
-_EXPONENT = {_MONEY_PLACES: -2, _RECEIPT_PLACES["quantity"]: -3}   # of each step, for _trim
 
 
 def _code_value(value: Any) -> Any:
@@ -463,9 +462,9 @@ def _to_decimal(value: Any, where: str) -> Any:
 
 def _trim(value: Any, step: Decimal) -> Any:
     """``0.750000`` → ``0.750``; ``33.297000`` → ``33.297`` (exact: only zeros are dropped)."""
-    if not isinstance(value, Decimal) or not value.is_finite():
-        return value
-    if value.as_tuple().exponent >= (_EXPONENT.get(step) or step.as_tuple().exponent):
+    if not isinstance(value, Decimal) or not value.is_finite() or value.same_quantum(step):
+        return value   # (same_quantum: the column has the receipt's places, the usual case)
+    if value.as_tuple().exponent >= step.as_tuple().exponent:
         return value
     if value == value.quantize(step):
         return value.quantize(step)
