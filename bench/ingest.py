@@ -1,6 +1,6 @@
 """CPU per payment of ingest alone: MariaDB shop backlog → SQLite ledger, in this process.
 
-    python -m bench.ingest --payments 5000 [--lines 3] [--repeat 1] [--profile 25]
+    python -m bench.ingest --payments 5000 [--lines 3] [--batch 500] [--repeat 1] [--profile 25]
 
 Fills a scratch MariaDB shop (``bench.pool.fill_shop``: one line per payment, plus ``--lines - 1`` more
 lines per payment), migrates a scratch SQLite ledger, then drains the shop with the worker's own
@@ -11,7 +11,8 @@ Prints ONE JSON object: ``cpu_ms_per_payment`` (``time.process_time`` of this pr
 the shop driver's decoding, planning, snapshot/receipt JSON and the ledger's SQLite writes; the MariaDB
 server's own CPU is not in it), wall time, and with ``--profile N`` the top N functions of a cProfile
 run by own time (a separate drain of a fresh shop, so the timed run is not slowed by the profiler).
-``--repeat`` drains ``repeat`` fresh shops and reports each figure and the minimum (noisy shared cores).
+``--repeat`` drains ``repeat`` fresh shops and reports each figure and the minimum (noisy shared cores);
+``--batch 1`` shows the fixed cost of a poll (the worker's steady state: one new payment per poll).
 """
 from __future__ import annotations
 
@@ -49,12 +50,12 @@ def add_lines(shop: sa.URL, lines: int) -> None:
     eng.dispose()
 
 
-def drain(work: Path, shop: sa.URL, profile: cProfile.Profile | None = None) -> dict[str, Any]:
+def drain(work: Path, shop: sa.URL, profile: cProfile.Profile | None = None, batch: int = 500) -> dict[str, Any]:
     """Migrate a fresh ledger under *work* and ingest the whole shop; CPU and wall time of the polls."""
     ledger_url = f"sqlite:///{work / 'ledger.db'}"
     settings = write_settings(work / "settings.yaml", source_url=shop.render_as_string(hide_password=False),
                               ledger_url=ledger_url, registers=[("kkt0", f"emulator://{work / 'reg0'}?serial=EMU0")],
-                              log={"level": "WARNING"})
+                              log={"level": "WARNING"}, source={"batch_size": batch})
     run_cli(settings, "migrate")
     s = load_settings(settings)
     ledger = open_ledger(s)
@@ -85,6 +86,7 @@ def main() -> None:
     ap.add_argument("--payments", type=int, default=5000)
     ap.add_argument("--lines", type=int, default=1, help="lines per payment (default 1, as bench.pool)")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=500, help="source.batch_size: rows per poll (default 500)")
     ap.add_argument("--profile", type=int, default=0, metavar="N", help="also print cProfile's top N by own time")
     ap.add_argument("--admin-url", default=ADMIN_URL)
     args = ap.parse_args()
@@ -97,7 +99,7 @@ def main() -> None:
             add_lines(shop, args.lines)
             with tempfile.TemporaryDirectory(prefix="kkt-bench-ingest-") as d:
                 prof = cProfile.Profile() if i == args.repeat else None
-                run = drain(Path(d), shop, prof)
+                run = drain(Path(d), shop, prof, args.batch)
         finally:
             drop_shop(args.admin_url, shop)
         if run["added"] != args.payments:
@@ -110,7 +112,7 @@ def main() -> None:
             top = [ln for ln in out.getvalue().splitlines() if ln.strip()]
     per = [1000 * r["cpu_s"] / args.payments for r in runs]
     result: dict[str, Any] = {
-        "payments": args.payments, "lines_per_payment": args.lines, "polls": runs[0]["polls"],
+        "payments": args.payments, "lines_per_payment": args.lines, "batch": args.batch, "polls": runs[0]["polls"],
         "cpu_ms_per_payment": round(min(per), 3), "cpu_ms_per_payment_runs": [round(p, 3) for p in per],
         "wall_ms_per_payment": round(min(1000 * r["wall_s"] / args.payments for r in runs), 3),
     }

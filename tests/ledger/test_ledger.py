@@ -5,6 +5,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import select
 
 from kkt_drivers.receipt import (
     DocumentKind,
@@ -18,6 +19,7 @@ from kkt_drivers.receipt import (
     Vat,
 )
 from worker.errors import StateConflict
+from worker.ledger.schema import ingest_cursor, ingest_gaps
 from worker.ledger.states import State
 from worker.ledger.store import Gap, IngestEntry, Ledger, PlannedRow, utcnow
 from worker.shop.rows import ShopItem, ShopPayment
@@ -89,6 +91,21 @@ def test_gaps_are_kept_filled_and_expired(ledger: Ledger) -> None:
     assert [g["id"] for g in details["expired_gaps"]] == [2]
     assert ledger.counts() == {"queued": 3}
 
+
+def test_each_poll_counts_one_recheck_of_the_gaps_opened_before_it(ledger: Ledger) -> None:
+    """Given gaps opened by earlier polls, when a poll commits, then each of them counts one recheck at the
+    poll's time (not the gaps that poll opens), and the cursor records that time."""
+    t0 = dt.datetime(2026, 11, 21, 10)
+    t1, t2 = t0 + dt.timedelta(seconds=1), t0 + dt.timedelta(seconds=2)
+    ingest(ledger, [entry(1), entry(3)], cursor=3, new_gaps=[2], now=t0)
+    ingest(ledger, [entry(6)], cursor=6, expected=3, new_gaps=[4, 5], now=t1)
+    ingest(ledger, [entry(7)], cursor=7, expected=6, now=t2)
+    with ledger.engine.connect() as c:
+        gaps = c.execute(select(ingest_gaps.c.id, ingest_gaps.c.checks, ingest_gaps.c.last_checked_at)
+                         .order_by(ingest_gaps.c.id)).all()
+        moved = c.execute(select(ingest_cursor.c.last_id, ingest_cursor.c.updated_at)).one()
+    assert [tuple(g) for g in gaps] == [(2, 2, t2), (4, 1, t2), (5, 1, t2)]
+    assert tuple(moved) == (7, t2)
 
 def test_intent_then_done_is_compare_and_set(ledger: Ledger) -> None:
     """queued → sending → done; a second intent on the same receipt is refused (no double send)."""

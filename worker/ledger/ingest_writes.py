@@ -32,10 +32,8 @@ class IngestWrites(DocumentWrites):
     def ingest_position(self, source: str) -> tuple[int, list[Gap]]:
         """The cursor and the open gaps of *source*."""
         with self.read() as conn:
-            cursor = conn.execute(select(ingest_cursor.c.last_id).where(ingest_cursor.c.source == source)).scalar()
-            gaps = [Gap(r.id, r.first_seen_at) for r in conn.execute(
-                select(ingest_gaps.c.id, ingest_gaps.c.first_seen_at)
-                .where(ingest_gaps.c.source == source).order_by(ingest_gaps.c.id))]
+            cursor = conn.execute(_CURSOR_OF, {"b_source": source}).scalar()
+            gaps = [Gap(r.id, r.first_seen_at) for r in conn.execute(_GAPS_OF, {"b_source": source})]
         return int(cursor or 0), gaps
 
     def apply_ingest(self, source: str, *, cursor: int, new_gaps: Sequence[int], filled: Sequence[int],
@@ -59,7 +57,7 @@ class IngestWrites(DocumentWrites):
             return 0
         with self.write() as conn:
             self.check_fence(conn, fence)
-            current = conn.execute(select(ingest_cursor.c.last_id).where(ingest_cursor.c.source == source)).scalar()
+            current = conn.execute(_CURSOR_OF, {"b_source": source}).scalar()
             if int(current or 0) != expected_cursor:
                 raise StateConflict(f"ingest cursor of {source} moved from {expected_cursor} to {current}")
             added = self._insert_entries(conn, entries, now)
@@ -73,8 +71,7 @@ class IngestWrites(DocumentWrites):
             if current is None:
                 conn.execute(insert(ingest_cursor).values(source=source, last_id=cursor, updated_at=now))
             else:
-                conn.execute(update(ingest_cursor).where(ingest_cursor.c.source == source)
-                             .values(last_id=cursor, updated_at=now))
+                conn.execute(_CURSOR_UPDATE, {"b_source": source, "b_cursor": cursor, "b_now": now})
             gone = set(filled) | {g.id for g in expired}
             if gone:
                 conn.execute(ingest_gaps.delete().where(ingest_gaps.c.source == source,
@@ -90,8 +87,7 @@ class IngestWrites(DocumentWrites):
                 conn.execute(insert(gap_log).values(source=source, id=lo, first_seen_at=now, expired_at=now,
                                                     reason=f"untracked range {lo}..{hi}"))
             # every open gap was rechecked by primary key in this poll
-            conn.execute(update(ingest_gaps).where(ingest_gaps.c.source == source, ingest_gaps.c.first_seen_at < now)
-                         .values(last_checked_at=now, checks=ingest_gaps.c.checks + 1))
+            conn.execute(_GAPS_CHECKED, {"b_source": source, "b_now": now})
         recorded.add(source)
         return added
 
@@ -112,7 +108,7 @@ class IngestWrites(DocumentWrites):
         if not entries:
             return 0
         ids = [e.payment.id for e in entries]
-        existing = set(conn.execute(select(payments.c.source_id).where(payments.c.source_id.in_(ids))).scalars())
+        existing = set(conn.execute(_KNOWN_AMONG, {"b_ids": ids}).scalars())
         fresh: list[IngestEntry] = []
         for e in entries:
             if e.payment.id in existing:
@@ -287,10 +283,7 @@ class IngestWrites(DocumentWrites):
         """Shop ids of refunds that were rejected while waiting for one of *sale_ids* (the sale was not in
         the ledger when they were planned); a replan builds them now."""
         with self.read() as conn:
-            return sorted(set(conn.execute(
-                select(payments.c.source_id).select_from(receipts.join(payments, receipts.c.payment_id == payments.c.id))
-                .where(receipts.c.waits_for_source.in_(list(sale_ids)), receipts.c.state == State.REJECTED.value,
-                       receipts.c.stage == Stage.REFUND.value)).scalars()))
+            return sorted(set(conn.execute(_ORPHAN_REFUNDS, {"b_ids": list(sale_ids)}).scalars()))
 
     def known_source_ids(self, lo: int, hi: int) -> set[int]:
         """Shop ids in [lo, hi] already in the ledger (backfill skips them)."""
@@ -335,7 +328,25 @@ def _plan_values(p: PlannedRow, source_id: int, refund_of: Any) -> dict[str, Any
     )
 
 
-# Built once (see lane_writes): the multi-row inserts return what maps each row to its new id
+# Built once (see lane_writes): the multi-row inserts return what maps each row to its new id; every poll
+# runs the others (SQLAlchemy then finds the compiled form by the statement's memoized cache key instead of
+# building and walking a new statement each time: most of a one-row poll's CPU)
+_CURSOR_OF = select(ingest_cursor.c.last_id).where(ingest_cursor.c.source == bindparam("b_source"))
+_GAPS_OF = (select(ingest_gaps.c.id, ingest_gaps.c.first_seen_at)
+            .where(ingest_gaps.c.source == bindparam("b_source")).order_by(ingest_gaps.c.id))
+_CURSOR_UPDATE = (update(ingest_cursor).where(ingest_cursor.c.source == bindparam("b_source"))
+                  .values(last_id=bindparam("b_cursor", type_=ingest_cursor.c.last_id.type),
+                          updated_at=bindparam("b_now", type_=ingest_cursor.c.updated_at.type)))
+_GAPS_CHECKED = (update(ingest_gaps)
+                 .where(ingest_gaps.c.source == bindparam("b_source"),
+                        ingest_gaps.c.first_seen_at < bindparam("b_now", type_=ingest_gaps.c.first_seen_at.type))
+                 .values(last_checked_at=bindparam("b_now", type_=ingest_gaps.c.last_checked_at.type),
+                         checks=ingest_gaps.c.checks + 1))
+_KNOWN_AMONG = select(payments.c.source_id).where(payments.c.source_id.in_(bindparam("b_ids", expanding=True)))
+_ORPHAN_REFUNDS = (select(payments.c.source_id)
+                   .select_from(receipts.join(payments, receipts.c.payment_id == payments.c.id))
+                   .where(receipts.c.waits_for_source.in_(bindparam("b_ids", expanding=True)),
+                          receipts.c.state == State.REJECTED.value, receipts.c.stage == Stage.REFUND.value))
 _PAYMENTS_INSERT = insert(payments).returning(payments.c.source_id, payments.c.id)
 _RECEIPTS_INSERT = insert(receipts).returning(receipts.c.tag, receipts.c.id)
 _TAGS_PER_QUERY = 500   # well under every backend's bound-parameter limit
