@@ -408,6 +408,7 @@ def assemble(rows: Sequence[Any], items: Sequence[Any], mapping: SourceMapping,
 #: and more only when the shop really wrote more (33.297 stays 33.297, for validation to reject)
 _RECEIPT_PLACES = {"quantity": Decimal("0.001")}
 _MONEY_PLACES = Decimal("0.01")
+_EXPONENT = {_MONEY_PLACES: -2, _RECEIPT_PLACES["quantity"]: -3}   # each step's, for _trim
 
 
 def _code_value(value: Any) -> Any:
@@ -463,11 +464,14 @@ def _to_decimal(value: Any, where: str) -> Any:
 def _trim(value: Any, step: Decimal) -> Any:
     """``0.750000`` → ``0.750``; ``33.297000`` → ``33.297`` (exact: only zeros are dropped)."""
     if not isinstance(value, Decimal) or not value.is_finite() or value.same_quantum(step):
-        return value   # (same_quantum: the column has the receipt's places, the usual case)
-    if value.as_tuple().exponent >= step.as_tuple().exponent:
+        return value   # (same_quantum: the column has the receipt's places)
+    step_exponent = _EXPONENT.get(step)
+    if value.as_tuple().exponent >= (step.as_tuple().exponent if step_exponent is None else step_exponent):
         return value
-    if value == value.quantize(step):
-        return value.quantize(step)
+    # the reference schema's DECIMAL(18,6) columns come this way: every value of every line, one quantize
+    trimmed = value.quantize(step)
+    if value == trimmed:
+        return trimmed
     return value.normalize() if value.normalize().as_tuple().exponent < 0 else value
 
 
