@@ -1,10 +1,11 @@
 """CPU of the Shtrih-M driver per receipt, against emulated registers in another process.
 
     .venv/bin/python -m bench.shtrih_cpu --receipts 200                     # one driver, no latency
-    .venv/bin/python -m bench.shtrih_cpu --lanes 50 --receipts 10 --latency-ms 1000   # the farm's shape
+    .venv/bin/python -m bench.shtrih_cpu --lanes 50 --receipts 10 --latency-ms 1000   # many lanes
+    .venv/bin/python -m bench.shtrih_cpu --lanes 200 --hosts 4 --receipts 5 --latency-ms 1000  # bench.pool's farm
     .venv/bin/python -m bench.shtrih_cpu --receipts 200 --profile 30        # + cProfile (CPU time) on stderr
 
-Starts ``--lanes`` Shtrih-M emulators in one ``bench.farm_hosts`` process (their CPU is not counted)
+Starts ``--lanes`` Shtrih-M emulators in ``--hosts`` ``bench.farm_hosts`` processes (their CPU is not counted)
 and drives each from its own thread, as the worker's lanes do: open a shift, then ``fiscalize()`` per
 receipt (which reads the document back) and ``status()`` before every ``--status-every``-th receipt
 (a lane reuses a status read for ``STATUS_REUSE_SECONDS``, 30 receipts at the farm's 1 s per receipt).
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--receipts", type=int, default=200, help="receipts per lane")
     ap.add_argument("--lanes", type=int, default=1, help="registers, one driver thread each")
+    ap.add_argument("--hosts", type=int, default=1, help="register host processes (bench.pool's farm uses 4)")
     ap.add_argument("--latency-ms", type=int, default=0, help="the register's FF45 answer delay")
     ap.add_argument("--status-every", type=int, default=30, metavar="N", help="status() before every N-th receipt")
     ap.add_argument("--url", help="one lane against this register (shtrih+socket://…) instead of starting any; "
@@ -88,18 +90,19 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.profile and args.lanes != 1:
         ap.error("--profile needs --lanes 1")
-    host = None
+    hosts: list[subprocess.Popen] = []
     if not args.url:
         state = tempfile.mkdtemp(prefix="bench-shtrih-cpu-")
-        host = subprocess.Popen([sys.executable, "-m", "bench.farm_hosts", state, "--count", str(args.lanes),
-                                 "--receipt-ms", str(args.latency_ms), "--model", "shtrih"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        per = -(-args.lanes // args.hosts)
+        hosts = [subprocess.Popen([sys.executable, "-m", "bench.farm_hosts", state, "--first", str(first),
+                                   "--count", str(min(per, args.lanes - first)), "--receipt-ms", str(args.latency_ms),
+                                   "--model", "shtrih"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                 for first in range(0, args.lanes, per)]
     try:
-        if host is not None:
+        urls = [args.url] if args.url else []
+        for host in hosts:
             assert host.stdout is not None
-            urls = json.loads(host.stdout.readline())["urls"]
-        else:
-            urls = [args.url]
+            urls += json.loads(host.stdout.readline())["urls"]
         lanes = [_Lane(url, f"b{n}") for n, url in enumerate(urls)]
         for lane in lanes:
             lane.prepare()
@@ -123,10 +126,11 @@ def main(argv: list[str] | None = None) -> None:
         for lane in lanes:
             lane.drv.disconnect()
     finally:
-        if host is not None:
+        for host in hosts:
             assert host.stdin is not None
             host.stdin.close()
-            host.wait(timeout=30)
+        for host in hosts:
+            host.wait(timeout=60)
     user, system = ru1.ru_utime - ru0.ru_utime, ru1.ru_stime - ru0.ru_stime
     n = args.receipts * len(lanes)
     errors = [f"{lane.name}: {lane.error!r}" for lane in lanes if lane.error is not None]

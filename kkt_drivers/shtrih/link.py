@@ -33,8 +33,11 @@ MAX_REPEATS = 3
 #: slack of the overall exchange deadline beyond the answer timeout: n × byte timeout + seconds
 DEADLINE_BYTE_TIMEOUTS = 4
 DEADLINE_SLACK_S = 1.0
-#: reads are cut into slices this long so that a stop signal is seen (seconds)
-POLL_S = 0.1
+#: reads are cut into slices this long so that a stop signal is seen (seconds). Every slice is a
+#: wakeup of an otherwise idle lane: at 0.1 s a farm of 200 lanes waiting on slow (CPU-starved)
+#: registers spent most of its CPU waking up (bench.shtrih_cpu --lanes 200 --hosts 4). 0.25 s keeps
+#: a stop within CANCEL_GRACE_S + POLL_S = 0.75 s, inside the second promised above.
+POLL_S = 0.25
 #: a wait is abandoned on a stop signal once it has lasted this long (seconds)
 CANCEL_GRACE_S = 0.5
 #: at most this long is spent skipping the rest of a garbled frame (seconds)
