@@ -141,36 +141,57 @@ def _tcp_address(url: str) -> tuple[str, int] | None:
     return parts.hostname, port
 
 
+class _SerialPort:
+    """A pyserial port object (serial, rfc2217, spy, ``socket://…?options``) with the :class:`_TcpPort`
+    interface; raises what pyserial raises (SerialException is an OSError)."""
+
+    def __init__(self, url: str, *, baudrate: int, timeout: float, write_timeout: float) -> None:
+        self._port = serial.serial_for_url(url, baudrate=baudrate, timeout=timeout, write_timeout=write_timeout)
+        _no_delay(self._port)
+
+    def write(self, data: bytes) -> None:
+        self._port.write(data)
+        self._port.flush()
+
+    def read(self, n: int, timeout: float) -> bytes:
+        deadline = time.monotonic() + timeout
+        out = bytearray()
+        while len(out) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._port.timeout = left
+            chunk = self._port.read(n - len(out))
+            if chunk:
+                out += chunk
+        return bytes(out)
+
+    def discard_input(self) -> None:
+        self._port.reset_input_buffer()
+
+    def close(self) -> None:
+        self._port.close()
+
+
 class Stream:
-    """A byte stream with deadline-based reads; wraps one pyserial port object or a TCP socket."""
+    """A byte stream with deadline-based reads over one port: our TCP socket or a pyserial port."""
 
     def __init__(self, url: str, *, baudrate: int = DEFAULT_BAUDRATE,
                  timeout: float = DEFAULT_BYTE_TIMEOUT_S,
                  write_timeout: float = DEFAULT_WRITE_TIMEOUT_S) -> None:
         self.url = url
-        self._tcp: _TcpPort | None = None
-        self._port: serial.SerialBase | None = None
         tcp = _tcp_address(url)
         try:
-            if tcp is not None:
-                self._tcp = _TcpPort(*tcp, write_timeout=write_timeout)
-            else:
-                self._port = serial.serial_for_url(url, baudrate=baudrate, timeout=timeout,
-                                                   write_timeout=write_timeout)
+            self._port: _TcpPort | _SerialPort = (
+                _TcpPort(*tcp, write_timeout=write_timeout) if tcp is not None
+                else _SerialPort(url, baudrate=baudrate, timeout=timeout, write_timeout=write_timeout))
         except (serial.SerialException, OSError, ValueError) as exc:
             raise TransientError(f"cannot open {url}: {exc}") from exc
-        if self._port is not None:
-            _no_delay(self._port)
 
     def write(self, data: bytes) -> None:
         """Write all of *data*; TransientError on any failure."""
         try:
-            if self._tcp is not None:
-                self._tcp.write(data)
-                return
-            assert self._port is not None
             self._port.write(data)
-            self._port.flush()
         except (serial.SerialException, OSError) as exc:
             raise LinkClosedError(f"write to {self.url} failed: {exc}") from exc
 
@@ -181,35 +202,15 @@ class Stream:
 
     def read(self, n: int, timeout: float) -> bytes:
         """Up to *n* bytes arriving within *timeout* seconds (fewer means the deadline passed)."""
-        if self._tcp is not None:
-            try:
-                return self._tcp.read(n, timeout)
-            except OSError as exc:
-                raise LinkClosedError(f"read from {self.url} failed: {exc}") from exc
-        assert self._port is not None
-        deadline = time.monotonic() + timeout
-        out = bytearray()
         try:
-            while len(out) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._port.timeout = left
-                chunk = self._port.read(n - len(out))
-                if chunk:
-                    out += chunk
+            return self._port.read(n, timeout)
         except (serial.SerialException, OSError) as exc:
             raise LinkClosedError(f"read from {self.url} failed: {exc}") from exc
-        return bytes(out)
 
     def discard_input(self) -> None:
         """Drop bytes already received and not read (leftovers of an earlier exchange)."""
         try:
-            if self._tcp is not None:
-                self._tcp.discard_input()
-            else:
-                assert self._port is not None
-                self._port.reset_input_buffer()
+            self._port.discard_input()
         except (serial.SerialException, OSError) as exc:
             raise LinkClosedError(f"reset of {self.url} failed: {exc}") from exc
 
@@ -225,10 +226,7 @@ class Stream:
     def close(self) -> None:
         """Close the port; never raises."""
         try:
-            if self._tcp is not None:
-                self._tcp.close()
-            elif self._port is not None:
-                self._port.close()
+            self._port.close()
         except Exception:  # noqa: BLE001 - closing a broken link must not mask the real error
             pass
 

@@ -37,7 +37,7 @@ def test_plain_socket_urls_get_the_buffered_port_and_others_pyserial() -> None:
 
 def test_reads_are_exact_and_leave_the_rest_buffered(peer) -> None:
     stream, conn = peer
-    assert isinstance(stream._tcp, _TcpPort)
+    assert isinstance(stream._port, _TcpPort)
     conn.sendall(b"\x06\x02\x03abc")       # ACK and a whole answer frame in one segment
     time.sleep(0.05)
     assert stream.read(1, 0.3) == b"\x06"
