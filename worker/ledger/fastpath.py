@@ -82,20 +82,22 @@ class Prepared:
         return [tuple(p(v) if p is not None else v for p, v in zip(procs, r)) for r in raw]
 
 
-_PREPARED: dict[tuple[int, str], Prepared] = {}
+#: (id of the statement, dialect) → (the statement, its Prepared); keeping the statement alive keeps its id
+#: from being reused by another object
+_PREPARED: dict[tuple[int, str], tuple[Executable, Prepared]] = {}
 _PREPARED_GUARD = threading.Lock()
 
 
 def prepared(stmt: Executable, dialect: Dialect) -> Prepared:
-    """*stmt* compiled for *dialect*, once per process (statements are module-level constants)."""
+    """*stmt* compiled for *dialect*, once per process (meant for module-level statements)."""
     key = (id(stmt), dialect.name)
     found = _PREPARED.get(key)
     if found is None:
         with _PREPARED_GUARD:
             found = _PREPARED.get(key)
             if found is None:
-                found = _PREPARED[key] = Prepared(stmt, dialect)
-    return found
+                found = _PREPARED[key] = (stmt, Prepared(stmt, dialect))
+    return found[1]
 
 
 class Result:

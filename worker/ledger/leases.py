@@ -179,7 +179,6 @@ class LeaseWrites(LedgerBase):
                             f"(now {row[0] if row else 'none'} held by {row[1] if row else 'nobody'})")
 
 
-# checked in every intent and outcome: built once (SQLAlchemy then finds its compiled form by the
-# statement's memoized cache key instead of walking a new statement's tree each time)
+# checked in every intent and outcome: built once and run through worker.ledger.fastpath
 _FENCE_ROW = (select(register_leases.c.epoch, register_leases.c.holder)
               .where(register_leases.c.register == bindparam("b_register")).with_for_update())

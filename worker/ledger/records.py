@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, overload
+from typing import Any
 
 from kkt_drivers import receipt_json
 from kkt_drivers.receipt import Receipt
@@ -121,19 +121,9 @@ RECORD_COLS = (
 )
 
 
-@overload
-def record_from_row(row: Any) -> ReceiptRecord: ...
-@overload
-def record_from_row(row: Any, *, extra: str) -> tuple[ReceiptRecord, Any]: ...
-
-
-def record_from_row(row: Any, *, extra: str | None = None) -> Any:
-    """A ReceiptRecord from a row selected with RECORD_COLS; with *extra*, the row's column of that name
-    (selected besides RECORD_COLS) is returned with it: ``(record, value)``."""
-    m = dict(row._mapping)
-    value = m.pop(extra) if extra is not None else None
-    rec = record_from_mapping(m)
-    return rec if extra is None else (rec, value)
+def record_from_row(row: Any) -> ReceiptRecord:
+    """A ReceiptRecord from a row selected with RECORD_COLS."""
+    return record_from_mapping(dict(row._mapping))
 
 
 def record_from_mapping(m: dict[str, Any]) -> ReceiptRecord:
