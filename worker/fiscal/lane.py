@@ -33,7 +33,7 @@ from sqlalchemy.exc import DBAPIError
 
 from kkt_drivers.base import Driver
 from kkt_drivers.errors import DeviceStateError, KktError
-from kkt_drivers.receipt import DeviceStatus
+from kkt_drivers.receipt import DeviceStatus, DocumentKind, FiscalDocument
 from worker.defaults import (
     ADOPTION_MAX_SCAN_DOCUMENTS,
     DEFAULT_REGISTER_GROUP,
@@ -174,11 +174,20 @@ class Lane:
                 self._needs_recovery = False
             if self.must_sync:
                 # at start, after a pause or a takeover: the register may have moved on without us
-                self.scanner.sync(self.driver.status())
+                seen = self.driver.status()
+                self.scanner.sync(seen)
                 self.must_sync = False
                 self.blocked = None
-            status = self._ready_status()
-            # the watermark read is skipped only right after our own outcome moved it to this very FD
+                # the sync moved the watermark to this very FD: a shift this step opens right after it
+                # is accounted for without reading it back (see _account_own_shift)
+                accounted = (seen.fn_serial, seen.last_fd_number)
+            self._accounted = accounted
+            try:
+                status = self._ready_status()
+            finally:
+                accounted, self._accounted = self._accounted, None
+            # the watermark read is skipped only where this lane just moved it to this very FD (its outcome,
+            # its sync, its own shift-open document)
             if (status.fn_serial, status.last_fd_number) != accounted and self.scanner.needed(status):
                 # documents the ledger has not accounted for (a shift report, another program, a
                 # takeover): examine them first; a receipt found there is adopted, not claimed
@@ -396,9 +405,28 @@ class Lane:
                 raise DeviceStateError("shift is closed", condition=DeviceStateError.COND_SHIFT_CLOSED)
             doc = self.driver.open_shift(self.shifts.cashier)
             log.info("opened shift %d", doc.shift_number, extra={"register": self.name})
-        status = self.driver.status()
+            status = self.driver.status()
+            self._account_own_shift(doc, status)
+        else:
+            status = self.driver.status()
         self._heartbeat("running", status=status, force=True)
         return status
+
+    def _account_own_shift(self, doc: FiscalDocument, status: DeviceStatus) -> None:
+        """Record the shift-open document this lane just made as examined, without reading it back.
+
+        Only when the ledger's watermark is known to be the FD right before it (``_accounted``, set by
+        the sync or the outcome just before) and the register shows nothing after it: then it is the only
+        document past the watermark, and the register gave it to us for our own command. Otherwise
+        ``_accounted`` is dropped and the step examines the register's documents as always. (A 200-register
+        farm starting up read back 200 documents and made 400 more ledger reads here.)"""
+        known, self._accounted = self._accounted, None
+        if (known is None or doc.kind is not DocumentKind.OPEN_SHIFT or doc.fn_serial != known[0]
+                or doc.fd_number != known[1] + 1 or status.fn_serial != known[0]
+                or status.last_fd_number != doc.fd_number):
+            return
+        self.ledger.record_examined(self.name, doc.fn_serial, [doc], doc.fd_number, fence=self.lease.current())
+        self._accounted = (doc.fn_serial, doc.fd_number)
 
     def _maybe_daily_close(self) -> None:
         if not self.shifts.daily_close_at:
