@@ -93,6 +93,8 @@ class RegisterModel:
         self._depth = 0
         self._session_state: dict[str, Any] = {}
         self._lock_fd: int | None = None
+        #: the state file's text as this session loaded or last wrote it (None: unknown, write it)
+        self._persisted: str | None = None
 
     # -- persistence -----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -113,13 +115,11 @@ class RegisterModel:
             self._depth += 1
             try:
                 state = self._session_state = self._load_state()
-                before = json.dumps(state, sort_keys=True)
                 try:
                     yield state
                 finally:
                     # a command that failed half-way keeps what it changed, like a real register
-                    if json.dumps(state, sort_keys=True) != before:
-                        self._save_state(state)
+                    self._save_state(state)
             finally:
                 self._depth -= 1
                 if self._depth == 0 and self._lock_fd is not None:
@@ -155,14 +155,17 @@ class RegisterModel:
 
     def _load_state(self) -> dict[str, Any]:
         try:
-            state = json.loads(self._state_path.read_text())
+            self._persisted = self._state_path.read_text()
+            state = json.loads(self._persisted)
         except FileNotFoundError:
+            self._persisted = None
             state = self._new_state()
         self._repair_journal_tail()
         self._refresh_index()
         # the journal is the truth: a crash between journal append and state write is healed here
         last = self._last_fd.get(state["fn_serial"], 0)
         if last > state["last_fd"]:
+            self._persisted = None   # healed: written back at the end of the session
             doc = self._read_document(state["fn_serial"], last)
             assert doc is not None, f"journal line of FD {last} vanished"
             state["last_fd"] = last
@@ -177,25 +180,30 @@ class RegisterModel:
         return state
 
     def _save_state(self, state: dict[str, Any]) -> None:
+        """Write *state* unless the file already holds exactly this text (the session's last load or save:
+        a receipt's steps flush it, and its end then has nothing new to write)."""
+        text = json.dumps(state, sort_keys=True)
+        if text == self._persisted:
+            return
         if not self._fsync:
             # benchmarks: overwrite in place. A rename over the old file makes ext4 (auto_da_alloc) flush
             # the data like an fsync, which would make the "no fsync" register as slow as a durable one.
-            data = json.dumps(state, sort_keys=True).encode()
+            data = text.encode()
             fd = os.open(self._state_path, os.O_WRONLY | os.O_CREAT, 0o600)
             try:
                 os.pwrite(fd, data, 0)
                 os.ftruncate(fd, len(data))
             finally:
                 os.close(fd)
-            return
-        tmp = self._state_path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(state, f, sort_keys=True)
-            f.flush()
-            if self._fsync:
+        else:
+            tmp = self._state_path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+                f.flush()
                 os.fsync(f.fileno())
-        os.replace(tmp, self._state_path)
+            os.replace(tmp, self._state_path)
+        self._persisted = text
 
     def _repair_journal_tail(self) -> None:
         """Drop a torn last line (a write cut by power loss); complete lines are documents."""
@@ -252,14 +260,23 @@ class RegisterModel:
         doc.update(fd=state["last_fd"], fn=state["fn_serial"], serial=state["serial"])
         doc["fp"] = _fiscal_sign(state["fn_serial"], doc)
         line = (json.dumps(doc, ensure_ascii=False, sort_keys=True) + "\n").encode()
+        # under the session's lock the journal ends where the session's load indexed it: our line goes
+        # there, and is indexed without reading it back
+        self._refresh_index()
+        offset = self._indexed_to
         fd = os.open(self._journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, line)
+            written = os.write(fd, line)
             if self._fsync:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        self._refresh_index()
+        if written == len(line):
+            self._note_offset(doc["fn"], doc["fd"], offset)
+            self._last_fd[doc["fn"]] = max(self._last_fd.get(doc["fn"], 0), doc["fd"])
+            self._indexed_to = offset + written
+        else:   # a short write (a full disk): index whatever landed, as before
+            self._refresh_index()
         return doc
 
     # -- clock -----------------------------------------------------------------------------
