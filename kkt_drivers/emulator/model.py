@@ -160,8 +160,7 @@ class RegisterModel:
         except FileNotFoundError:
             self._persisted = None
             state = self._new_state()
-        self._repair_journal_tail()
-        self._refresh_index()
+        self._catch_up_journal()
         # the journal is the truth: a crash between journal append and state write is healed here
         last = self._last_fd.get(state["fn_serial"], 0)
         if last > state["last_fd"]:
@@ -204,6 +203,17 @@ class RegisterModel:
                 os.fsync(f.fileno())
             os.replace(tmp, self._state_path)
         self._persisted = text
+
+    def _catch_up_journal(self) -> None:
+        """Repair a torn tail and index what other processes appended — unless the journal is exactly as
+        long as what is indexed (it then ends with a complete line): one stat instead of two opens."""
+        try:
+            if os.stat(self._journal).st_size == self._indexed_to:
+                return
+        except FileNotFoundError:
+            return
+        self._repair_journal_tail()
+        self._refresh_index()
 
     def _repair_journal_tail(self) -> None:
         """Drop a torn last line (a write cut by power loss); complete lines are documents."""
@@ -260,9 +270,9 @@ class RegisterModel:
         doc.update(fd=state["last_fd"], fn=state["fn_serial"], serial=state["serial"])
         doc["fp"] = _fiscal_sign(state["fn_serial"], doc)
         line = (json.dumps(doc, ensure_ascii=False, sort_keys=True) + "\n").encode()
-        # under the session's lock the journal ends where the session's load indexed it: our line goes
-        # there, and is indexed without reading it back
-        self._refresh_index()
+        # under the session's lock the journal ends where the session's load indexed it (checked with one
+        # stat): our line goes there, and is indexed without reading it back
+        self._catch_up_journal()
         offset = self._indexed_to
         fd = os.open(self._journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
