@@ -2,9 +2,9 @@
 
 A durable commit costs one fsync (SQLite WAL with ``synchronous=FULL``); SQLite has one writer, so
 200 lanes each committing their own intent and outcome would queue behind 400 fsyncs a second. Here
-one writer thread takes every claim/outcome that is waiting, runs them in ONE transaction and commits
-once; each lane gets its own result only after that commit, so an intent is still durable before its
-register is called. One request's guard failing (StateConflict, or LeaseLost — that lane's lease
+every claim/outcome that is waiting runs in ONE transaction, committed once (by the lane that found the
+writer free, or by the writer thread); each lane gets its own result only after that commit, so an
+intent is still durable before its register is called. One request's guard failing (StateConflict, or LeaseLost — that lane's lease
 was taken over — raised before it wrote anything) fails only that request and does not undo the
 others; any other error rolls the whole batch back and every lane in it sees the error — nothing of the
 batch was committed, so no register was called on its strength (an outcome that was lost this way
@@ -23,7 +23,7 @@ import threading
 import time
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from sqlalchemy import Connection
 
@@ -36,78 +36,110 @@ GUARD_ERRORS = (StateConflict, LeaseLost, LeaseHeld)
 
 
 class GroupCommit:
-    """One writer thread that batches write requests ``fn(conn) -> result`` into shared transactions."""
+    """Batches write requests ``fn(conn) -> result`` into shared transactions.
+
+    Whoever finds the writer free runs the batch: a lane submitting while no batch is running runs its own
+    request (with whatever else is queued) in its own thread — a hand-off to another thread and back cost
+    about as much CPU as a receipt's ledger statements. While a batch runs, requests queue up, and the
+    writer thread (or the next submitter to find the writer free) runs them together as the next batch.
+    """
 
     def __init__(self, connect: Callable[[], Connection],
                  lock: AbstractContextManager[Any] = nullcontext()) -> None:
         self._connect = connect   # a pooled connection whose begin() is the ledger's write transaction
         self._lock = lock         # the ledger's in-process writer lock (SQLite; see db.writer_lock)
         self._q: queue.SimpleQueue[tuple[Callable[[Connection], Any], Future] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="ledger-group-commit", daemon=True)
-        self._thread.start()
+        #: held by the one thread running a batch (the writer thread or a submitting lane)
+        self._running = threading.Lock()
+        #: released once per queued request: wakes the writer thread (it may find a lane already ran them)
+        self._queued = threading.Semaphore(0)
+        self._conn: Connection | None = None
+        self._used = 0.0
+        self._stopping = False
         self.batches = 0
         self.requests = 0
+        self._thread = threading.Thread(target=self._run, name="ledger-group-commit", daemon=True)
+        self._thread.start()
 
     def submit(self, fn: Callable[[Connection], Any]) -> Any:
         """Run *fn* in the next shared transaction; return its result once that transaction committed."""
         fut: Future = Future()
-        self._q.put((fn, fut))
+        if not self._stopping and self._running.acquire(blocking=False):
+            try:   # the writer is free: run this request now, with whatever is queued
+                self._run_batch([(fn, fut), *self._drain(MAX_BATCH - 1)])
+            finally:
+                self._running.release()
+        else:
+            self._q.put((fn, fut))
+            self._queued.release()
         return fut.result()
 
     def close(self) -> None:
         """Finish what was submitted, then stop the writer thread."""
+        self._stopping = True
         self._q.put(None)
+        self._queued.release()
         self._thread.join()
 
-    def _take(self) -> Iterator[tuple[Callable[[Connection], Any], Future]] | None:
-        first = self._q.get()
-        if first is None:
-            return None
-        batch = [first]
-        while len(batch) < MAX_BATCH:
+    def _drain(self, limit: int) -> list[tuple[Callable[[Connection], Any], Future]]:
+        """Up to *limit* queued requests, without waiting (a stop marker is put back for the writer thread)."""
+        batch: list[tuple[Callable[[Connection], Any], Future]] = []
+        while len(batch) < limit:
             try:
                 item = self._q.get_nowait()
             except queue.Empty:
                 break
             if item is None:
-                self._q.put(None)   # stop after this batch
+                self._q.put(None)   # the writer thread stops once the queue before it is done
+                self._queued.release()
                 break
             batch.append(item)
-        return iter(batch)
+        return batch
 
     def _run(self) -> None:
-        conn: Connection | None = None
-        used = 0.0
-        while (batch := self._take()) is not None:
-            items = list(batch)
-            done: list[tuple[Future, Any, BaseException | None]] = []
-            if conn is not None and time.monotonic() - used > REUSE_IDLE_SECONDS:
-                conn.close()   # back to the pool: the next checkout pre-pings it
-                conn = None
-            try:
-                if conn is None:
-                    conn = self._connect()
-                with self._lock, conn.begin():
-                    for fn, fut in items:
-                        try:
-                            done.append((fut, fn(conn), None))
-                        except GUARD_ERRORS as exc:   # its guard failed: it wrote nothing
-                            done.append((fut, None, exc))
-            except BaseException as exc:  # the transaction rolled back: nobody's write happened
-                conn = _discard(conn)
-                for _fn, fut in items:
-                    fut.set_exception(exc)
-                continue
-            used = time.monotonic()
-            self.batches += 1
-            self.requests += len(items)
-            for fut, result, exc in done:
-                if exc is not None:
-                    fut.set_exception(exc)
-                else:
-                    fut.set_result(result)
-        if conn is not None:
-            conn.close()
+        while True:
+            self._queued.acquire()
+            with self._running:
+                try:
+                    item = self._q.get_nowait()
+                except queue.Empty:
+                    continue   # a submitting lane already ran it
+                if item is None:
+                    if self._conn is not None:
+                        self._conn.close()
+                        self._conn = None
+                    return
+                self._run_batch([item, *self._drain(MAX_BATCH - 1)])
+
+    def _run_batch(self, items: list[tuple[Callable[[Connection], Any], Future]]) -> None:
+        """One transaction for *items*, committed once; each request's future gets its own result (called
+        with ``_running`` held)."""
+        done: list[tuple[Future, Any, BaseException | None]] = []
+        if self._conn is not None and time.monotonic() - self._used > REUSE_IDLE_SECONDS:
+            self._conn.close()   # back to the pool: the next checkout pre-pings it
+            self._conn = None
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            with self._lock, self._conn.begin():
+                for fn, fut in items:
+                    try:
+                        done.append((fut, fn(self._conn), None))
+                    except GUARD_ERRORS as exc:   # its guard failed: it wrote nothing
+                        done.append((fut, None, exc))
+        except BaseException as exc:  # the transaction rolled back: nobody's write happened
+            self._conn = _discard(self._conn)
+            for _fn, fut in items:
+                fut.set_exception(exc)
+            return
+        self._used = time.monotonic()
+        self.batches += 1
+        self.requests += len(items)
+        for fut, result, exc in done:
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result)
 
 
 def _discard(conn: Connection | None) -> None:
