@@ -175,7 +175,9 @@ class EmulatorDriver(Driver):
         if self.faults.fire("lose_reply_after_close"):
             raise OutcomeUnknownError("no answer to the close command (injected: reply lost)")
         self._step("register_answered")
-        return dataclasses.replace(to_fiscal_document(doc), marking_results=marking_flow.as_results(receipt, results))
+        fdoc = to_fiscal_document(doc)
+        marks = marking_flow.as_results(receipt, results)
+        return dataclasses.replace(fdoc, marking_results=marks) if marks else fdoc
 
 
 def _outcome(answer: dict[str, object]) -> marking_flow.CheckOutcome:
