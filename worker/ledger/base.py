@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Callable, Iterator
 
 from sqlalchemy import Connection, Engine, select, update
 
 from worker.errors import StateConflict
+from worker.ledger import fastpath
 from worker.ledger.db import READ_ONLY, create_ledger_engine, writer_lock
 from worker.ledger.group_commit import GroupCommit
 from worker.ledger.records import RECORD_COLS, utcnow
@@ -59,6 +60,11 @@ class LedgerBase:
         with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
             with conn.begin():
                 yield conn
+
+    def reading(self) -> AbstractContextManager[fastpath.Tx]:
+        """One read transaction for prebuilt statements (:func:`worker.ledger.fastpath.run`): what
+        :meth:`read` gives, without SQLAlchemy's ``Connection`` (the lanes' start-up reads)."""
+        return fastpath.reading(self.engine)
 
     def dispose(self) -> None:
         """Close pooled connections."""

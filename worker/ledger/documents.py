@@ -22,9 +22,10 @@ import logging
 from dataclasses import dataclass
 from typing import Sequence
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from kkt_drivers.receipt import DocumentKind, FiscalDocument
+from worker.ledger import fastpath
 from worker.ledger.leases import Fence, LeaseWrites
 from worker.ledger.records import utcnow
 from worker.ledger.schema import attempts, register_documents, register_watermarks, receipts
@@ -51,15 +52,14 @@ class DocumentWrites(LeaseWrites):
 
     def watermark(self, register: str, fn_serial: str) -> int | None:
         """The highest FD the ledger accounted for on (*register*, *fn_serial*); None if never scanned."""
-        with self.read() as conn:
-            return conn.execute(select(register_watermarks.c.last_fd).where(
-                register_watermarks.c.register == register, register_watermarks.c.fn_serial == fn_serial)).scalar()
+        with self.reading() as tx:
+            row = fastpath.run(tx, _WATERMARK, {"b_register": register, "b_fn": fn_serial}).first()
+        return row[0] if row is not None else None
 
     def own_last_fd(self, fn_serial: str) -> int:
         """The highest FD of a done receipt on FN *fn_serial* (0 if none): the start of a first scan."""
-        with self.read() as conn:
-            return int(conn.execute(select(func.max(receipts.c.fd_number)).where(
-                receipts.c.fn_serial == fn_serial, receipts.c.state == State.DONE.value)).scalar() or 0)
+        with self.reading() as tx:
+            return int(fastpath.run(tx, _OWN_LAST_FD, {"b_fn": fn_serial}).rows[0][0] or 0)
 
     def set_watermark(self, register: str, fn_serial: str, last_fd: int, *, fence: Fence | None) -> None:
         """Move the watermark to *last_fd* (an admin's ``adopt --from-fd`` may move it down or up).
@@ -81,19 +81,22 @@ class DocumentWrites(LeaseWrites):
         def examine(conn: Connection) -> list[Examined]:
             self.check_fence(conn, fence)
             out: list[Examined] = []
-            known = set(conn.execute(select(register_documents.c.fd_number).where(
-                register_documents.c.fn_serial == fn_serial,
-                register_documents.c.fd_number.in_([d.fd_number for d in docs]))).scalars()) if docs else set()
+            known: set[int] = set()
+            if docs:
+                # the documents already examined among these: one range read (prebuilt; an IN list is not)
+                numbers = [d.fd_number for d in docs]
+                known = {r[0] for r in fastpath.run(conn, _EXAMINED_BETWEEN, {
+                    "b_fn": fn_serial, "b_lo": min(numbers), "b_hi": max(numbers)}).rows}
             for doc in docs:
                 if doc.fd_number in known:
                     continue
                 ex = self._examine(conn, register, doc, now)
-                conn.execute(insert(register_documents).values(
-                    fn_serial=fn_serial, fd_number=doc.fd_number, register=register, kind=doc.kind.value[:16],
-                    tag=doc.tag, operation=int(doc.operation) if doc.operation is not None else None,
-                    total=doc.total, fiscal_sign=doc.fiscal_sign, shift_number=doc.shift_number,
-                    receipt_number=doc.receipt_number, issued_at=doc.issued_at, disposition=ex.disposition,
-                    receipt_id=ex.receipt_id, examined_at=now))
+                fastpath.run(conn, _EXAMINED_INSERT, {
+                    "b_fn": fn_serial, "b_fd": doc.fd_number, "b_register": register, "b_kind": doc.kind.value[:16],
+                    "b_tag": doc.tag, "b_operation": int(doc.operation) if doc.operation is not None else None,
+                    "b_total": doc.total, "b_fiscal_sign": doc.fiscal_sign, "b_shift": doc.shift_number,
+                    "b_receipt_no": doc.receipt_number, "b_issued_at": doc.issued_at,
+                    "b_disposition": ex.disposition, "b_receipt_id": ex.receipt_id, "b_now": now})
                 out.append(ex)
             self._put_watermark(conn, register, fn_serial, upto, only_up=True)
             return out
@@ -193,13 +196,31 @@ class DocumentWrites(LeaseWrites):
 
     @staticmethod
     def _put_watermark(conn: Connection, register: str, fn_serial: str, last_fd: int, *, only_up: bool) -> None:
-        now = utcnow()
-        cur = conn.execute(select(register_watermarks.c.last_fd).where(
-            register_watermarks.c.register == register, register_watermarks.c.fn_serial == fn_serial)).scalar()
-        if cur is None:
-            conn.execute(insert(register_watermarks).values(register=register, fn_serial=fn_serial, last_fd=last_fd,
-                                                            updated_at=now))
-        elif not only_up or last_fd > cur:
-            conn.execute(update(register_watermarks).where(
-                register_watermarks.c.register == register, register_watermarks.c.fn_serial == fn_serial)
-                .values(last_fd=last_fd, updated_at=now))
+        params = {"b_register": register, "b_fn": fn_serial, "b_fd": last_fd, "b_now": utcnow()}
+        row = fastpath.run(conn, _WATERMARK, params).first()
+        if row is None:
+            fastpath.run(conn, _WATERMARK_INSERT, params)
+        elif not only_up or last_fd > row[0]:
+            fastpath.run(conn, _WATERMARK_SET, params)
+
+
+# a lane's start-up statements (200 lanes start at once, issue 10): built once, run through fastpath
+_WATERMARK = select(register_watermarks.c.last_fd).where(register_watermarks.c.register == bindparam("b_register"),
+                                                         register_watermarks.c.fn_serial == bindparam("b_fn"))
+_WATERMARK_INSERT = insert(register_watermarks).values(register=bindparam("b_register"), fn_serial=bindparam("b_fn"),
+                                                       last_fd=bindparam("b_fd"), updated_at=bindparam("b_now"))
+_WATERMARK_SET = (update(register_watermarks)
+                  .where(register_watermarks.c.register == bindparam("b_register"),
+                         register_watermarks.c.fn_serial == bindparam("b_fn"))
+                  .values(last_fd=bindparam("b_fd"), updated_at=bindparam("b_now")))
+_OWN_LAST_FD = select(func.max(receipts.c.fd_number)).where(receipts.c.fn_serial == bindparam("b_fn"),
+                                                            receipts.c.state == State.DONE.value)
+_EXAMINED_BETWEEN = select(register_documents.c.fd_number).where(
+    register_documents.c.fn_serial == bindparam("b_fn"), register_documents.c.fd_number >= bindparam("b_lo"),
+    register_documents.c.fd_number <= bindparam("b_hi"))
+_EXAMINED_INSERT = insert(register_documents).values(
+    fn_serial=bindparam("b_fn"), fd_number=bindparam("b_fd"), register=bindparam("b_register"),
+    kind=bindparam("b_kind"), tag=bindparam("b_tag"), operation=bindparam("b_operation"), total=bindparam("b_total"),
+    fiscal_sign=bindparam("b_fiscal_sign"), shift_number=bindparam("b_shift"), receipt_number=bindparam("b_receipt_no"),
+    issued_at=bindparam("b_issued_at"), disposition=bindparam("b_disposition"), receipt_id=bindparam("b_receipt_id"),
+    examined_at=bindparam("b_now"))

@@ -12,13 +12,22 @@ caller's SQLAlchemy transaction (same DBAPI connection), and wraps driver errors
 ``DBAPIError`` exactly as ``Connection.execute`` would (a lost PostgreSQL link also invalidates the
 connection), so callers handle failures one way. Only for statements without post-compile or
 expanding parameters (checked when a statement is first prepared).
+
+:func:`reading` is the matching read transaction: a pooled DBAPI connection (the pool still pre-pings
+it on PostgreSQL and resets it on return), a plain deferred ``BEGIN`` on SQLite — what
+:meth:`~worker.ledger.base.LedgerBase.read` gets through ``Connection.begin`` and the ``begin`` event
+(:mod:`worker.ledger.db`) — and the driver's own implicit transaction on PostgreSQL (READ COMMITTED,
+as through SQLAlchemy), committed at the end. A lane starting up reads its watermark, its lease and its
+"sending" receipts about seven times (issue 10: 200 lanes starting at once); ``Engine.connect`` +
+``begin`` + the events cost more CPU than those reads themselves.
 """
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence, Union
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
@@ -34,6 +43,9 @@ class Prepared:
         self.sql: str = compiled.string
         if "POSTCOMPILE" in self.sql or any(b.expanding for b in compiled.binds.values()):
             raise ValueError(f"fastpath: statement needs post-compile parameters: {self.sql[:80]}")
+        if getattr(compiled, "insert_prefetch", None) or getattr(compiled, "update_prefetch", None):
+            # a column default computed in Python by SQLAlchemy's execution context: not run here
+            raise ValueError(f"fastpath: statement needs Python-side column defaults: {self.sql[:80]}")
         self.positional: bool = bool(compiled.positional)
         by_name = {name: bind for bind, name in compiled.bind_names.items()}
         # positional: in the order of the placeholders (a name may repeat); named: each name once
@@ -119,8 +131,74 @@ class Result:
 _CURSOR = "kkt_fastpath_cursor"   # key in the pooled connection's info: one reused cursor per DBAPI connection
 
 
-def run(conn: Connection, stmt: Executable, params: dict[str, Any]) -> Result:
-    """Execute *stmt* with *params* on *conn*'s DBAPI connection, inside its current transaction.
+class Tx:
+    """A read transaction on a pooled DBAPI connection (see :func:`reading`); :func:`run` takes it where
+    it takes a SQLAlchemy ``Connection``."""
+
+    __slots__ = ("dialect", "connection")
+
+    def __init__(self, dialect: Dialect, pooled: Any) -> None:
+        self.dialect = dialect
+        self.connection = pooled   # the pool's proxy: .dbapi_connection, .info, .invalidate()
+
+    def invalidate(self, exc: BaseException) -> None:
+        """Never hand this DBAPI connection out again (the link is gone)."""
+        self.connection.invalidate(exc)
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Tx]:
+    """One read transaction on *engine* for :func:`run`, committed on a clean exit, rolled back otherwise.
+
+    SQLite: a deferred ``BEGIN`` (a reader never takes the write lock; WAL gives it a snapshot from its
+    first read). PostgreSQL: the driver opens its transaction at the first statement, READ COMMITTED
+    unless the server or the connection says otherwise (``default_transaction_read_only`` of a read-only
+    engine still applies), exactly as through ``Connection.begin``. Driver errors arrive as SQLAlchemy's
+    ``DBAPIError`` (a lost link also invalidates the connection), as through ``Engine.connect``.
+    """
+    dialect = engine.dialect
+    try:
+        pooled = engine.raw_connection()   # checkout: the pool pre-pings where the engine asks for it
+    except dialect.loaded_dbapi.Error as exc:
+        raise _wrapped(dialect, None, None, exc, invalidated=dialect.is_disconnect(exc, None, None)) from exc
+    tx = Tx(dialect, pooled)
+    try:
+        if dialect.name == "sqlite":
+            _driver_call(tx, "BEGIN", lambda: pooled.dbapi_connection.execute("BEGIN"))
+        yield tx
+        _driver_call(tx, "COMMIT", pooled.dbapi_connection.commit)
+    except BaseException:
+        try:
+            if tx.connection.dbapi_connection is not None:   # None once invalidated
+                pooled.dbapi_connection.rollback()
+        except dialect.loaded_dbapi.Error:   # a dead link: the error that matters is being raised
+            pass
+        raise
+    finally:
+        pooled.close()   # back to the pool (reset there), or discarded if invalidated
+
+
+def _driver_call(tx: Tx, what: str, call: Callable[[], Any]) -> None:
+    """*call* (BEGIN, COMMIT) with its driver error wrapped like :func:`run`'s."""
+    dialect = tx.dialect
+    try:
+        call()
+    except dialect.loaded_dbapi.Error as exc:
+        dbapi_conn = tx.connection.dbapi_connection
+        invalidated = dialect.is_disconnect(exc, dbapi_conn, None)
+        if invalidated:
+            tx.invalidate(exc)
+        raise _wrapped(dialect, what, None, exc, invalidated=invalidated) from exc
+
+
+def _wrapped(dialect: Dialect, sql: str | None, args: Any, exc: Exception, *, invalidated: bool) -> DBAPIError:
+    return DBAPIError.instance(sql, args, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
+                               dialect=dialect, connection_invalidated=invalidated)
+
+
+def run(conn: Union[Connection, Tx], stmt: Executable, params: dict[str, Any]) -> Result:
+    """Execute *stmt* with *params* on *conn*'s DBAPI connection, inside its current transaction
+    (a SQLAlchemy ``Connection`` in a transaction, or a :class:`Tx` from :func:`reading`).
 
     The cursor is kept with the pooled connection and reused (creating one per statement was a visible
     part of a PostgreSQL receipt's CPU); after any error it is dropped and the next call makes a new one.
@@ -143,9 +221,7 @@ def run(conn: Connection, stmt: Executable, params: dict[str, Any]) -> Result:
         invalidated = dialect.is_disconnect(exc, dbapi_conn, cursor)
         if invalidated:
             conn.invalidate(exc)
-        raise DBAPIError.instance(p.sql, args, exc, dialect.loaded_dbapi.Error,
-                                  hide_parameters=True, dialect=dialect,
-                                  connection_invalidated=invalidated) from exc
+        raise _wrapped(dialect, p.sql, args, exc, invalidated=invalidated) from exc
     except BaseException:
         _drop_cursor(pooled, dialect)
         raise

@@ -54,9 +54,11 @@ class LaneWrites(DocumentWrites):
 
     def sending(self, register: str | None = None) -> list[ReceiptRecord]:
         """Receipts whose outcome is not known (left "sending"), optionally for one register."""
+        if register is not None:   # every lane at start: prebuilt
+            with self.reading() as tx:
+                res = fastpath.run(tx, _SENDING_ON, {"b_register": register})
+            return [record_from_mapping(dict(zip(res.keys, r))) for r in res.rows]
         q = self._select_records().where(receipts.c.state == State.SENDING.value)
-        if register is not None:
-            q = q.where(receipts.c.register == register)
         with self.read() as conn:
             return [record_from_row(r) for r in conn.execute(q.order_by(receipts.c.id))]
 
@@ -154,8 +156,8 @@ class LaneWrites(DocumentWrites):
 
     def next_due_at(self, group: str) -> dt.datetime | None:
         """When the earliest queued receipt of *group* becomes due (None: nothing queued)."""
-        with self.read() as conn:
-            return conn.execute(_NEXT_DUE, {"b_group": group}).scalar()
+        with self.reading() as tx:
+            return fastpath.run(tx, _NEXT_DUE, {"b_group": group}).rows[0][0]
 
     def expedite(self, receipt_id: int, when: dt.datetime | None = None) -> None:
         """Make a queued receipt due now: a register failed it certainly unsent and another may take it."""
@@ -311,18 +313,15 @@ class LaneWrites(DocumentWrites):
                   "b_last_fd": last_fd, "b_shift_open": None if shift_open is None else int(shift_open),
                   "b_paused": state == "paused"}
         if fastpath.run(conn, _LANE_UPDATE, params).rowcount == 0:
-            conn.execute(insert(lanes).values(name=name, state=state, reason=reason, heartbeat_at=now,
-                                              fn_serial=fn_serial, last_fd=last_fd,
-                                              shift_open=params["b_shift_open"],
-                                              paused_since=now if state == "paused" else None))
+            fastpath.run(conn, _LANE_INSERT, {**params, "b_paused_since": now if state == "paused" else None})
 
     def lane_health(self, name: str, *, fn_expires_on: dt.date | None, ofd_unsent: int | None,
                     ofd_oldest_at: dt.datetime | None, clock_skew_s: float | None) -> None:
         """Record the register's FN validity, OFD backlog and clock skew (read now and then, not per receipt;
         batched with the other lanes' writes: 200 lanes starting at once share commits)."""
-        self.batched(lambda conn: conn.execute(update(lanes).where(lanes.c.name == name).values(
-            fn_expires_on=fn_expires_on, ofd_unsent=ofd_unsent, ofd_oldest_at=ofd_oldest_at,
-            clock_skew_s=clock_skew_s)))
+        self.batched(lambda conn: fastpath.run(conn, _LANE_HEALTH, {
+            "b_name": name, "b_fn_expires_on": fn_expires_on, "b_ofd_unsent": ofd_unsent,
+            "b_ofd_oldest_at": ofd_oldest_at, "b_clock_skew_s": clock_skew_s}))
 
     @staticmethod
     def _advance_watermark(conn: Connection, register: str | None, fd_before: int | None,
@@ -405,5 +404,16 @@ _LANE_UPDATE = (update(lanes).where(lanes.c.name == bindparam("b_name"))
                         paused_since=case((bindparam("b_paused", type_=Boolean),
                                            func.coalesce(lanes.c.paused_since, bindparam("b_now", type_=DateTime))),
                                           else_=null())))
+_LANE_INSERT = insert(lanes).values(
+    name=bindparam("b_name"), state=bindparam("b_state"), reason=bindparam("b_reason"), heartbeat_at=bindparam("b_now"),
+    fn_serial=bindparam("b_fn"), last_fd=bindparam("b_last_fd"), shift_open=bindparam("b_shift_open"),
+    paused_since=bindparam("b_paused_since"))
+_LANE_HEALTH = update(lanes).where(lanes.c.name == bindparam("b_name")).values(
+    fn_expires_on=bindparam("b_fn_expires_on"), ofd_unsent=bindparam("b_ofd_unsent"),
+    ofd_oldest_at=bindparam("b_ofd_oldest_at"), clock_skew_s=bindparam("b_clock_skew_s"))
+# a lane's receipts left "sending" (read at every start and takeover)
+_SENDING_ON = (select(*RECORD_COLS).select_from(_QUEUE)
+               .where(receipts.c.state == State.SENDING.value, receipts.c.register == bindparam("b_register"))
+               .order_by(receipts.c.id))
 _NEXT_DUE = select(func.min(receipts.c.next_attempt_at)).where(
     receipts.c.state == State.QUEUED.value, receipts.c.register_group == bindparam("b_group"))

@@ -21,7 +21,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, bindparam, select, text, update
+from sqlalchemy import Connection, bindparam, column, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -83,16 +83,11 @@ def holder_is_dead(holder: str) -> bool:
     return _process_start(int(pid)) != start
 
 
-def _insert_for(conn: Connection):  # type: ignore[no-untyped-def]
-    """The dialect's INSERT (it has ON CONFLICT DO NOTHING on both SQLite and PostgreSQL)."""
-    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-
-
-def db_now(conn: Connection) -> dt.datetime:
+def db_now(conn: Connection | fastpath.Tx) -> dt.datetime:
     """The database server's time, naive UTC."""
     if conn.dialect.name == "postgresql":
-        return conn.execute(text("SELECT clock_timestamp() AT TIME ZONE 'UTC'")).scalar_one()
-    return dt.datetime.fromisoformat(conn.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one())
+        return fastpath.run(conn, _DB_NOW_PG, {}).rows[0][0]
+    return dt.datetime.fromisoformat(fastpath.run(conn, _DB_NOW_SQLITE, {}).rows[0][0])
 
 
 class LeaseWrites(LedgerBase):
@@ -101,38 +96,34 @@ class LeaseWrites(LedgerBase):
     def acquire_lease(self, register: str, holder: str, ttl_s: float) -> Fence:
         """Take *register*'s lease with a new epoch. LeaseHeld while another live holder has it."""
         ttl = dt.timedelta(seconds=ttl_s)
-        with self.read() as conn:
+        with self.reading() as tx:
             # a look without a row lock first: a standby asking every poll writes nothing (a locked row is
             # a WAL record on PostgreSQL) while the lease is plainly someone else's
-            now = db_now(conn)
-            row = conn.execute(select(register_leases).where(register_leases.c.register == register)).first()
-            if row is not None and row.expires_at > now and row.holder != holder and not holder_is_dead(row.holder):
-                raise LeaseHeld(register, row.holder, row.epoch, row.expires_at)
+            now = db_now(tx)
+            row = fastpath.run(tx, _LEASE_ROW, {"b_register": register}).mapping()
+        if row is not None and row["expires_at"] > now and row["holder"] != holder and not holder_is_dead(row["holder"]):
+            raise LeaseHeld(register, row["holder"], row["epoch"], row["expires_at"])
 
         def take(conn: Connection) -> Fence:
             # guards (LeaseHeld) before any write: batched with the lanes' writes in the worker, where 200
             # lanes starting at once share commits
             now = db_now(conn)
-            row = conn.execute(select(register_leases).where(register_leases.c.register == register)
-                               .with_for_update()).first()
+            row = fastpath.run(conn, _LEASE_ROW_LOCKED, {"b_register": register}).mapping()
+            values = {"b_register": register, "b_holder": holder, "b_expires": now + ttl, "b_now": now}
             if row is None:
                 epoch = 1
                 # ON CONFLICT DO NOTHING: a first-time holder that raced us (another process) wins, and
                 # this transaction — maybe shared with other lanes' writes — does not fail
-                ins = _insert_for(conn)(register_leases).values(
-                    register=register, holder=holder, epoch=epoch, expires_at=now + ttl, acquired_at=now)
-                if conn.execute(ins.on_conflict_do_nothing(index_elements=["register"])
-                                .returning(register_leases.c.register)).first() is None:
+                ins = _LEASE_INSERT_PG if conn.dialect.name == "postgresql" else _LEASE_INSERT_SQLITE
+                if fastpath.run(conn, ins, {**values, "b_epoch": epoch}).first() is None:
                     raise LeaseHeld(register, "another process", 1, "now")
             else:
-                if row.expires_at > now and row.holder != holder and not holder_is_dead(row.holder):
-                    raise LeaseHeld(register, row.holder, row.epoch, row.expires_at)
-                epoch = row.epoch + 1
-                if conn.execute(update(register_leases).where(register_leases.c.register == register,
-                                                              register_leases.c.epoch == row.epoch)
-                                .values(holder=holder, epoch=epoch, expires_at=now + ttl,
-                                        acquired_at=now)).rowcount != 1:
-                    raise LeaseHeld(register, "another process", row.epoch + 1, "now")
+                if row["expires_at"] > now and row["holder"] != holder and not holder_is_dead(row["holder"]):
+                    raise LeaseHeld(register, row["holder"], row["epoch"], row["expires_at"])
+                epoch = row["epoch"] + 1
+                if fastpath.run(conn, _LEASE_TAKE, {**values, "b_epoch": epoch,
+                                                    "b_old_epoch": row["epoch"]}).rowcount != 1:
+                    raise LeaseHeld(register, "another process", row["epoch"] + 1, "now")
             return Fence(register, holder, epoch, now + ttl)
 
         return self.batched(take)
@@ -146,20 +137,14 @@ class LeaseWrites(LedgerBase):
     def _renew_in(conn: Connection, fence: Fence, ttl_s: float) -> Fence:
         now = db_now(conn)
         expires = now + dt.timedelta(seconds=ttl_s)
-        res = conn.execute(update(register_leases).where(
-            register_leases.c.register == fence.register, register_leases.c.epoch == fence.epoch,
-            register_leases.c.holder == fence.holder).values(expires_at=expires))
-        if res.rowcount != 1:
+        if fastpath.run(conn, _LEASE_EXPIRES, _fenced(fence, expires)).rowcount != 1:
             raise LeaseLost(f"register {fence.register}: lease epoch {fence.epoch} was taken over")
         return Fence(fence.register, fence.holder, fence.epoch, expires)
 
     def release_lease(self, fence: Fence) -> None:
-        """Let the lease expire now (a clean stop), if it is still ours."""
-        with self.write() as conn:
-            now = db_now(conn)
-            conn.execute(update(register_leases).where(
-                register_leases.c.register == fence.register, register_leases.c.epoch == fence.epoch,
-                register_leases.c.holder == fence.holder).values(expires_at=now))
+        """Let the lease expire now (a clean stop), if it is still ours. Batched with the lanes' writes in
+        the worker: 200 lanes stopping at once share commits."""
+        self.batched(lambda conn: fastpath.run(conn, _LEASE_EXPIRES, _fenced(fence, db_now(conn))))
 
     def leases(self) -> list[dict]:
         """Every lease with the server's now (for ``status``)."""
@@ -179,6 +164,31 @@ class LeaseWrites(LedgerBase):
                             f"(now {row[0] if row else 'none'} held by {row[1] if row else 'nobody'})")
 
 
+def _fenced(fence: Fence, expires: dt.datetime) -> dict:
+    return {"b_register": fence.register, "b_epoch": fence.epoch, "b_holder": fence.holder, "b_expires": expires}
+
+
 # checked in every intent and outcome: built once and run through worker.ledger.fastpath
 _FENCE_ROW = (select(register_leases.c.epoch, register_leases.c.holder)
               .where(register_leases.c.register == bindparam("b_register")).with_for_update())
+# a lane's start and stop (and every renewal): built once too — 200 lanes start at once (issue 10)
+_DB_NOW_PG = text("SELECT clock_timestamp() AT TIME ZONE 'UTC'").columns(column("now"))
+_DB_NOW_SQLITE = text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')").columns(column("now"))
+_LEASE_ROW = select(register_leases).where(register_leases.c.register == bindparam("b_register"))
+_LEASE_ROW_LOCKED = _LEASE_ROW.with_for_update()   # rendered as nothing on SQLite (BEGIN IMMEDIATE)
+_LEASE_VALUES = {"register": bindparam("b_register"), "holder": bindparam("b_holder"), "epoch": bindparam("b_epoch"),
+                 "expires_at": bindparam("b_expires"), "acquired_at": bindparam("b_now")}
+# the dialect's INSERT (it has ON CONFLICT DO NOTHING on both SQLite and PostgreSQL)
+_LEASE_INSERT_PG = (pg_insert(register_leases).values(**_LEASE_VALUES)
+                    .on_conflict_do_nothing(index_elements=["register"]).returning(register_leases.c.register))
+_LEASE_INSERT_SQLITE = (sqlite_insert(register_leases).values(**_LEASE_VALUES)
+                        .on_conflict_do_nothing(index_elements=["register"]).returning(register_leases.c.register))
+_LEASE_TAKE = (update(register_leases).where(register_leases.c.register == bindparam("b_register"),
+                                             register_leases.c.epoch == bindparam("b_old_epoch"))
+               .values(holder=bindparam("b_holder"), epoch=bindparam("b_epoch"), expires_at=bindparam("b_expires"),
+                       acquired_at=bindparam("b_now")))
+# renewal and release: only while the epoch and the holder are still ours
+_LEASE_EXPIRES = (update(register_leases).where(register_leases.c.register == bindparam("b_register"),
+                                                register_leases.c.epoch == bindparam("b_epoch"),
+                                                register_leases.c.holder == bindparam("b_holder"))
+                  .values(expires_at=bindparam("b_expires")))
