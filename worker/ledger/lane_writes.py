@@ -299,10 +299,10 @@ class LaneWrites(DocumentWrites):
 
     def lane_heartbeat(self, name: str, *, state: str, reason: str | None = None, fn_serial: str | None = None,
                        last_fd: int | None = None, shift_open: bool | None = None) -> None:
-        """Upsert what a lane last saw (for ``status``)."""
-        with self.write() as conn:
-            self._upsert_lane(conn, name, utcnow(), state=state, reason=reason, fn_serial=fn_serial,
-                              last_fd=last_fd, shift_open=shift_open)
+        """Upsert what a lane last saw (for ``status``). Batched with the lanes' writes in the worker: a
+        stopping lane writes its last state here, and 200 lanes stopping at once share commits."""
+        self.batched(lambda conn: self._upsert_lane(conn, name, utcnow(), state=state, reason=reason,
+                                                    fn_serial=fn_serial, last_fd=last_fd, shift_open=shift_open))
 
     @staticmethod
     def _upsert_lane(conn: Connection, name: str, now: dt.datetime, *, state: str, reason: str | None,
