@@ -296,7 +296,8 @@ def test_serve_cli_runs_a_register_until_interrupted(tmp_path) -> None:
         drv.disconnect()
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=5) == 0
+        # a clean exit (code 0) is what is checked; 5 s was once too short at the end of a loaded CI run
+        assert proc.wait(timeout=20) == 0
 
 
 def test_shift_counters_from_the_registers_then_from_the_z_report_in_the_fn(make_server, make_driver) -> None:
