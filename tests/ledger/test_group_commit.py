@@ -93,35 +93,28 @@ def test_a_failed_transaction_fails_its_whole_batch_and_a_guard_fails_only_its_r
         except Exception as exc:  # noqa: BLE001 — the test inspects what each request got
             results[name] = exc
 
-    try:
-        first = threading.Thread(target=submit, args=("hold", hold))
+    def one_batch_behind_the_writer(hold_name: str, queued: tuple) -> None:  # type: ignore[type-arg]
+        """Occupy the writer with *hold*, queue *queued* behind it, then let all of them run."""
+        gate.clear()
+        holding.clear()
+        first = threading.Thread(target=submit, args=(hold_name, hold))
         first.start()
         assert holding.wait(10)
-        others = [threading.Thread(target=submit, args=(n, f)) for n, f in
-                  (("x", _insert("x")), ("guard", guard))]
+        others = [threading.Thread(target=submit, args=(n, f)) for n, f in queued]
         for t in others:
             t.start()
-        while gc._q.qsize() < 2:
+        while gc._q.qsize() < len(queued):
             threading.Event().wait(0.01)
         gate.set()
         for t in [first, *others]:
             t.join(10)
+
+    try:
+        one_batch_behind_the_writer("hold", (("x", _insert("x")), ("guard", guard)))
         assert results["x"] == "x" and isinstance(results["guard"], StateConflict)
         assert "x" in _rows(engine)
 
-        gate.clear()
-        holding.clear()
-        first = threading.Thread(target=submit, args=("hold2", hold))
-        first.start()
-        assert holding.wait(10)
-        others = [threading.Thread(target=submit, args=(n, f)) for n, f in (("y", _insert("y")), ("broken", broken))]
-        for t in others:
-            t.start()
-        while gc._q.qsize() < 2:
-            threading.Event().wait(0.01)
-        gate.set()
-        for t in [first, *others]:
-            t.join(10)
+        one_batch_behind_the_writer("hold2", (("y", _insert("y")), ("broken", broken)))
         assert isinstance(results["y"], sa.exc.OperationalError) and results["y"] is results["broken"]
         assert "y" not in _rows(engine)
         assert gc.submit(_insert("z")) == "z"   # a new connection after the failed batch
