@@ -147,10 +147,12 @@ def test_three_workers_sigstop_stall_sigkill_exactly_once(shop_schema: sa.URL, p
             wait_until(lambda: held_by(direct, "n2", "node-c"), 60, "node-c holding n2")
             b.start()
             wait_until(lambda: done(direct) >= total, 90, "first 60 receipts by three workers")
-            # node-b's lane for n1 could not get its lease at start: it stands by, the worker runs on
-            wait_until(lambda: "standing by" in b.text() and "lease taken: epoch 1" in b.text(), 60, "node-b up")
-            assert b.alive() and any("standing by" in ln and "@node-a:" in ln and "[register=n1]" in ln
-                                     for ln in b.text().splitlines()), b.text()[-3000:]
+            # node-b's lane for n1 could not get its lease at start: it stands by, the worker runs on.
+            # Wait for that lane's own line: another lane's "standing by" (n2, held by node-c) can come first.
+            wait_until(lambda: "lease taken: epoch 1" in b.text() and any(
+                "standing by" in ln and "@node-a:" in ln and "[register=n1]" in ln for ln in b.text().splitlines()),
+                60, "node-b up, its n1 lane standing by for node-a")
+            assert b.alive(), b.text()[-3000:]
             wait_until(lambda: json.loads(run_cli(a.settings, "status", "--output", "json").stdout)["cluster"]["live"]
                        == 3, 30, "three live nodes in status")
             status = json.loads(run_cli(a.settings, "status", "--output", "json").stdout)
