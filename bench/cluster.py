@@ -41,7 +41,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.pool import PG_ADMIN_URL, Ledgers, done_span, fill_shop
+from bench.harness import PG_ADMIN_URL, Ledgers, fill_shop
+from bench.timeline import done_span
 from tests.chaos.campaign import ADMIN_URL, create_shop, drop_shop
 from tests.chaos.invariants import check
 from tests.shop import cli_env, run_cli, write_settings

@@ -9,23 +9,26 @@ zero-padded to 16 digits, journal not fsync'ed (it is the device, not the worker
 close (Shtrih FF45 / jsontcp ``close_receipt``, where a real register prints and signs) waits
 ``receipt_ms``: the register's own latency, as the in-process figure's ``receipt_latency_ms``. Prints one JSON line ``{"urls": [...]}`` on stdout once every port listens, then
 serves until stdin closes or SIGTERM. ``kkt-worker emulator serve`` hosts one register per process; 200
-such processes would cost ~200 × 40 MB, so the benchmark runs a handful of these instead.
+such processes would cost ~200 × 40 MB, so the benchmark runs a handful of these instead
+(:func:`start_hosts` / :func:`stop_hosts`, used by ``bench.pool``).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
+import subprocess
 import sys
 import threading
-from pathlib import Path
-
 import time
+from pathlib import Path
 from typing import Any
 
 from kkt_drivers.jsontcp.server import JsonTcpEmulatorServer
 from kkt_drivers.shtrih import protocol as p
 from kkt_drivers.shtrih.server import ShtrihEmulatorServer
+from tests.shop import cli_env
 
 
 class SlowCloseJsonTcp(JsonTcpEmulatorServer):
@@ -51,6 +54,57 @@ def _start(model: str, state_dir: str, serial: str, delay_s: float) -> tuple[str
     srv.delayed_commands = {p.FN_CLOSE_RECEIPT}
     h, prt = srv.start().address
     return f"shtrih+socket://{h}:{prt}", srv
+
+
+def start_hosts(d: Path, registers: int, hosts: int, receipt_ms: int,
+                model: str = "shtrih") -> tuple[list[subprocess.Popen], list[str]]:
+    """*registers* emulated registers of *model* on TCP, spread over *hosts* processes
+    (``bench.farm_hosts``), state in ``d/reg<i>``: the processes and the register URLs in order."""
+    from kkt_drivers.jsontcp import server as jsontcp
+
+    # the jsontcp URLs name environment variables for the passwords; the worker inherits them
+    os.environ.setdefault(jsontcp.PASSWORD_ENV, jsontcp.EMULATOR_PASSWORD)
+    os.environ.setdefault(jsontcp.CONNECTION_PASSWORD_ENV, jsontcp.EMULATOR_CONNECTION_PASSWORD)
+    d.mkdir(parents=True, exist_ok=True)
+    per = -(-registers // hosts)
+    procs: list[subprocess.Popen] = []
+    urls: list[str] = []
+    try:
+        for first in range(0, registers, per):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "bench.farm_hosts", str(d), "--first", str(first),
+                 "--count", str(min(per, registers - first)), "--receipt-ms", str(receipt_ms), "--model", model],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=cli_env(), text=True))
+        for proc in procs:   # each prints its URLs once every port listens
+            line = proc.stdout.readline() if proc.stdout else ""
+            if not line:
+                raise RuntimeError(f"register host {proc.pid} exited {proc.wait()}")
+            urls += json.loads(line)["urls"]
+    except BaseException:
+        stop_hosts(procs)
+        raise
+    return procs, urls
+
+
+def stop_hosts(procs: list[subprocess.Popen]) -> int:
+    """Stop the register hosts (stdin closed); their summed peak RSS in MB (VmHWM, read first)."""
+    rss_kb = 0
+    for proc in procs:
+        try:
+            rss_kb += next(int(ln.split()[1]) for ln in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+                           if ln.startswith("VmHWM:"))
+        except (OSError, StopIteration):
+            pass
+    for proc in procs:
+        if proc.stdin:
+            proc.stdin.close()
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return rss_kb // 1024
 
 
 def main(argv: list[str] | None = None) -> None:

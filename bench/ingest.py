@@ -2,7 +2,7 @@
 
     python -m bench.ingest --payments 5000 [--lines 3] [--batch 500] [--repeat 1] [--profile 25]
 
-Fills a scratch MariaDB shop (``bench.pool.fill_shop``: one line per payment, plus ``--lines - 1`` more
+Fills a scratch MariaDB shop (``bench.harness.fill_shop``: one line per payment, plus ``--lines - 1`` more
 lines per payment), migrates a scratch SQLite ledger, then drains the shop with the worker's own
 :class:`~worker.ingest.poller.Ingestor` (built by :func:`worker.app.build_ingestor`, as ``run`` builds it)
 until a poll fetches nothing. No register runs: this is the ingest half of issue 10's "CPU per receipt".
@@ -28,7 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.pool import fill_shop
+from bench.harness import fill_shop
 from tests.chaos.campaign import ADMIN_URL, create_shop, drop_shop
 from tests.shop import run_cli, write_settings
 from worker.app import build_ingestor, open_ledger, open_shop_source
