@@ -44,12 +44,13 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from kkt_drivers import marking_flow, permit
 from kkt_drivers.base import Driver
-from kkt_drivers.errors import DriverConfigError, KktError, OutcomeUnknownError, RejectedError, TransientError
-from kkt_drivers.receipt import DeviceStatus, DocumentKind, FiscalDocument, Operation, Receipt, Vat, kopecks
+from kkt_drivers.errors import DriverConfigError, KktError, OutcomeUnknownError, TransientError
+from kkt_drivers.receipt import DeviceStatus, DocumentKind, FiscalDocument, Operation, Receipt, Vat
 from kkt_drivers.counters import ShiftTotals
 from kkt_drivers.shtrih import counters as sc
 from kkt_drivers.shtrih import codes, marking as mk, marking_steps, messages as m, protocol as p
 from kkt_drivers.shtrih.link import Link, LinkError
+from kkt_drivers.shtrih.receipt_frames import FF0C_MAX, correction_tlv, encode_receipt
 from kkt_drivers.shtrih.text import fit
 from kkt_drivers.transport import DEFAULT_BAUDRATE, Stream
 
@@ -64,7 +65,6 @@ DEFAULT_BYTE_TIMEOUT_S = 1.0
 OPTIONS = ("password", "admin_password", "timeout", "status_timeout", "long_timeout", "byte_timeout",
            "baudrate", "spy_file", "check_settings", "marking_unanswered", "marking_order", "marking_timeout", "permit_url",
            "permit_key_env")
-FF0C_MAX = 250
 #: how many documents back from the last one a closed shift's Z report is looked for (FF0A each)
 Z_REPORT_SEARCH = 50
 
@@ -391,7 +391,7 @@ class ShtrihDriver(Driver):
         if receipt.marking_codes and self.permit is not None:
             receipt = self.permit.apply(receipt, self._fn_serial or self.status().fn_serial)
         # RejectedError / DriverConfigError here: nothing was sent
-        items, tlvs, close = _encode_receipt(receipt, nano=self.nano)
+        items, tlvs, close = encode_receipt(receipt, nano=self.nano)
         for n, it in enumerate(receipt.items):
             row = codes.TAX_ROW_BY_VAT[it.vat]
             if row in self.unusable_rows:
@@ -399,7 +399,7 @@ class ShtrihDriver(Driver):
                     f"items[{n}].vat: table 6 row {row} ({it.vat.value}) holds no rate on this register "
                     "(not set up or not licensed); nothing was sent")
         rtype = p.RECEIPT_TYPE_BY_OPERATION[int(receipt.operation)]
-        correction = _correction_tlv(receipt) if receipt.correction is not None else b""
+        correction = correction_tlv(receipt) if receipt.correction is not None else b""
         results: dict[int, int] = {}
         if receipt.marking_codes:
             # FF70, then FF61 → FF69 per code, before the receipt is opened (marking_steps)
@@ -557,51 +557,3 @@ def _int(raw: bytes | None) -> int | None:
 
 def _operation(value: int | None) -> Operation | None:
     return Operation(value) if value in (1, 2, 3, 4) else None
-
-
-def _correction_tlv(receipt: Receipt) -> bytes:
-    """1173 (0 self-made, 1 by order) and 1174 {1178 date of the corrected settlement, 1179 order}."""
-    c = receipt.correction
-    assert c is not None
-    day = dt.datetime.combine(c.corrected_date, dt.time(), dt.timezone.utc)
-    basis = p.tlv_uint(1178, int(day.timestamp()), 4) + p.tlv_str(
-        1179, fit(c.order_number, p.TLV_ENCODING, "correction.order_number"))
-    return p.tlv_uint(1173, 0 if c.self_made else 1, 1) + p.tlv(1174, basis)
-
-
-def _encode_receipt(receipt: Receipt, *,
-                    nano: bool = False) -> tuple[list[tuple[bytes, bytes]], list[bytes], bytes]:
-    """Every frame's data for *receipt*, before anything is sent; RejectedError names the field.
-
-    Items are ``(FF4D TLV, FF46 data)`` pairs. Text is fitted to the code pages (see :mod:`.text`).
-    """
-    problems = receipt.problems()
-    if problems:
-        raise RejectedError(problems[0], field=problems[0].split(":", 1)[0])
-    items = []
-    for n, it in enumerate(receipt.items):
-        name = fit(it.name, p.TEXT_ENCODING, f"items[{n}].name")
-        line = m.encode_operation_v2(m.OperationV2(
-            operation=int(receipt.operation), quantity=it.quantity, price=it.price, amount=it.amount,
-            tax=codes.tax_byte(it.vat, nano=nano), department=1, payment_method=int(it.payment_method),
-            payment_subject=int(it.payment_subject), name=name))
-        items.append((p.tlv_uint(2108, int(it.measure_unit), 1), line))
-    tlvs = [p.tlv_str(1192, fit(receipt.tag, p.TLV_ENCODING, "tag"))]
-    if receipt.customer_contact:
-        tlvs.append(p.tlv_str(1008, fit(receipt.customer_contact, p.TLV_ENCODING, "customer_contact")))
-    if receipt.internet:
-        tlvs.append(p.tlv_uint(1125, 1, 1))
-    for tag, value, field in ((1187, receipt.settlement_place, "settlement_place"),
-                              (1117, receipt.company_email, "company_email"),
-                              (1021, receipt.cashier, "cashier"), (1203, receipt.cashier_inn, "cashier_inn")):
-        if value:
-            tlvs.append(p.tlv_str(tag, fit(value, p.TLV_ENCODING, field)))
-    for block in tlvs:
-        if len(block) > FF0C_MAX:
-            raise RejectedError(f"requisite {p.read_uint(block, 0, 2)} is too long for FF0C",
-                                field="requisites")
-    slots = [0] * p.PAYMENT_SLOT_COUNT
-    for pay in receipt.payments:
-        slots[p.PAYMENT_SLOTS[pay.type.value]] += kopecks(pay.amount)
-    close = m.encode_close_receipt(m.CloseReceipt(payments=tuple(slots), tax_system=int(receipt.tax_system)))
-    return items, tlvs, close
