@@ -102,6 +102,10 @@ class JsonTcpDriver(Driver):
             port = parts.port or DEFAULT_PORT
         except ValueError as exc:
             raise DriverConfigError(f"jsontcp URL: {exc}") from exc
+        if not (timeout > 0 and close_timeout > 0):   # also refuses nan
+            # (settimeout refused a negative one only at the first command; poll would wait forever)
+            raise DriverConfigError(f"jsontcp URL: timeout and close_timeout must be positive seconds "
+                                    f"(got {timeout}, {close_timeout})")
         return cls(parts.hostname, port, login=opts["login"], password=secrets["password_env"],
                    connection_password=secrets["connection_password_env"], timeout_s=timeout,
                    close_timeout_s=close_timeout)
@@ -205,7 +209,7 @@ class JsonTcpDriver(Driver):
         wait_ms = self._wait_ms
         deadline = time.monotonic() + wait_ms / 1000.0
         while True:
-            if not self._poll.poll(wait_ms):
+            if not self._poll.poll(max(wait_ms, 0.0)):   # a negative poll timeout waits forever
                 raise TimeoutError("timed out")
             try:
                 return self._sock.recv_into(view)

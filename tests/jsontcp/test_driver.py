@@ -93,6 +93,9 @@ def test_url_takes_passwords_from_the_environment(monkeypatch: pytest.MonkeyPatc
         JsonTcpDriver.from_url(url + "&password=a")
     drv = JsonTcpDriver.from_url(url + "&timeout=2")
     assert (drv.host, drv.port, drv.timeout_s, drv.reads_documents) == ("127.0.0.1", 7790, 2.0, True)
+    for bad in ("timeout=0", "timeout=-1", "close_timeout=-5", "timeout=nan"):
+        with pytest.raises(DriverConfigError, match="positive"):
+            JsonTcpDriver.from_url(f"{url}&{bad}")
 
 
 DOC = {"fd": 5, "fp": 123, "fn": "9999078900000001", "kind": "receipt", "dt": "2026-11-20T12:00:01",
