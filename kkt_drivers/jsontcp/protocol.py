@@ -107,7 +107,8 @@ def decode_body(body: bytes | bytearray | memoryview, decoder: json.JSONDecoder 
     except UnicodeDecodeError as exc:
         raise FrameError(f"frame body is not UTF-8: {exc}") from exc
     try:
-        msg = (decoder or json.JSONDecoder(parse_float=Decimal)).decode(text)
+        # without a decoder exactly json.loads (the emulator's error texts stay as they were)
+        msg = json.loads(text, parse_float=Decimal) if decoder is None else decoder.decode(text)
     except ValueError as exc:
         raise FrameError(f"frame body is not JSON: {exc}") from exc
     if not isinstance(msg, dict):
