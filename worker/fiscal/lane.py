@@ -65,6 +65,8 @@ log = logging.getLogger(__name__)
 MIN_IDLE_WAIT_SECONDS = 0.05   # never spin on a retry that is due "now"
 #: a receipt is claimed with the previous outcome only if the register's status stays reusable this much longer
 CHAIN_MARGIN_SECONDS = 5.0
+#: the status the step's sync read is the preparation's starting point only if the sync took less than this
+SEEN_REUSE_SECONDS = 1.0
 #: driver steps after which the lease is checked again before the receipt's close (every driver reports
 #: "receipt_opened"; some also "close_sent", just before the close command)
 LEASE_CHECK_STEPS = ("receipt_opened", "close_sent")
@@ -172,10 +174,13 @@ class Lane:
                 if not self.recover():
                     return self._leave_pool(None)
                 self._needs_recovery = False
+            seen = None
             if self.must_sync:
                 # at start, after a pause or a takeover: the register may have moved on without us
-                seen = self.driver.status()
+                seen, seen_at = self.driver.status(), time.monotonic()
                 self.scanner.sync(seen)
+                if time.monotonic() - seen_at > SEEN_REUSE_SECONDS:
+                    seen = None   # a long scan (thousands of documents): read the register afresh
                 self.must_sync = False
                 self.blocked = None
                 # the sync moved the watermark to this very FD: a shift this step opens right after it
@@ -183,7 +188,7 @@ class Lane:
                 accounted = (seen.fn_serial, seen.last_fd_number)
             self._accounted = accounted
             try:
-                status = self._ready_status()
+                status = self._ready_status(seen)   # the status the sync just read is not read again
             finally:
                 accounted, self._accounted = self._accounted, None
             # the watermark read is skipped only where this lane just moved it to this very FD (its outcome,
@@ -289,13 +294,14 @@ class Lane:
                                 f"({type(exc.orig).__name__})") from exc
 
     # -- health gate ---------------------------------------------------------------------------
-    def _ready_status(self) -> DeviceStatus:
+    def _ready_status(self, seen: DeviceStatus | None = None) -> DeviceStatus:
         """The register's status: reused after a receipt succeeded, read (and the register prepared)
-        when older than ``STATUS_REUSE_SECONDS``, near the shift's 24 h, or after any failure."""
+        when older than ``STATUS_REUSE_SECONDS``, near the shift's 24 h, or after any failure. *seen*:
+        a status read in this very step (the sync's), which the preparation starts from."""
         st, now = self._status, time.monotonic()
         if st is not None and now - self._status_at < STATUS_REUSE_SECONDS and not self._shift_near_end(st):
             return st
-        st = self.prepare_register()
+        st = self.prepare_register(seen)
         self._check_inn(st)
         self._status, self._status_at = st, now
         if not self.healthy:
@@ -385,13 +391,19 @@ class Lane:
                 return False
         return True
 
-    def prepare_register(self) -> DeviceStatus:
-        """Make the register ready for a receipt: no open receipt, paper, an open shift under 24 h."""
-        status = self.driver.status()
+    def prepare_register(self, seen: DeviceStatus | None = None) -> DeviceStatus:
+        """Make the register ready for a receipt: no open receipt, paper, an open shift under 24 h.
+
+        *seen*: the register's status read moments ago in the same step (not read again); the status is
+        read again only after this method changed something on the register (each read is a command,
+        ~0.1 s on a serial Shtrih-M)."""
+        status = seen if seen is not None else self.driver.status()
+        changed = False
         if status.receipt_open:
             # no receipt of ours is "sending" (recovery ran), so this one is not fiscal: cancel it
             log.warning("cancelling a receipt left open on the register", extra={"register": self.name})
             self.driver.cancel_receipt()
+            changed = True
         if not status.paper_ok:
             raise DeviceStateError("paper out", condition=DeviceStateError.COND_PAPER_OUT)
         if status.shift_open and status.shift_expired:
@@ -407,7 +419,7 @@ class Lane:
             log.info("opened shift %d", doc.shift_number, extra={"register": self.name})
             status = self.driver.status()
             self._account_own_shift(doc, status)
-        else:
+        elif changed:
             status = self.driver.status()
         self._heartbeat("running", status=status, force=True)
         return status
