@@ -5,14 +5,14 @@ import base64
 import datetime as dt
 from typing import Any, NamedTuple
 
-from sqlalchemy import (Boolean, Connection, ColumnElement, DateTime, Integer, String, and_, bindparam, case, func,
-                        insert, null, or_, select, update)
+from sqlalchemy import (Boolean, Connection, DateTime, Integer, String, bindparam, case, func, insert, null, select,
+                        update)
 
 from kkt_drivers.receipt import FiscalDocument
 from worker.errors import StateConflict
 from worker.ledger.documents import DocumentWrites
 from worker.ledger.leases import Fence
-from worker.ledger import fastpath
+from worker.ledger import chained, fastpath
 from worker.ledger.records import RECORD_COLS, ReceiptRecord, record_from_mapping, record_from_row, utcnow
 from worker.ledger.schema import (
     ERROR_MAX_CHARS,
@@ -28,6 +28,13 @@ from worker.ledger.states import State, check_transition
 
 #: receipts adopted (their tag already on a register) that one claim may pass over before it gives up
 CLAIM_MAX_ADOPTIONS = 16
+#: PostgreSQL runs the hot path as chained statements (:mod:`worker.ledger.chained`); False: the
+#: per-statement path SQLite uses (tests/ledger/test_chained_pg.py compares the two)
+CHAINED_ON_POSTGRES = True
+
+
+def _chained(conn: Connection) -> bool:
+    return CHAINED_ON_POSTGRES and conn.dialect.name == "postgresql"
 
 
 class Claim(NamedTuple):
@@ -48,7 +55,7 @@ class LaneWrites(DocumentWrites):
         """Queued receipts whose time has come and whose prerequisites are done, oldest first."""
         with self.read() as conn:
             rows = conn.execute(self._select_records().where(
-                receipts.c.state == State.QUEUED.value, receipts.c.next_attempt_at <= now, _prerequisites_done())
+                receipts.c.state == State.QUEUED.value, receipts.c.next_attempt_at <= now, chained.prerequisites_done())
                 .order_by(receipts.c.next_attempt_at, receipts.c.id).limit(limit))
             return [record_from_row(r) for r in rows]
 
@@ -117,6 +124,13 @@ class LaneWrites(DocumentWrites):
         now = now or utcnow()
 
         def claim_in(conn: Connection) -> Claim | None:
+            if _chained(conn):   # fence, head, claim, attempt: one statement
+                row = fastpath.run(conn, chained.CLAIM, {
+                    **chained.fence_params(fence), **_claim_params(register, group, fn_serial, fd_before, now)
+                }).mapping()
+                chained.check_guards(row, fence, None)   # the statement wrote nothing if the fence is stale
+                return self._claim_head(conn, register, group, fn_serial=fn_serial, fd_before=fd_before, now=now,
+                                        first=chained.split_head(row))
             # guards first: LeaseLost / StateConflict leave nothing written (group commit relies on it)
             self.check_fence(conn, fence)
             return self._claim_head(conn, register, group, fn_serial=fn_serial, fd_before=fd_before, now=now)
@@ -124,31 +138,47 @@ class LaneWrites(DocumentWrites):
         return self.batched(claim_in)
 
     def _claim_head(self, conn: Connection, register: str, group: str, *, fn_serial: str, fd_before: int,
-                    now: dt.datetime) -> Claim | None:
+                    now: dt.datetime, first: tuple[dict[str, Any] | None, int | None] | None = None
+                    ) -> Claim | None:
         """The body of :meth:`claim` inside a write transaction whose fence was already checked.
 
         StateConflict only before anything was written (the head moved under us); None when nothing is
-        due (adoptions written on the way are kept)."""
+        due (adoptions written on the way are kept). *first*: the head (and its attempt id, None if its
+        claim missed or it is "unclaimed") that a chained PostgreSQL statement already took
+        (:func:`chained.split_head`); on PostgreSQL every further head is taken and claimed by
+        :data:`chained.CLAIM` too, on SQLite by the three statements below.
+        """
         check_transition(State.QUEUED, State.SENDING)
+        pg = _chained(conn)
         for adopted in range(CLAIM_MAX_ADOPTIONS + 1):
-            head = fastpath.run(conn, _CLAIM_HEAD, {"b_group": group, "b_now": now}).mapping()
+            attempt_id: int | None = None
+            if first is not None:
+                (head, attempt_id), first = first, None
+            elif pg:   # the fence was checked in this transaction: b_fenced false
+                head, attempt_id = chained.split_head(fastpath.run(conn, chained.CLAIM, {
+                    **chained.fence_params(None), **_claim_params(register, group, fn_serial, fd_before, now)
+                }).mapping())
+            else:
+                head = fastpath.run(conn, _CLAIM_HEAD, {"b_group": group, "b_now": now}).mapping()
             if head is None:
                 return None
             # the head and whether a register already holds its tag come in one statement
             unclaimed = head.pop(_HEAD_UNCLAIMED)
             receipt_id = head["id"]
-            if unclaimed:
+            if unclaimed:   # never claimed by the chained statement either
                 if adopted == CLAIM_MAX_ADOPTIONS:
                     return None   # the adoptions are written; the lane claims again at once
                 self.claim_for(conn, receipt_id, head["tag"], now)   # adopted (or needs review): not sent
                 continue
-            values = {"b_id": receipt_id, "b_now": now, "b_register": register, "b_fn": fn_serial,
-                      "b_fd_before": fd_before}
-            if fastpath.run(conn, _CLAIM_SET, values).rowcount != 1:
+            if not pg:
+                values = {"b_id": receipt_id, "b_now": now, "b_register": register, "b_fn": fn_serial,
+                          "b_fd_before": fd_before}
+                if fastpath.run(conn, _CLAIM_SET, values).rowcount == 1:
+                    attempt_id = fastpath.run(conn, _ATTEMPT_OPEN, values).rows[0][0]
+            if attempt_id is None:   # the claim's UPDATE missed (the chained INSERT then inserted nothing)
                 if adopted:
                     return None   # keep the adoptions already written in this transaction
                 raise StateConflict(f"receipt {receipt_id}: expected state queued, it moved")
-            attempt_id = fastpath.run(conn, _ATTEMPT_OPEN, values).rows[0][0]
             # the record as the claim left it (built once: dataclasses.replace cost as much as a statement)
             head.update(state=State.SENDING.value, register=register, fn_serial=fn_serial, fd_before=fd_before)
             return Claim(record_from_mapping(head), attempt_id)
@@ -229,6 +259,19 @@ class LaneWrites(DocumentWrites):
         now = utcnow()
 
         def done_and_claim_in(conn: Connection) -> tuple[bool, Claim | None]:
+            if _chained(conn):   # all of it in one statement
+                row = fastpath.run(conn, chained.DONE_AND_CLAIM, {
+                    **_done_params(receipt_id, doc, attempt_id, fence, register, fd_before, now),
+                    **_claim_params(register, group, doc.fn_serial, doc.fd_number, now)}).mapping()
+                chained.check_guards(row, fence, receipt_id)   # a failed guard: the statement wrote nothing
+                _write_marks(conn, receipt_id, doc, now)
+                if not row["moved"]:
+                    return False, None
+                try:   # the fence was checked by the statement, in this transaction
+                    return True, self._claim_head(conn, register, group, fn_serial=doc.fn_serial,
+                                                  fd_before=doc.fd_number, now=now, first=chained.split_head(row))
+                except StateConflict:   # the claim wrote nothing; the outcome stands
+                    return True, None
             moved = self._done_in(conn, receipt_id, doc, attempt_id, fence, register, fd_before, now)
             if not moved:
                 return False, None
@@ -243,6 +286,12 @@ class LaneWrites(DocumentWrites):
     def _done_in(self, conn: Connection, receipt_id: int, doc: FiscalDocument, attempt_id: int,
                  fence: Fence | None, register: str | None, fd_before: int | None, now: dt.datetime) -> bool:
         """sending → done inside a write transaction; True if the register's watermark moved to *doc*."""
+        if _chained(conn):   # fence, done, attempt, watermark: one statement
+            row = fastpath.run(conn, chained.DONE,
+                               _done_params(receipt_id, doc, attempt_id, fence, register, fd_before, now)).mapping()
+            chained.check_guards(row, fence, receipt_id)   # a failed guard: the statement wrote nothing
+            _write_marks(conn, receipt_id, doc, now)
+            return row["moved"] == 1
         # guards first (fence, then the state-guarded UPDATE): a failed guard has written nothing
         self.check_fence(conn, fence)
         if fastpath.run(conn, _DONE_SET, {
@@ -336,35 +385,27 @@ class LaneWrites(DocumentWrites):
                                                     "b_now": now}).rowcount == 1
 
 
-def _prerequisites_done() -> ColumnElement[bool]:
-    """SQL: the receipt waits for nothing, or every receipt it waits for exists and is done.
+def _done_params(receipt_id: int, doc: FiscalDocument, attempt_id: int, fence: Fence | None,
+                 register: str | None, fd_before: int | None, now: dt.datetime) -> dict[str, Any]:
+    """Parameters of :data:`chained.DONE` (and the outcome half of :data:`chained.DONE_AND_CLAIM`)."""
+    # b_advance: the watermark may move only to the document right after fd_before (_advance_watermark)
+    advance = register is not None and fd_before is not None and doc.fd_number == fd_before + 1
+    return {**chained.fence_params(fence), "b_id": receipt_id, "b_now": now, "b_fd": doc.fd_number,
+            "b_fp": doc.fiscal_sign, "b_fn": doc.fn_serial, "b_shift": doc.shift_number,
+            "b_receipt_no": doc.receipt_number, "b_at": doc.issued_at, "b_qr": doc.qr, "b_attempt": attempt_id,
+            "b_register": register, "b_fd_before": fd_before, "b_advance": advance}
 
-    See :mod:`worker.receipts.stages`: the prerequisite is every receipt of shop row
-    ``waits_for_source`` (of ``waits_for_stage`` if set), never the receipt itself nor the later parts
-    of its own row and stage. None of them in the ledger yet means: wait.
-    """
-    first = receipts.alias("first")
-    first_payment = payments.alias("first_payment")
-    prerequisites = (
-        select(first.c.id).select_from(first.join(first_payment, first.c.payment_id == first_payment.c.id))
-        .where(first_payment.c.source_id == receipts.c.waits_for_source,
-               or_(receipts.c.waits_for_stage.is_(None), first.c.stage == receipts.c.waits_for_stage),
-               ~and_(first.c.payment_id == receipts.c.payment_id, first.c.stage == receipts.c.stage,
-                     first.c.part >= receipts.c.part)))
-    return or_(receipts.c.waits_for_source.is_(None),
-               and_(prerequisites.exists(), ~prerequisites.where(first.c.state != State.DONE.value).exists()))
+
+def _claim_params(register: str, group: str, fn_serial: str, fd_before: int, now: dt.datetime) -> dict[str, Any]:
+    """Parameters of the claim half of :data:`chained.CLAIM` / :data:`chained.DONE_AND_CLAIM`."""
+    return {"b_register": register, "b_group": group, "b_now": now, "b_claim_fn": fn_serial,
+            "b_claim_fd_before": fd_before}
 
 
 # The hot path's statements, built once and run through worker.ledger.fastpath (compiled once per dialect).
-_QUEUE = receipts.join(payments, receipts.c.payment_id == payments.c.id)
-_HEAD_UNCLAIMED = "head_unclaimed"
-_CLAIM_HEAD = (select(*RECORD_COLS, select(register_documents.c.fd_number).where(
-                   register_documents.c.tag == receipts.c.tag, register_documents.c.disposition == "unclaimed")
-               .exists().label(_HEAD_UNCLAIMED)).select_from(_QUEUE)
-               .where(receipts.c.state == State.QUEUED.value, receipts.c.register_group == bindparam("b_group"),
-                      receipts.c.next_attempt_at <= bindparam("b_now"), _prerequisites_done())
-               .order_by(receipts.c.next_attempt_at, receipts.c.id).limit(1)
-               .with_for_update(skip_locked=True, of=receipts))   # rendered as nothing on SQLite
+_QUEUE = chained.QUEUE
+_HEAD_UNCLAIMED = chained.HEAD_UNCLAIMED
+_CLAIM_HEAD = chained.head_select()   # FOR UPDATE SKIP LOCKED rendered as nothing on SQLite
 _CLAIM_SET = (update(receipts)
               .where(receipts.c.id == bindparam("b_id"), receipts.c.state == State.QUEUED.value)
               .values(state=State.SENDING.value, updated_at=bindparam("b_now"), register=bindparam("b_register"),

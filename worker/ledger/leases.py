@@ -159,9 +159,18 @@ class LeaseWrites(LedgerBase):
         if fence is None:
             return
         row = fastpath.run(conn, _FENCE_ROW, {"b_register": fence.register}).first()
-        if row is None or row[0] != fence.epoch or row[1] != fence.holder:
-            raise LeaseLost(f"register {fence.register}: lease epoch {fence.epoch} is stale "
-                            f"(now {row[0] if row else 'none'} held by {row[1] if row else 'nobody'})")
+        raise_if_stale(fence, row)
+
+
+def raise_if_stale(fence: Fence, row: tuple[int, str] | tuple[None, None] | None) -> None:
+    """LeaseLost unless the lease row read under ``FOR UPDATE`` — (epoch, holder); None or (None, None):
+    no row — is still *fence*'s. One message for the per-statement check and the chained PostgreSQL
+    statements (:mod:`worker.ledger.chained`), which read the same row in their ``fence`` CTE."""
+    if row is None or row[0] is None:
+        row = None
+    if row is None or row[0] != fence.epoch or row[1] != fence.holder:
+        raise LeaseLost(f"register {fence.register}: lease epoch {fence.epoch} is stale "
+                        f"(now {row[0] if row else 'none'} held by {row[1] if row else 'nobody'})")
 
 
 def _fenced(fence: Fence, expires: dt.datetime) -> dict:
