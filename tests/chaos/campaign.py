@@ -105,15 +105,30 @@ class Writers:
             time.sleep(self.rng.uniform(0, 0.01))
 
 
+def create_pg_ledger(pg_admin_url: str) -> str:
+    """A scratch PostgreSQL ledger database (empty; the campaign migrates it)."""
+    name = f"kkt_chaos_{secrets.token_hex(6)}"
+    with sa.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool).connect() as c:
+        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    return sa.make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg_ledger(pg_admin_url: str, ledger_url: str) -> None:
+    name = sa.make_url(ledger_url).database
+    with sa.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool).connect() as c:
+        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def campaign(kills: int, payments: int, seed: int, workdir: Path, admin_url: str = ADMIN_URL,
-             min_life: float = 0.2, max_life: float = 1.8) -> dict[str, Any]:
-    """Run the campaign; return the report (``ok`` false on any duplicate or loss)."""
+             min_life: float = 0.2, max_life: float = 1.8, pg_admin_url: str | None = None) -> dict[str, Any]:
+    """Run the campaign; return the report (``ok`` false on any duplicate or loss). *pg_admin_url*: the
+    ledger is a scratch PostgreSQL database (dropped afterwards) instead of a SQLite file."""
     rng = random.Random(seed)
     shop = create_shop(admin_url)
+    ledger_url = create_pg_ledger(pg_admin_url) if pg_admin_url else f"sqlite:///{workdir / 'ledger.db'}"
     started = time.monotonic()
     try:
         regs = [workdir / "reg1", workdir / "reg2"]
-        ledger_url = f"sqlite:///{workdir / 'ledger.db'}"
         settings = write_settings(
             workdir / "settings.yaml", source_url=shop.render_as_string(hide_password=False), ledger_url=ledger_url,
             registers=[("kkt1", f"emulator://{regs[0]}?serial=EMU1"), ("kkt2", f"emulator://{regs[1]}?serial=EMU2")],
@@ -135,13 +150,15 @@ def campaign(kills: int, payments: int, seed: int, workdir: Path, admin_url: str
         drain = run_cli(settings, "run", "--burst", "--burst-timeout", "300", check=False)
         report = check(shop, ledger_url, regs)
         out = report.summary()
-        out.update(seed=seed, kills=done_kills, worker_exit_codes=exits, committed=writers.committed,
+        out.update(seed=seed, ledger=sa.make_url(ledger_url).get_backend_name(), kills=done_kills, worker_exit_codes=exits, committed=writers.committed,
                    rolled_back=writers.rolled_back, drain_exit=drain.returncode,
                    seconds=round(time.monotonic() - started, 1))
         out["ok"] = report.ok and drain.returncode == 0 and report.done == writers.committed
         return out
     finally:
         drop_shop(admin_url, shop)
+        if pg_admin_url:
+            drop_pg_ledger(pg_admin_url, ledger_url)
 
 
 def main() -> None:
@@ -150,10 +167,13 @@ def main() -> None:
     ap.add_argument("--payments", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--admin-url", default=ADMIN_URL, help="MariaDB server URL with rights to create a database")
+    ap.add_argument("--pg-admin-url", default=None,
+                    help="PostgreSQL URL allowed to create databases: the ledger is a scratch PostgreSQL database "
+                         "(default: a SQLite file), e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     with tempfile.TemporaryDirectory(prefix="kkt-chaos-") as d:
-        report = campaign(args.kills, args.payments, seed, Path(d), args.admin_url)
+        report = campaign(args.kills, args.payments, seed, Path(d), args.admin_url, pg_admin_url=args.pg_admin_url)
     print(json.dumps(report, indent=2))
     sys.exit(0 if report["ok"] else 1)
 

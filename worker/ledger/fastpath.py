@@ -1,7 +1,8 @@
 """The lanes' hot statements, compiled once by SQLAlchemy and executed on the driver's cursor.
 
 A receipt costs the ledger about seven statements (fence check, outcome, attempt, watermark, the next
-claim's head, its UPDATE and attempt). Through ``Connection.execute`` each cost ~40 µs of Python —
+claim's head, its UPDATE and attempt) on SQLite; on PostgreSQL they are chained into one
+(:mod:`worker.ledger.chained`). Through ``Connection.execute`` each cost ~40 µs of Python —
 execution context, parameter processing, result metadata — against ~3 µs for the driver's own
 ``cursor.execute``: most of a receipt's ledger CPU (issue 10's target is ≤ 1 ms per receipt in all).
 
