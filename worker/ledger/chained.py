@@ -18,7 +18,8 @@ Why it is safe — what PostgreSQL guarantees and what we add:
   proves none is).
 * The fence is ``SELECT … FOR UPDATE`` in its own CTE: the lease row stays locked to the end of the
   transaction, as with :meth:`~worker.ledger.leases.LeaseWrites.check_fence`. A CTE with a row lock is
-  never inlined by the planner (it counts as having side effects) and is evaluated once.
+  never inlined by the planner (``contain_dml`` in PostgreSQL's subselect.c rejects FOR UPDATE as it
+  rejects INSERT) and is evaluated once.
 * The head keeps ``FOR UPDATE SKIP LOCKED OF receipts``: two lanes never take the same receipt. The
   claim's UPDATE re-checks ``state = 'queued'`` (belt and braces, as before): if it misses, the statement
   returns the head without an attempt id and Python reacts as to a 0-row ``_CLAIM_SET``.
