@@ -48,6 +48,30 @@ class _PortClosed(OSError):
     """The peer closed the TCP connection (recv gave EOF)."""
 
 
+def send_all(sock: socket.socket, data: bytes, timeout: float) -> None:
+    """All of *data* on the non-blocking *sock* within *timeout* seconds (as ``sendall`` on a socket with
+    that timeout): one ``send`` unless the kernel's buffer is full (a peer that stopped reading), then a
+    poll for room; TimeoutError (an OSError) when the time is up."""
+    view = memoryview(data)
+    deadline = 0.0
+    room: select.poll | None = None
+    while True:
+        try:
+            view = view[sock.send(view):]
+        except BlockingIOError:
+            pass
+        if not view:
+            return
+        now = time.monotonic()
+        if room is None:
+            deadline = now + timeout
+            # poll, not select: a farm's worker may hold more than FD_SETSIZE (1024) descriptors
+            room = select.poll()
+            room.register(sock, select.POLLOUT)
+        if now >= deadline or not room.poll((deadline - now) * 1000.0):
+            raise TimeoutError("write timeout")
+
+
 class _TcpPort:
     """A connected non-blocking TCP socket with a receive buffer.
 
@@ -71,21 +95,7 @@ class _TcpPort:
         self._write_timeout = write_timeout
 
     def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        deadline = 0.0
-        while view:
-            try:
-                view = view[self._sock.send(view):]
-            except BlockingIOError:
-                pass
-            if not view:
-                return
-            # the kernel's send buffer is full (a stalled peer): wait, bounded by the write timeout
-            now = time.monotonic()
-            if not deadline:
-                deadline = now + self._write_timeout
-            if now >= deadline or not select.select([], [self._sock], [], deadline - now)[1]:
-                raise OSError("write timeout")
+        send_all(self._sock, data, self._write_timeout)
 
     def read(self, n: int, timeout: float) -> bytes:
         buf = self._buf

@@ -33,6 +33,7 @@ from kkt_drivers.errors import (
 )
 from kkt_drivers.jsontcp import protocol as p
 from kkt_drivers.receipt import DeviceStatus, FiscalDocument, Receipt
+from kkt_drivers.transport import send_all
 
 OPTIONS = ("login", "password_env", "connection_password_env", "timeout", "close_timeout")
 DEFAULT_PORT = 7790
@@ -169,7 +170,7 @@ class JsonTcpDriver(Driver):
         """
         assert self._sock is not None and self._reader is not None
         try:
-            self._send(p.encode(message), timeout)
+            send_all(self._sock, p.encode(message), timeout)
             if sent is not None:
                 sent()
             self._wait_ms = timeout * 1000.0
@@ -180,29 +181,6 @@ class JsonTcpDriver(Driver):
                 # an answer to an earlier, abandoned command cannot arrive on a fresh session; skip defensively
         except (OSError, p.FrameError) as exc:
             raise _LinkError(f"{type(exc).__name__}: {exc}") from exc
-
-    def _send(self, data: bytes, timeout: float) -> None:
-        """All of *data* within *timeout* (as ``sendall`` on a socket with that timeout): one ``send``
-        unless the kernel's buffer is full (a peer that stopped reading), then poll for room."""
-        assert self._sock is not None
-        view = memoryview(data)
-        deadline = 0.0
-        room: select.poll | None = None
-        while True:
-            try:
-                view = view[self._sock.send(view):]
-            except BlockingIOError:
-                pass
-            if not view:
-                return
-            now = time.monotonic()
-            if room is None:
-                deadline = now + timeout
-                # poll, not select: a farm's worker may hold more than FD_SETSIZE (1024) descriptors
-                room = select.poll()
-                room.register(self._sock, select.POLLOUT)
-            if now >= deadline or not room.poll((deadline - now) * 1000.0):
-                raise TimeoutError("timed out")
 
     def _recv_into(self, view: memoryview) -> int:
         """What has arrived (up to ``len(view)`` bytes), waiting at most ``_wait_ms`` for the first byte
