@@ -17,11 +17,13 @@ from kkt_drivers.jsontcp.driver import JsonTcpDriver
 from tests.atol_online.test_protocol import sale
 
 
-class BadBridge:
-    """Logs any client in, answers every command ok, but answers *poison_cmd* with *poison* bytes."""
+class FakeBridge:
+    """A hand-written jsontcp peer on a free port: reads each framed command, records its name and lets
+    :meth:`answer` reply (False: hang up)."""
 
-    def __init__(self, poison_cmd: str, poison: bytes) -> None:
-        self.poison_cmd, self.poison = poison_cmd, poison
+    nodelay = False
+
+    def __init__(self) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.commands: list[str] = []
@@ -33,20 +35,38 @@ class BadBridge:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            if self.nodelay:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # each write its own segment
             with conn:
                 try:
                     while True:
                         (n,) = struct.unpack(">I", conn.recv(4, socket.MSG_WAITALL))
                         msg = json.loads(conn.recv(n, socket.MSG_WAITALL))
                         self.commands.append(msg["cmd"])
-                        if msg["cmd"] == self.poison_cmd:
-                            conn.sendall(self.poison)
+                        if not self.answer(conn, msg):
                             break
-                        result = {"session": "k"} if msg["cmd"] == "login" else {}
-                        body = json.dumps({"id": msg["id"], "ok": True, "result": result}).encode()
-                        conn.sendall(struct.pack(">I", len(body)) + body)
                 except (OSError, struct.error, ValueError):
                     pass
+
+    def answer(self, conn: socket.socket, msg: dict) -> bool:
+        raise NotImplementedError
+
+
+class BadBridge(FakeBridge):
+    """Logs any client in, answers every command ok, but answers *poison_cmd* with *poison* bytes."""
+
+    def __init__(self, poison_cmd: str, poison: bytes) -> None:
+        self.poison_cmd, self.poison = poison_cmd, poison
+        super().__init__()
+
+    def answer(self, conn: socket.socket, msg: dict) -> bool:
+        if msg["cmd"] == self.poison_cmd:
+            conn.sendall(self.poison)
+            return False
+        result = {"session": "k"} if msg["cmd"] == "login" else {}
+        body = json.dumps({"id": msg["id"], "ok": True, "result": result}).encode()
+        conn.sendall(struct.pack(">I", len(body)) + body)
+        return True
 
     def driver(self) -> JsonTcpDriver:
         return JsonTcpDriver("127.0.0.1", self.port, login="l", password="p", connection_password="c",
@@ -102,46 +122,31 @@ DOC = {"fd": 5, "fp": 123, "fn": "9999078900000001", "kind": "receipt", "dt": "2
        "shift": 1, "receipt_no": 1, "operation": 1, "total": "599.97", "tag": "T1"}
 
 
-class TimedBridge:
+class TimedBridge(FakeBridge):
     """Answers every command ok (``close_receipt`` with a document) and shapes how the answer travels:
     *delay_s* per command before it, *stale* frames (answers to other ids) in the same write, and
     *pieces*: the answer (with its stale frames) cut into that many writes *gap_s* apart."""
 
+    nodelay = True
+
     def __init__(self, *, delay_s: dict[str, float] | None = None, stale: int = 0, pieces: int = 1,
                  gap_s: float = 0.0) -> None:
         self.delay_s, self.stale, self.pieces, self.gap_s = delay_s or {}, stale, pieces, gap_s
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.commands: list[str] = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # each piece its own segment
-            with conn:
-                try:
-                    while True:
-                        (n,) = struct.unpack(">I", conn.recv(4, socket.MSG_WAITALL))
-                        msg = json.loads(conn.recv(n, socket.MSG_WAITALL))
-                        self.commands.append(msg["cmd"])
-                        time.sleep(self.delay_s.get(msg["cmd"], 0.0))
-                        result: dict = {"session": "k"} if msg["cmd"] == "login" else {}
-                        if msg["cmd"] == "close_receipt":
-                            result = {"document": p.document_to_wire(DOC)}
-                        data = b"".join(p.encode({"id": 10_000 + i, "ok": True, "result": {}})
-                                        for i in range(self.stale))
-                        data += p.encode({"id": msg["id"], "ok": True, "result": result})
-                        step = -(-len(data) // self.pieces)
-                        for k in range(0, len(data), step):
-                            if k:
-                                time.sleep(self.gap_s)
-                            conn.sendall(data[k:k + step])
-                except (OSError, struct.error, ValueError):
-                    pass
+    def answer(self, conn: socket.socket, msg: dict) -> bool:
+        time.sleep(self.delay_s.get(msg["cmd"], 0.0))
+        result: dict = {"session": "k"} if msg["cmd"] == "login" else {}
+        if msg["cmd"] == "close_receipt":
+            result = {"document": p.document_to_wire(DOC)}
+        data = b"".join(p.encode({"id": 10_000 + i, "ok": True, "result": {}}) for i in range(self.stale))
+        data += p.encode({"id": msg["id"], "ok": True, "result": result})
+        step = -(-len(data) // self.pieces)
+        for k in range(0, len(data), step):
+            if k:
+                time.sleep(self.gap_s)
+            conn.sendall(data[k:k + step])
+        return True
 
     def driver(self, timeout_s: float, close_timeout_s: float) -> JsonTcpDriver:
         return JsonTcpDriver("127.0.0.1", self.port, login="l", password="p", connection_password="c",

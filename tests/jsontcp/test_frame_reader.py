@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from kkt_drivers.jsontcp import protocol as p
+from tests.jsontcp.test_framing import BAD_FRAMES
 
 A = {"id": 7, "ok": True, "result": {"name": "Чай", "total": "599.97"}}   # multi-byte UTF-8 to split inside
 B = {"id": 8, "ok": False, "error": {"class": "device", "code": 10}}
@@ -150,14 +151,7 @@ def test_a_stall_after_the_header_is_a_frame_timeout_before_it_a_plain_timeout(b
         assert not isinstance(exc.value, p.FrameError)
 
 
-@pytest.mark.parametrize("data, match", [
-    (struct.pack(">I", 0), "outside"),
-    (struct.pack(">I", p.MAX_FRAME_BYTES + 1) + b"{}", "outside"),
-    (struct.pack(">I", 2) + b"\xff\xfe", "not UTF-8"),
-    (struct.pack(">I", 5) + b"{123:", "not JSON"),
-    (struct.pack(">I", 2) + b"[]", "not a JSON object"),
-    (struct.pack(">I", 4) + b"{}{}", "not JSON"),
-])
+@pytest.mark.parametrize("data, match", BAD_FRAMES + [(struct.pack(">I", 4) + b"{}{}", "not JSON")])
 def test_bad_frames_are_frame_errors(data: bytes, match: str) -> None:
     with pytest.raises(p.FrameError, match=match):
         p.FrameReader(Feed([data])).read_frame()

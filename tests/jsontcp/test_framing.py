@@ -35,13 +35,17 @@ def test_two_frames_in_a_row_and_split_reads() -> None:
     assert p.read_frame(recv) == {"b": "2.50"}
 
 
-@pytest.mark.parametrize("data, match", [
+#: frames no reader may accept, and what its FrameError says (tests/jsontcp/test_frame_reader.py too)
+BAD_FRAMES = [
     (struct.pack(">I", 0), "outside"),
     (struct.pack(">I", p.MAX_FRAME_BYTES + 1) + b"{}", "outside"),
     (struct.pack(">I", 2) + b"\xff\xfe", "not UTF-8"),
     (struct.pack(">I", 5) + b"{123:", "not JSON"),
     (struct.pack(">I", 2) + b"[]", "not a JSON object"),
-])
+]
+
+
+@pytest.mark.parametrize("data, match", BAD_FRAMES)
 def test_bad_frames_are_frame_errors(data: bytes, match: str) -> None:
     with pytest.raises(p.FrameError, match=match):
         p.read_frame(reader(data))
