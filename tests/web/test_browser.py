@@ -37,12 +37,22 @@ def browser(tmp_path: Path) -> Iterator[object]:
 def click_and_wait(b, by: str, selector: str) -> None:  # type: ignore[no-untyped-def]
     """Click a link or submit button and wait for the next page: a click does not always wait for the
     navigation it starts, and the old page's elements would be found (a CI run on a loaded machine did)."""
-    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
     old = b.find_element("tag name", "html")
     b.find_element(by, selector).click()
-    WebDriverWait(b, 20).until(ec.staleness_of(old))
+
+    def old_page_gone(_driver) -> bool:  # type: ignore[no-untyped-def]
+        try:
+            old.is_enabled()
+        except WebDriverException:
+            # stale — or, caught mid-navigation, chromium's "Node with given id does not belong to the
+            # document" (an inspector error instead of a stale element; a CI run on a quiet machine had it)
+            return True
+        return False
+
+    WebDriverWait(b, 20).until(old_page_gone)
 
 
 def test_ledger_filters_payment_page_and_downloads_in_chromium(served: str, browser) -> None:
