@@ -13,6 +13,7 @@ from worker.errors import StateConflict
 from worker.ledger.documents import DocumentWrites
 from worker.ledger.leases import Fence
 from worker.ledger import chained, fastpath
+from worker.ledger.due_queue import HEAD_UNCLAIMED, QUEUE, head_select, prerequisites_done
 from worker.ledger.records import RECORD_COLS, ReceiptRecord, record_from_mapping, record_from_row, utcnow
 from worker.ledger.schema import (
     ERROR_MAX_CHARS,
@@ -55,7 +56,7 @@ class LaneWrites(DocumentWrites):
         """Queued receipts whose time has come and whose prerequisites are done, oldest first."""
         with self.read() as conn:
             rows = conn.execute(self._select_records().where(
-                receipts.c.state == State.QUEUED.value, receipts.c.next_attempt_at <= now, chained.prerequisites_done())
+                receipts.c.state == State.QUEUED.value, receipts.c.next_attempt_at <= now, prerequisites_done())
                 .order_by(receipts.c.next_attempt_at, receipts.c.id).limit(limit))
             return [record_from_row(r) for r in rows]
 
@@ -163,7 +164,7 @@ class LaneWrites(DocumentWrites):
             if head is None:
                 return None
             # the head and whether a register already holds its tag come in one statement
-            unclaimed = head.pop(_HEAD_UNCLAIMED)
+            unclaimed = head.pop(HEAD_UNCLAIMED)
             receipt_id = head["id"]
             if unclaimed:   # never claimed by the chained statement either
                 if adopted == CLAIM_MAX_ADOPTIONS:
@@ -403,9 +404,7 @@ def _claim_params(register: str, group: str, fn_serial: str, fd_before: int, now
 
 
 # The hot path's statements, built once and run through worker.ledger.fastpath (compiled once per dialect).
-_QUEUE = chained.QUEUE
-_HEAD_UNCLAIMED = chained.HEAD_UNCLAIMED
-_CLAIM_HEAD = chained.head_select()   # FOR UPDATE SKIP LOCKED rendered as nothing on SQLite
+_CLAIM_HEAD = head_select()   # FOR UPDATE SKIP LOCKED rendered as nothing on SQLite
 _CLAIM_SET = (update(receipts)
               .where(receipts.c.id == bindparam("b_id"), receipts.c.state == State.QUEUED.value)
               .values(state=State.SENDING.value, updated_at=bindparam("b_now"), register=bindparam("b_register"),
@@ -453,7 +452,7 @@ _LANE_HEALTH = update(lanes).where(lanes.c.name == bindparam("b_name")).values(
     fn_expires_on=bindparam("b_fn_expires_on"), ofd_unsent=bindparam("b_ofd_unsent"),
     ofd_oldest_at=bindparam("b_ofd_oldest_at"), clock_skew_s=bindparam("b_clock_skew_s"))
 # a lane's receipts left "sending" (read at every start and takeover)
-_SENDING_ON = (select(*RECORD_COLS).select_from(_QUEUE)
+_SENDING_ON = (select(*RECORD_COLS).select_from(QUEUE)
                .where(receipts.c.state == State.SENDING.value, receipts.c.register == bindparam("b_register"))
                .order_by(receipts.c.id))
 _NEXT_DUE = select(func.min(receipts.c.next_attempt_at)).where(
