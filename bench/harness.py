@@ -5,7 +5,6 @@ its peak RSS), ending with the exactly-once invariants checked against the regis
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -16,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from tests.chaos.campaign import create_pg_ledger, drop_pg_ledger
 from tests.chaos.invariants import check
 from tests.shop import cli_env, run_cli, write_settings
 
@@ -60,18 +60,13 @@ class Ledgers:
     def new(self, name: str) -> str:
         if self.kind == "sqlite":
             return f"sqlite:///{self.work / (name + '.db')}"
-        db = f"kkt_bench_{name}_{random.randrange(1 << 30):x}"
-        with sa.create_engine(self.pg_admin, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool).connect() as c:
-            c.exec_driver_sql(f'CREATE DATABASE "{db}"')
-        self.made.append(db)
-        return sa.make_url(self.pg_admin).set(database=db).render_as_string(hide_password=False)
+        url = create_pg_ledger(self.pg_admin, prefix=f"kkt_bench_{name}")
+        self.made.append(url)
+        return url
 
     def drop(self) -> None:
-        if not self.made:
-            return
-        with sa.create_engine(self.pg_admin, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool).connect() as c:
-            for db in self.made:
-                c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        for url in self.made:
+            drop_pg_ledger(self.pg_admin, url)
 
 
 # -- running the worker --------------------------------------------------------------------------------

@@ -105,9 +105,9 @@ class Writers:
             time.sleep(self.rng.uniform(0, 0.01))
 
 
-def create_pg_ledger(pg_admin_url: str) -> str:
-    """A scratch PostgreSQL ledger database (empty; the campaign migrates it)."""
-    name = f"kkt_chaos_{secrets.token_hex(6)}"
+def create_pg_ledger(pg_admin_url: str, prefix: str = "kkt_chaos") -> str:
+    """A scratch PostgreSQL ledger database (empty; the caller migrates it); its URL."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
     with sa.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool).connect() as c:
         c.exec_driver_sql(f'CREATE DATABASE "{name}"')
     return sa.make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
