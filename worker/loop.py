@@ -20,7 +20,6 @@ from worker.defaults import BURST_POLL_SECONDS, LANE_HEARTBEAT_SECONDS, SOURCE_B
 from worker.errors import ConfigError, LeaseLost, SourceConfigError, SourceUnavailable, StateConflict
 from worker.ledger.cluster_writes import Member
 from worker.ledger.space import free_mb
-from worker.ledger.states import State
 from worker.ledger.store import Ledger, utcnow
 from worker.log import OutageLog
 from worker.ops import systemd
@@ -262,8 +261,7 @@ class Worker:
         return short
 
     def _drained(self) -> bool:
-        counts = self.ledger.counts()
-        return counts.get(State.QUEUED.value, 0) == 0 and counts.get(State.SENDING.value, 0) == 0
+        return not self.ledger.has_unfinished()
 
 
 def check_ledger_ready(ledger: Ledger) -> None:

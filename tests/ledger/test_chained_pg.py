@@ -297,3 +297,46 @@ def test_the_chained_statement_is_converted_once_not_per_receipt(pg: Ledger) -> 
     pg.record_done_and_claim(nxt.record.id, doc(12, nxt.record.tag), attempt_id=nxt.attempt_id, fence=lane.fence,
                              register="kkt1", fd_before=11, group="default")
     assert _queries._query2pg.cache_info().hits > hits
+
+
+def test_the_outcome_and_the_claim_reach_their_rows_by_primary_key_with_statistics_older_than_the_backlog(
+        pg: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The statistics say nothing is queued or sending (ANALYZE ran while every receipt was done; then
+    3 000 were queued, as on a ledger that grew a backlog faster than autovacuum analyzes it). With an
+    indexable state guard the planner reached the rows through ix_receipts_claim / ix_receipts_state_next,
+    a scan of every queued row (5.6 ms per receipt at 20 000, auto_explain in bench.pool); the done's and
+    the claim's UPDATE must take the primary key whatever the statistics say (chained._state_guard).
+    The plan is EXPLAINed (not run) inside the receipt's own transaction."""
+    from worker.ledger import chained, fastpath
+
+    monkeypatch.setattr(lane_writes, "CHAINED_ON_POSTGRES", True)
+    ingest(pg, [entry(i) for i in range(1, 201)], cursor=200, now=NOW - dt.timedelta(minutes=2))
+    with pg.engine.begin() as conn:   # the statistics of a ledger whose receipts were all done
+        conn.exec_driver_sql("UPDATE receipts SET state = 'done'")
+        conn.exec_driver_sql("ANALYZE receipts")
+    ingest(pg, [entry(i) for i in range(201, 3201)], cursor=3200, expected=200, now=NOW - dt.timedelta(minutes=1))
+    fence = pg.acquire_lease("kkt1", "test@host", 60)
+    pg.set_watermark("kkt1", FN, 10, fence=fence)
+    first = pg.claim("kkt1", "default", fn_serial=FN, fd_before=10, now=NOW, fence=fence)
+    assert first is not None and first.record.tag == "S201"
+    plans: list[str] = []
+    real = fastpath.run
+
+    def explain_then_run(conn: Any, stmt: Any, params: dict[str, Any]) -> Any:
+        if stmt is chained.DONE_AND_CLAIM:
+            p = fastpath.prepared(stmt, conn.dialect)
+            cursor = conn.connection.dbapi_connection.cursor()
+            cursor.execute("EXPLAIN " + p.sql, p.parameters(params))
+            plans.append("\n".join(r[0] for r in cursor.fetchall()))
+        return real(conn, stmt, params)
+
+    monkeypatch.setattr(fastpath, "run", explain_then_run)
+    moved, nxt = pg.record_done_and_claim(first.record.id, doc(11, "S201"), attempt_id=first.attempt_id,
+                                          fence=fence, register="kkt1", fd_before=10, group="default")
+    assert moved and nxt is not None and nxt.record.tag == "S202"
+    [plan] = plans
+    done = plan[plan.index("Update on receipts "):plan.index("Update on attempts")]   # S201 sending → done
+    claim = plan[plan.index("Update on receipts receipts_"):plan.index("Insert on attempts")]   # S202 claimed
+    for update in (done, claim):
+        assert "Index Scan using pk_receipts" in update, plan
+        assert "ix_receipts_state_next" not in update and "ix_receipts_claim" not in update, plan

@@ -5,7 +5,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from kkt_drivers.receipt import (
     DocumentKind,
@@ -19,7 +19,7 @@ from kkt_drivers.receipt import (
     Vat,
 )
 from worker.errors import StateConflict
-from worker.ledger.schema import ingest_cursor, ingest_gaps
+from worker.ledger.schema import ingest_cursor, ingest_gaps, receipts
 from worker.ledger.states import State
 from worker.ledger.store import Gap, IngestEntry, Ledger, PlannedRow, utcnow
 from worker.shop.rows import ShopItem, ShopPayment
@@ -121,6 +121,21 @@ def test_intent_then_done_is_compare_and_set(ledger: Ledger) -> None:
     with pytest.raises(StateConflict):
         ledger.record_done(rec.id, doc(12, "S1"), attempt_id=None)
     assert [a["outcome"] for a in ledger.attempts_of(rec.id)] == ["done"]
+
+
+def test_unfinished_means_queued_or_sending(ledger: Ledger) -> None:
+    """`run --burst` stops when nothing is queued or sending: done and failed receipts are finished."""
+    assert not ledger.has_unfinished()
+    ingest(ledger, [entry(1), entry(2)], cursor=2)
+    assert ledger.has_unfinished()                    # queued
+    first, second = ledger.due(utcnow())
+    ledger.record_intent(first.id, register="kkt1", fn_serial="FN1", fd_before=1)
+    with ledger.write() as conn:
+        conn.execute(update(receipts).where(receipts.c.id == second.id).values(state=State.FAILED.value))
+    assert ledger.has_unfinished()                    # one sending, one failed
+    ledger.record_done(first.id, doc(2, "S1"), attempt_id=None)
+    assert not ledger.has_unfinished()                # one done, one failed
+    assert ledger.counts() == {"done": 1, "failed": 1}
 
 
 def test_retry_burns_attempts_until_failed(ledger: Ledger) -> None:

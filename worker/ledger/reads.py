@@ -19,6 +19,7 @@ from worker.ledger.schema import (
     receipts,
     schedules,
 )
+from worker.ledger.states import State
 
 
 class AdminReads(LedgerBase):
@@ -28,6 +29,14 @@ class AdminReads(LedgerBase):
         """Receipts by state."""
         with self.read() as conn:
             return {s: n for s, n in conn.execute(select(receipts.c.state, func.count()).group_by(receipts.c.state))}
+
+    def has_unfinished(self) -> bool:
+        """Whether any receipt is queued or sending: ``run --burst``'s "drained" check, asked at every
+        idle poll. An index probe (ix_receipts_state_next), not :meth:`counts`' scan of the whole table
+        (12 ms a poll on PostgreSQL at 20 000 receipts, measured with auto_explain)."""
+        with self.read() as conn:
+            return conn.execute(select(select(receipts.c.id).where(
+                receipts.c.state.in_((State.QUEUED.value, State.SENDING.value))).exists())).scalar_one()
 
     def status_details(self) -> dict[str, Any]:
         """Cursor, gaps, expired gaps and lanes for ``status``."""
