@@ -86,14 +86,20 @@ def start_hosts(d: Path, registers: int, hosts: int, receipt_ms: int,
     return procs, urls
 
 
-def stop_hosts(procs: list[subprocess.Popen]) -> int:
-    """Stop the register hosts (stdin closed); their summed peak RSS in MB (VmHWM, read first)."""
+def stop_hosts(procs: list[subprocess.Popen]) -> dict[str, float]:
+    """Stop the register hosts (stdin closed); their summed peak RSS in MB (VmHWM) and CPU seconds
+    (user + system), read just before: on a shared machine the stand-in registers' CPU is CPU the
+    worker did not get."""
     rss_kb = 0
+    ticks = 0
     for proc in procs:
         try:
             rss_kb += next(int(ln.split()[1]) for ln in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
                            if ln.startswith("VmHWM:"))
-        except (OSError, StopIteration):
+            stat = Path(f"/proc/{proc.pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()   # after "pid (comm) ": state is field 3
+            ticks += int(fields[11]) + int(fields[12])     # utime, stime (fields 14, 15)
+        except (OSError, StopIteration, ValueError, IndexError):
             pass
     for proc in procs:
         if proc.stdin:
@@ -104,7 +110,7 @@ def stop_hosts(procs: list[subprocess.Popen]) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    return rss_kb // 1024
+    return {"rss_mb": rss_kb // 1024, "cpu_s": round(ticks / os.sysconf("SC_CLK_TCK"), 1)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,6 +21,12 @@ from tests.shop import cli_env, run_cli, write_settings
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
+#: set by ``bench.pool --profile DIR``: every worker run is sampled by ``py-spy record --pid`` into DIR
+#: (raw collapsed stacks, GIL holder only, one file per run). Attached from outside, so the run's CPU
+#: and RSS figures are still the worker's own, but py-spy's sampling (100 Hz, nonblocking) costs the
+#: machine a little CPU: compare profiled runs with profiled runs.
+PROFILE_DIR: Path | None = None
+
 
 # -- the shop ---------------------------------------------------------------------------------------
 
@@ -110,6 +116,7 @@ def burst(s: Setup, timeout: float = 3600) -> dict[str, Any]:
         t0 = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "worker", "-c", str(s.settings), "run", "--burst"],
                                 cwd=s.settings.parent, env=cli_env(), stdout=subprocess.DEVNULL, stderr=err, text=True)
+        spy = _profile(proc.pid, s.settings.parent.name)
         deadline = t0 + timeout
         peak_kb = 0
         while True:
@@ -123,11 +130,26 @@ def burst(s: Setup, timeout: float = 3600) -> dict[str, Any]:
                 break
             time.sleep(0.05)
         wall = time.perf_counter() - t0
+        if spy is not None:
+            spy.wait(timeout=60)   # py-spy writes its file when the process it samples exits
         proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
             err.seek(0)
             raise RuntimeError(f"worker exited {proc.returncode}: {err.read()[-2000:]}")
     return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "maxrss_mb": peak_kb / 1024}
+
+
+def _profile(pid: int, name: str) -> subprocess.Popen | None:
+    """``py-spy record`` attached to *pid* when :data:`PROFILE_DIR` is set (``<name>-<n>.txt``)."""
+    if PROFILE_DIR is None:
+        return None
+    PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+    n = len(list(PROFILE_DIR.glob(f"{name}-*.txt")))
+    out = PROFILE_DIR / f"{name}-{n}.txt"
+    spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen([str(spy if spy.exists() else "py-spy"), "record", "--pid", str(pid), "--format", "raw",
+                             "--rate", "100", "--gil", "--nonblocking", "--threads", "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _vm_hwm_kb(pid: int) -> int:

@@ -32,10 +32,11 @@ from typing import Any, Callable
 
 import sqlalchemy as sa
 
+from bench import harness
 from bench.farm_hosts import start_hosts, stop_hosts
 from bench.harness import PG_ADMIN_URL, Ledgers, burst, fill_shop, invariants, setup
 from bench.reference import raw_pg_loop, raw_sqlite_loop, register_cpu_ms_per_receipt
-from bench.timeline import all_lanes_rate, done_span, lane_starts
+from bench.timeline import all_lanes_rate, done_span, lane_pace, lane_starts
 from tests.chaos.campaign import ADMIN_URL, create_shop, drop_shop
 from tests.chaos.invariants import check
 from tests.shop import cli_env
@@ -90,12 +91,12 @@ def fig_throughput(ctx: "Ctx") -> dict[str, Any]:
 
 def _efficiency(ctx: "Ctx", name: str, registers: int, per_reg: int, receipt_ms: int,
                 faults: dict[int, str] | None = None, hosts: int = 0, model: str = "shtrih") -> dict[str, Any]:
-    """Pool efficiency of one ``run --burst``; *hosts* > 0: the registers are Shtrih-M emulators on
-    TCP in that many separate processes (the worker only waits on sockets), else in-process."""
+    """Pool efficiency of one ``run --burst``; *hosts* > 0: the registers are *model* emulators on TCP
+    in that many separate processes (the worker only waits on sockets), else in-process."""
     shop = ctx.shop()
     led = Ledgers("sqlite", ctx.pg_admin, ctx.work)
     procs: list[subprocess.Popen] = []
-    hosts_rss_mb = None
+    host_use: dict[str, float] = {}
     try:
         fill_shop(shop, registers * per_reg)
         served = None
@@ -108,7 +109,7 @@ def _efficiency(ctx: "Ctx", name: str, registers: int, per_reg: int, receipt_ms:
             run = burst(s)
         finally:
             if procs:   # stopped before the check: the journals are complete and nobody writes them
-                hosts_rss_mb = stop_hosts(procs)
+                host_use = stop_hosts(procs)
         done, span, per = done_span(s.ledger_url)
         steady, window = all_lanes_rate(s.ledger_url)
         ideal = registers * 1000 / receipt_ms
@@ -123,7 +124,7 @@ def _efficiency(ctx: "Ctx", name: str, registers: int, per_reg: int, receipt_ms:
                                "worker_cpu_s": round(run["cpu_s"], 1), **lane_starts(s.ledger_url),
                                # the rate while all registers were sending (no ramp, no tail), and that window
                                "efficiency_all_lanes_running": round(steady / ideal, 3) if steady else None,
-                               "all_lanes_running_window_s": round(window, 2),
+                               "all_lanes_running_window_s": round(window, 2), **lane_pace(s.ledger_url),
                                **invariants(shop, s)}
         if faults:
             healthy = {k: v for k, v in per.items() if k not in {f"kkt{i:03d}" for i in faults}}
@@ -132,8 +133,8 @@ def _efficiency(ctx: "Ctx", name: str, registers: int, per_reg: int, receipt_ms:
             res["healthy_registers_efficiency_mean"] = round(statistics.mean(rates), 3) if rates else None
             res["failing_register_done"] = sum(c for k, (c, _) in per.items() if k not in healthy)
         if hosts:
-            res.update(register_model=model, register_hosts=hosts, register_hosts_rss_mb=hosts_rss_mb, worker_maxrss_mb=round(
-                run["maxrss_mb"], 1))
+            res.update(register_model=model, register_hosts=hosts, register_hosts_rss_mb=host_use["rss_mb"],
+                       register_hosts_cpu_s=host_use["cpu_s"], worker_maxrss_mb=round(run["maxrss_mb"], 1))
         return res
     finally:
         stop_hosts(procs)
@@ -402,7 +403,11 @@ def main() -> None:
                     help="wire protocol of farm_out_of_process's registers (shtrih: ~25 ms of worker CPU per receipt)")
     ap.add_argument("--farm-per-register", type=int, default=None,
                     help="receipts per register in the farm figures (default: 10, --quick 5); more amortizes the ramp")
+    ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                    help="sample every worker run with py-spy (pip install py-spy) into DIR: raw collapsed stacks "
+                         "of the GIL holder, one file per run (see bench/README.md)")
     args = ap.parse_args()
+    harness.PROFILE_DIR = args.profile
     wanted = [f.strip() for f in args.only.split(",") if f.strip()]
     unknown = [f for f in wanted if f not in FIGURES]
     if unknown:

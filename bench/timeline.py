@@ -78,3 +78,25 @@ def all_lanes_rate(ledger_url: str) -> tuple[float | None, float]:
         if busy > 0 and inside > 0:
             share += inside / busy
     return share / window, window
+
+
+def lane_pace(ledger_url: str) -> dict[str, float]:
+    """Where a lane's time goes, over all registers: each receipt's intent → outcome (the register's
+    work plus the worker's between intent and outcome) and each outcome → that register's next intent
+    (the worker between receipts), p50 and p90 in seconds. With a 1 s register, a lane at 0.92 of its
+    ideal spends ~0.09 s a receipt somewhere: these say on which side of the outcome."""
+    from worker.ledger.schema import receipts
+
+    eng = sa.create_engine(ledger_url, poolclass=sa.NullPool)
+    with eng.connect() as c:
+        rows = c.execute(sa.select(receipts.c.register, receipts.c.intent_at, receipts.c.updated_at)
+                         .where(receipts.c.state == "done").order_by(receipts.c.register, receipts.c.intent_at)).all()
+    eng.dispose()
+    busy = sorted((out - intent).total_seconds() for _reg, intent, out in rows)
+    between = sorted((b[1] - a[2]).total_seconds() for a, b in zip(rows, rows[1:]) if a[0] == b[0])
+
+    def q(xs: list[float], p: float) -> float:
+        return round(xs[min(int(len(xs) * p), len(xs) - 1)], 3) if xs else 0.0
+
+    return {"intent_to_outcome_p50_s": q(busy, 0.5), "intent_to_outcome_p90_s": q(busy, 0.9),
+            "outcome_to_next_intent_p50_s": q(between, 0.5), "outcome_to_next_intent_p90_s": q(between, 0.9)}
