@@ -1,15 +1,16 @@
-"""CPU per payment of ingest alone: MariaDB shop backlog → SQLite ledger, in this process.
+"""CPU per payment of ingest alone: MariaDB shop backlog → SQLite (or PostgreSQL) ledger, in this process.
 
     python -m bench.ingest --payments 5000 [--lines 3] [--batch 500] [--repeat 1] [--profile 25]
+    python -m bench.ingest --ledger postgresql      # a scratch PostgreSQL ledger (--pg-admin-url)
 
 Fills a scratch MariaDB shop (``bench.harness.fill_shop``: one line per payment, plus ``--lines - 1`` more
-lines per payment), migrates a scratch SQLite ledger, then drains the shop with the worker's own
+lines per payment), migrates a scratch ledger, then drains the shop with the worker's own
 :class:`~worker.ingest.poller.Ingestor` (built by :func:`worker.app.build_ingestor`, as ``run`` builds it)
 until a poll fetches nothing. No register runs: this is the ingest half of issue 10's "CPU per receipt".
 
 Prints ONE JSON object: ``cpu_ms_per_payment`` (``time.process_time`` of this process over the polls:
-the shop driver's decoding, planning, snapshot/receipt JSON and the ledger's SQLite writes; the MariaDB
-server's own CPU is not in it), wall time, and with ``--profile N`` the top N functions of a cProfile
+the shop driver's decoding, planning, snapshot/receipt JSON and the ledger's writes; the MariaDB and
+PostgreSQL servers' own CPU is not in it), wall time, and with ``--profile N`` the top N functions of a cProfile
 run by own time (a separate drain of a fresh shop, so the timed run is not slowed by the profiler).
 ``--repeat`` drains ``repeat`` fresh shops and reports each figure and the minimum (noisy shared cores);
 ``--batch 1`` shows the fixed cost of a poll (the worker's steady state: one new payment per poll).
@@ -28,7 +29,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.harness import fill_shop
+from bench.harness import PG_ADMIN_URL, Ledgers, fill_shop
 from tests.chaos.campaign import ADMIN_URL, create_shop, drop_shop
 from tests.shop import run_cli, write_settings
 from worker.app import build_ingestor, open_ledger, open_shop_source
@@ -50,9 +51,11 @@ def add_lines(shop: sa.URL, lines: int) -> None:
     eng.dispose()
 
 
-def drain(work: Path, shop: sa.URL, profile: cProfile.Profile | None = None, batch: int = 500) -> dict[str, Any]:
-    """Migrate a fresh ledger under *work* and ingest the whole shop; CPU and wall time of the polls."""
-    ledger_url = f"sqlite:///{work / 'ledger.db'}"
+def drain(work: Path, shop: sa.URL, profile: cProfile.Profile | None = None, batch: int = 500,
+          ledger_url: str | None = None) -> dict[str, Any]:
+    """Migrate a fresh ledger (*ledger_url*, else SQLite under *work*) and ingest the whole shop; CPU
+    and wall time of the polls."""
+    ledger_url = ledger_url or f"sqlite:///{work / 'ledger.db'}"
     settings = write_settings(work / "settings.yaml", source_url=shop.render_as_string(hide_password=False),
                               ledger_url=ledger_url, registers=[("kkt0", f"emulator://{work / 'reg0'}?serial=EMU0")],
                               log={"level": "WARNING"}, source={"batch_size": batch})
@@ -89,6 +92,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500, help="source.batch_size: rows per poll (default 500)")
     ap.add_argument("--profile", type=int, default=0, metavar="N", help="also print cProfile's top N by own time")
     ap.add_argument("--admin-url", default=ADMIN_URL)
+    ap.add_argument("--ledger", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--pg-admin-url", default=PG_ADMIN_URL, help="PostgreSQL URL allowed to create databases")
     args = ap.parse_args()
     runs = []
     top: list[str] = []
@@ -98,8 +103,12 @@ def main() -> None:
             fill_shop(shop, args.payments)
             add_lines(shop, args.lines)
             with tempfile.TemporaryDirectory(prefix="kkt-bench-ingest-") as d:
+                ledgers = Ledgers(args.ledger, args.pg_admin_url, Path(d))
                 prof = cProfile.Profile() if i == args.repeat else None
-                run = drain(Path(d), shop, prof, args.batch)
+                try:
+                    run = drain(Path(d), shop, prof, args.batch, ledgers.new("ingest"))
+                finally:
+                    ledgers.drop()
         finally:
             drop_shop(args.admin_url, shop)
         if run["added"] != args.payments:
@@ -112,7 +121,7 @@ def main() -> None:
             top = [ln for ln in out.getvalue().splitlines() if ln.strip()]
     per = [1000 * r["cpu_s"] / args.payments for r in runs]
     result: dict[str, Any] = {
-        "payments": args.payments, "lines_per_payment": args.lines, "batch": args.batch, "polls": runs[0]["polls"],
+        "ledger": args.ledger, "payments": args.payments, "lines_per_payment": args.lines, "batch": args.batch, "polls": runs[0]["polls"],
         "cpu_ms_per_payment": round(min(per), 3), "cpu_ms_per_payment_runs": [round(p, 3) for p in per],
         "wall_ms_per_payment": round(min(1000 * r["wall_s"] / args.payments for r in runs), 3),
     }

@@ -102,3 +102,48 @@ def test_a_lane_row_keeps_what_the_register_showed_and_when_it_paused(ledger: Le
     assert row()["paused_since"] == first["paused_since"] and row()["last_fd"] == 8
     ledger.lane_heartbeats([{"name": "kkt1", "state": "running"}])
     assert row()["paused_since"] is None and row()["state"] == "running" and row()["reason"] is None
+
+
+def test_insert_many_writes_and_returns_what_a_sqlalchemy_insert_does(ledger: Ledger) -> None:
+    """Ingest's batch INSERT (psycopg executemany on PostgreSQL): every row returned once with its new id,
+    the values read back with their types (Decimal money, datetimes, NULLs); the same rows written through
+    Connection.execute read back identically."""
+    from worker.ledger.schema import payments
+
+    when = dt.datetime(2026, 11, 30, 12, 0, 0, 123456)
+    rows = [dict(source_id=100 + i, kind="sale", amount=Decimal("150.50") + i, paid_at=when,
+                 refund_of=None if i % 2 else 99, snapshot=f'{{"n": {i}}}', ingested_at=when) for i in range(5)]
+    with ledger.write() as conn:
+        ours = fastpath.insert_many(conn, payments, (payments.c.source_id, payments.c.id), rows)
+        theirs = conn.execute(payments.insert().returning(payments.c.source_id, payments.c.id),
+                              [dict(r, source_id=r["source_id"] + 1000) for r in rows]).all()
+    assert sorted(s for s, _ in ours) == [100, 101, 102, 103, 104]
+    assert len({i for _, i in ours}) == 5 and all(isinstance(i, int) for _, i in ours)
+    with ledger.read() as conn:
+        read = {r.source_id: r._mapping for r in conn.execute(select(payments))}
+    for source_id, new_id in ours:
+        mine, reference = dict(read[source_id]), dict(read[source_id + 1000])
+        assert mine.pop("id") == new_id and mine.pop("source_id") + 1000 == reference.pop("source_id")
+        reference.pop("id")
+        assert mine == reference
+    assert isinstance(read[100]["amount"], Decimal) and read[100]["paid_at"] == when and read[101]["refund_of"] is None
+    assert len(theirs) == 5
+
+
+def test_insert_many_refuses_rows_that_differ_and_wraps_driver_errors(ledger: Ledger) -> None:
+    """Rows with different columns would be written with the first row's columns only: refused. A unique
+    violation arrives as SQLAlchemy's DBAPIError (IntegrityError), as Connection.execute raises it."""
+    from worker.ledger.schema import payments
+
+    now = utcnow()
+    row = dict(source_id=1, kind="sale", amount=Decimal("1.00"), paid_at=now, refund_of=None, snapshot="{}",
+               ingested_at=now)
+    ret = (payments.c.source_id, payments.c.id)
+    if ledger.engine.dialect.name == "postgresql":   # SQLite's path is Connection.execute's own
+        with pytest.raises(ValueError, match="differ"):
+            with ledger.write() as conn:
+                fastpath.insert_many(conn, payments, ret, [row, {k: v for k, v in row.items() if k != "refund_of"}])
+    with pytest.raises(DBAPIError):
+        with ledger.write() as conn:
+            fastpath.insert_many(conn, payments, ret, [row, dict(row)])   # the same source_id twice
+    assert ledger.counts() == {}

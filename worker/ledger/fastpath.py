@@ -28,7 +28,7 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence, Union
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Column, Connection, Engine, Table, bindparam, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
@@ -235,3 +235,56 @@ def _drop_cursor(pooled: Any, dialect: Dialect) -> None:
             cursor.close()
         except dialect.loaded_dbapi.Error:   # a dead link: the error that matters is being raised
             pass
+
+
+#: (table, its RETURNING columns, the rows' keys) → the single-row INSERT :func:`insert_many` runs
+_INSERTS: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Executable] = {}
+
+
+def insert_many(conn: Connection, table: Table, returning: Sequence[Column[Any]],
+                rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """INSERT *rows* (dicts with the same keys) into *table*; the *returning* columns of every row, in no
+    promised order (callers map them by a returned key).
+
+    PostgreSQL: psycopg's ``executemany(..., returning=True)`` of ONE single-row statement (pipeline mode,
+    prepared once) instead of SQLAlchemy's "insertmanyvalues" — a multi-row VALUES statement of ~25
+    placeholders a row that psycopg converts to ``$n`` afresh for every batch (its cache skips long
+    statements): 14 % of a PostgreSQL backlog's GIL samples (py-spy, bench.pool). Measured on 500-row
+    batches of a 22-column table: 0.19 → 0.06 ms of client CPU per row, 0.23 → 0.07 ms wall.
+    Elsewhere (SQLite: parsing is C and cheap) ``Connection.execute`` as before. Errors arrive as
+    SQLAlchemy's ``DBAPIError`` either way, as :func:`run`'s do.
+    """
+    if not rows:
+        return []
+    dialect = conn.dialect
+    postgres = dialect.name == "postgresql"
+    keys = tuple(rows[0]) if postgres else ()
+    key = (table.name, tuple(c.key for c in returning), keys)
+    stmt = _INSERTS.get(key)
+    if stmt is None:
+        values = {k: bindparam(k, type_=table.c[k].type) for k in keys}
+        stmt = _INSERTS.setdefault(key, insert(table).values(values).returning(*returning) if values
+                                   else insert(table).returning(*returning))
+    if not postgres:
+        return [tuple(r) for r in conn.execute(stmt, list(rows)).all()]
+    if any(len(r) != len(keys) for r in rows):   # with parameters()' KeyError: every row has the same keys
+        raise ValueError(f"fastpath: rows for {table.name} differ in their columns")
+    p = prepared(stmt, dialect)
+    args = [p.parameters(r) for r in rows]
+    pooled = conn.connection
+    dbapi_conn = pooled.dbapi_connection
+    cursor = dbapi_conn.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(p.sql, args, returning=True)
+        out: list[tuple[Any, ...]] = []
+        while True:   # one result set per row
+            out += p.rows(cursor)
+            if not cursor.nextset():
+                return out
+    except dialect.loaded_dbapi.Error as exc:
+        invalidated = dialect.is_disconnect(exc, dbapi_conn, cursor)
+        if invalidated:
+            conn.invalidate(exc)
+        raise _wrapped(dialect, p.sql, None, exc, invalidated=invalidated) from exc
+    finally:
+        cursor.close()

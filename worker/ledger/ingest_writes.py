@@ -12,6 +12,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from kkt_drivers import receipt_json
 from worker.defaults import DEFAULT_REGISTER_GROUP
 from worker.errors import StateConflict
+from worker.ledger import fastpath
 from worker.ledger.documents import DocumentWrites
 from worker.ledger.leases import Fence
 from worker.ledger.records import (
@@ -122,7 +123,7 @@ class IngestWrites(DocumentWrites):
                      refund_of=e.payment.refund_of if isinstance(e.payment.refund_of, int) else None,
                      snapshot=e.payment.snapshot(), ingested_at=now)
                 for e in fresh]
-        pids = dict(conn.execute(_PAYMENTS_INSERT, rows).all())   # source_id → ledger id
+        pids = dict(fastpath.insert_many(conn, payments, _PAYMENTS_RETURNING, rows))   # source_id → ledger id
         self._insert_planned_many(conn, [(pids[e.payment.id], e.planned, e.payment.id, e.payment.refund_of)
                                          for e in fresh], now)
         return len(fresh)
@@ -166,7 +167,7 @@ class IngestWrites(DocumentWrites):
                     queued.append(p.tag)
         if not rows:
             return
-        rids = dict(conn.execute(_RECEIPTS_INSERT, rows).all())   # tag → ledger id
+        rids = dict(fastpath.insert_many(conn, receipts, _RECEIPTS_RETURNING, rows))   # tag → ledger id
         # one look for all the batch's tags (almost always none): claim_for only where one is unclaimed
         for tag in self._unclaimed_tags(conn, queued):
             self.claim_for(conn, rids[tag], tag, now)
@@ -328,7 +329,7 @@ def _plan_values(p: PlannedRow, source_id: int, refund_of: Any) -> dict[str, Any
     )
 
 
-# Built once (see lane_writes): the multi-row inserts return what maps each row to its new id; every poll
+# Built once (see lane_writes): the inserts (fastpath.insert_many) return what maps each row to its new id; every poll
 # runs the others (SQLAlchemy then finds the compiled form by the statement's memoized cache key instead of
 # building and walking a new statement each time: most of a one-row poll's CPU)
 _CURSOR_OF = select(ingest_cursor.c.last_id).where(ingest_cursor.c.source == bindparam("b_source"))
@@ -347,8 +348,8 @@ _ORPHAN_REFUNDS = (select(payments.c.source_id)
                    .select_from(receipts.join(payments, receipts.c.payment_id == payments.c.id))
                    .where(receipts.c.waits_for_source.in_(bindparam("b_ids", expanding=True)),
                           receipts.c.state == State.REJECTED.value, receipts.c.stage == Stage.REFUND.value))
-_PAYMENTS_INSERT = insert(payments).returning(payments.c.source_id, payments.c.id)
-_RECEIPTS_INSERT = insert(receipts).returning(receipts.c.tag, receipts.c.id)
+_PAYMENTS_RETURNING = (payments.c.source_id, payments.c.id)
+_RECEIPTS_RETURNING = (receipts.c.tag, receipts.c.id)
 _TAGS_PER_QUERY = 500   # well under every backend's bound-parameter limit
 _UNCLAIMED_AMONG = select(register_documents.c.tag).where(
     register_documents.c.tag.in_(bindparam("b_tags", expanding=True)),
