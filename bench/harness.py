@@ -147,8 +147,9 @@ def _profile(pid: int, name: str) -> subprocess.Popen | None:
     n = len(list(PROFILE_DIR.glob(f"{name}-*.txt")))
     out = PROFILE_DIR / f"{name}-{n}.txt"
     spy = Path(sys.executable).with_name("py-spy")
-    return subprocess.Popen([str(spy if spy.exists() else "py-spy"), "record", "--pid", str(pid), "--format", "raw",
-                             "--rate", "100", "--gil", "--nonblocking", "--threads", "-o", str(out)],
+    return subprocess.Popen([str(spy if spy.exists() else "py-spy"), "record", "--pid", str(pid),
+                             "--format", "raw", "--rate", "100", "--gil", "--nonblocking", "--threads",
+                             "-o", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -9,9 +9,10 @@ lines per payment), migrates a scratch ledger, then drains the shop with the wor
 until a poll fetches nothing. No register runs: this is the ingest half of issue 10's "CPU per receipt".
 
 Prints ONE JSON object: ``cpu_ms_per_payment`` (``time.process_time`` of this process over the polls:
-the shop driver's decoding, planning, snapshot/receipt JSON and the ledger's writes; the MariaDB and
-PostgreSQL servers' own CPU is not in it), wall time, and with ``--profile N`` the top N functions of a cProfile
-run by own time (a separate drain of a fresh shop, so the timed run is not slowed by the profiler).
+the shop driver's decoding, planning, snapshot/receipt JSON and the ledger's writes; the MariaDB
+and PostgreSQL servers' own CPU is not in it), wall time, and with ``--profile N`` the top N functions
+of a cProfile run by own time (a separate drain of a fresh shop, so the timed run is not slowed by the
+profiler).
 ``--repeat`` drains ``repeat`` fresh shops and reports each figure and the minimum (noisy shared cores);
 ``--batch 1`` shows the fixed cost of a poll (the worker's steady state: one new payment per poll).
 """
@@ -121,7 +122,8 @@ def main() -> None:
             top = [ln for ln in out.getvalue().splitlines() if ln.strip()]
     per = [1000 * r["cpu_s"] / args.payments for r in runs]
     result: dict[str, Any] = {
-        "ledger": args.ledger, "payments": args.payments, "lines_per_payment": args.lines, "batch": args.batch, "polls": runs[0]["polls"],
+        "ledger": args.ledger,
+        "payments": args.payments, "lines_per_payment": args.lines, "batch": args.batch, "polls": runs[0]["polls"],
         "cpu_ms_per_payment": round(min(per), 3), "cpu_ms_per_payment_runs": [round(p, 3) for p in per],
         "wall_ms_per_payment": round(min(1000 * r["wall_s"] / args.payments for r in runs), 3),
     }

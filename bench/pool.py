@@ -404,8 +404,8 @@ def main() -> None:
     ap.add_argument("--farm-per-register", type=int, default=None,
                     help="receipts per register in the farm figures (default: 10, --quick 5); more amortizes the ramp")
     ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
-                    help="sample every worker run with py-spy (pip install py-spy) into DIR: raw collapsed stacks "
-                         "of the GIL holder, one file per run (see bench/README.md)")
+                    help="sample every worker run with py-spy (pip install py-spy) into DIR: raw "
+                         "collapsed stacks of the GIL holder, one file per run (see bench/README.md)")
     args = ap.parse_args()
     harness.PROFILE_DIR = args.profile
     wanted = [f.strip() for f in args.only.split(",") if f.strip()]

@@ -90,7 +90,8 @@ def lane_pace(ledger_url: str) -> dict[str, float]:
     eng = sa.create_engine(ledger_url, poolclass=sa.NullPool)
     with eng.connect() as c:
         rows = c.execute(sa.select(receipts.c.register, receipts.c.intent_at, receipts.c.updated_at)
-                         .where(receipts.c.state == "done").order_by(receipts.c.register, receipts.c.intent_at)).all()
+                         .where(receipts.c.state == "done")
+                         .order_by(receipts.c.register, receipts.c.intent_at)).all()
     eng.dispose()
     busy = sorted((out - intent).total_seconds() for _reg, intent, out in rows)
     between = sorted((b[1] - a[2]).total_seconds() for a, b in zip(rows, rows[1:]) if a[0] == b[0])

@@ -314,7 +314,8 @@ def test_the_outcome_and_the_claim_reach_their_rows_by_primary_key_with_statisti
     with pg.engine.begin() as conn:   # the statistics of a ledger whose receipts were all done
         conn.exec_driver_sql("UPDATE receipts SET state = 'done'")
         conn.exec_driver_sql("ANALYZE receipts")
-    ingest(pg, [entry(i) for i in range(201, 3201)], cursor=3200, expected=200, now=NOW - dt.timedelta(minutes=1))
+    ingest(pg, [entry(i) for i in range(201, 3201)], cursor=3200, expected=200,
+           now=NOW - dt.timedelta(minutes=1))
     fence = pg.acquire_lease("kkt1", "test@host", 60)
     pg.set_watermark("kkt1", FN, 10, fence=fence)
     first = pg.claim("kkt1", "default", fn_serial=FN, fd_before=10, now=NOW, fence=fence)

@@ -246,41 +246,45 @@ def insert_many(conn: Connection, table: Table, returning: Sequence[Column[Any]]
     """INSERT *rows* (dicts with the same keys) into *table*; the *returning* columns of every row, in no
     promised order (callers map them by a returned key).
 
-    PostgreSQL: psycopg's ``executemany(..., returning=True)`` of ONE single-row statement (pipeline mode,
-    prepared once) instead of SQLAlchemy's "insertmanyvalues" — a multi-row VALUES statement of ~25
-    placeholders a row that psycopg converts to ``$n`` afresh for every batch (its cache skips long
-    statements): 14 % of a PostgreSQL backlog's GIL samples (py-spy, bench.pool). Measured on 500-row
-    batches of a 22-column table: 0.19 → 0.06 ms of client CPU per row, 0.23 → 0.07 ms wall.
-    Elsewhere (SQLite: parsing is C and cheap) ``Connection.execute`` as before. Errors arrive as
-    SQLAlchemy's ``DBAPIError`` either way, as :func:`run`'s do.
+    One single-row statement, compiled once, run for every row on the driver's cursor — not SQLAlchemy's
+    "insertmanyvalues", a multi-row VALUES statement of ~25 placeholders a row built per batch:
+    * PostgreSQL: psycopg's ``executemany(..., returning=True)`` (pipeline mode, prepared once). psycopg
+      converted the multi-row statement's placeholders to ``$n`` afresh for every batch (its cache skips
+      long statements): 14 % of a PostgreSQL backlog's GIL samples (py-spy, bench.pool). 500-row batches
+      of a 22-column table: 0.19 → 0.06 ms of client CPU per row, 0.23 → 0.07 ms wall.
+    * SQLite: ``execute`` per row (sqlite3 keeps the prepared statement in its cache; its executemany
+      returns no rows). SQLAlchemy's per-execution work on the batch (parameter processing, the
+      insertmanyvalues rendering) was ~10 % of a SQLite backlog's GIL samples.
+    Errors arrive as SQLAlchemy's ``DBAPIError``, as :func:`run`'s do.
     """
     if not rows:
         return []
     dialect = conn.dialect
-    postgres = dialect.name == "postgresql"
-    keys = tuple(rows[0]) if postgres else ()
+    keys = tuple(rows[0])
+    if any(len(r) != len(keys) for r in rows):   # with parameters()' KeyError: every row has the same keys
+        raise ValueError(f"fastpath: rows for {table.name} differ in their columns")
     key = (table.name, tuple(c.key for c in returning), keys)
     stmt = _INSERTS.get(key)
     if stmt is None:
         values = {k: bindparam(k, type_=table.c[k].type) for k in keys}
-        stmt = _INSERTS.setdefault(key, insert(table).values(values).returning(*returning) if values
-                                   else insert(table).returning(*returning))
-    if not postgres:
-        return [tuple(r) for r in conn.execute(stmt, list(rows)).all()]
-    if any(len(r) != len(keys) for r in rows):   # with parameters()' KeyError: every row has the same keys
-        raise ValueError(f"fastpath: rows for {table.name} differ in their columns")
+        stmt = _INSERTS.setdefault(key, insert(table).values(values).returning(*returning))
     p = prepared(stmt, dialect)
     args = [p.parameters(r) for r in rows]
     pooled = conn.connection
     dbapi_conn = pooled.dbapi_connection
     cursor = dbapi_conn.cursor()  # type: ignore[union-attr]
+    out: list[tuple[Any, ...]] = []
     try:
-        cursor.executemany(p.sql, args, returning=True)
-        out: list[tuple[Any, ...]] = []
-        while True:   # one result set per row
+        if dialect.name == "postgresql":
+            cursor.executemany(p.sql, args, returning=True)
+            while True:   # one result set per row
+                out += p.rows(cursor)
+                if not cursor.nextset():
+                    return out
+        for a in args:
+            cursor.execute(p.sql, a)
             out += p.rows(cursor)
-            if not cursor.nextset():
-                return out
+        return out
     except dialect.loaded_dbapi.Error as exc:
         invalidated = dialect.is_disconnect(exc, dbapi_conn, cursor)
         if invalidated:

@@ -329,9 +329,9 @@ def _plan_values(p: PlannedRow, source_id: int, refund_of: Any) -> dict[str, Any
     )
 
 
-# Built once (see lane_writes): the inserts (fastpath.insert_many) return what maps each row to its new id; every poll
-# runs the others (SQLAlchemy then finds the compiled form by the statement's memoized cache key instead of
-# building and walking a new statement each time: most of a one-row poll's CPU)
+# Built once (see lane_writes): the inserts (fastpath.insert_many) return what maps each row to its new
+# id; every poll runs the others (SQLAlchemy then finds the compiled form by the statement's memoized cache
+# key instead of building and walking a new statement each time: most of a one-row poll's CPU)
 _CURSOR_OF = select(ingest_cursor.c.last_id).where(ingest_cursor.c.source == bindparam("b_source"))
 _GAPS_OF = (select(ingest_gaps.c.id, ingest_gaps.c.first_seen_at)
             .where(ingest_gaps.c.source == bindparam("b_source")).order_by(ingest_gaps.c.id))
