@@ -149,3 +149,20 @@ def test_insert_many_refuses_rows_that_differ_and_wraps_driver_errors(ledger: Le
         with ledger.write() as conn:
             fastpath.insert_many(conn, payments, ret, [row, dict(row)])   # the same source_id twice
     assert ledger.counts() == {}
+
+
+@pytest.mark.parametrize("value", [
+    dt.datetime(2026, 11, 30, 12, 0, 0, 123456), dt.datetime(2026, 11, 30, 12, 0, 0),
+    dt.datetime(999, 1, 2, 3, 4, 5, 6), dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+    dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.timezone.utc), dt.date(2026, 11, 30), None])
+def test_sqlite_datetimes_are_written_as_sqlalchemy_writes_them(value: object) -> None:
+    """fastpath's quicker SQLite DATETIME processor writes exactly SQLAlchemy's text (SQLite compares
+    datetimes as text: one differing character would reorder the due queue)."""
+    from sqlalchemy import DateTime
+    from sqlalchemy.dialects.sqlite import pysqlite
+
+    dialect = pysqlite.dialect()
+    ours = fastpath._bind_processor(DateTime(), dialect)
+    theirs = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert ours is not None and theirs is not None and ours is not theirs
+    assert ours(value) == theirs(value)

@@ -24,11 +24,13 @@ as through SQLAlchemy), committed at the end. A lane starting up reads its water
 """
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence, Union
 
 from sqlalchemy import Column, Connection, Engine, Table, bindparam, insert
+from sqlalchemy.dialects.sqlite import base as sqlite_base
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
@@ -55,8 +57,7 @@ class Prepared:
         for name in names:
             bind = by_name[name]
             # a literal in the statement (``state = 'queued'``) is a bind with a value; ours are required
-            self._params.append((name, bind.value, bind.required,
-                                 bind.type.dialect_impl(dialect).bind_processor(dialect)))
+            self._params.append((name, bind.value, bind.required, _bind_processor(bind.type, dialect)))
         columns = list(getattr(stmt, "selected_columns", ()) or ())
         returning = getattr(stmt, "_returning", ()) or ()
         cols = columns or list(returning)
@@ -93,6 +94,27 @@ class Prepared:
             return [tuple(r) for r in raw]
         procs = self._results
         return [tuple(p(v) if p is not None else v for p, v in zip(procs, r)) for r in raw]
+
+
+def _bind_processor(type_: Any, dialect: Dialect) -> Processor:
+    """The type's bind processor for *dialect*; for SQLite's DATETIME in its default storage format, one
+    that writes the same text ~2.5× faster (``isoformat``: 0.8 against 2.0 µs, measured; a SQLite
+    receipt binds some 30 datetimes across ingest and lane, ~4 % of a SQLite backlog's GIL samples)."""
+    impl = type_.dialect_impl(dialect)
+    proc = impl.bind_processor(dialect)
+    if proc is None or dialect.name != "sqlite" or type(impl) is not sqlite_base.DATETIME \
+            or impl._storage_format != sqlite_base.DATETIME._storage_format:
+        return proc
+    general = proc
+
+    def process(value: Any) -> Any:
+        # "YYYY-MM-DD HH:MM:SS.ffffff" either way (tests/ledger/test_fastpath.py compares them); an aware
+        # datetime or a date goes to SQLAlchemy's own, which drops the zone / adds midnight as before
+        if type(value) is dt.datetime and value.tzinfo is None:
+            return value.isoformat(" ", "microseconds")
+        return general(value)
+
+    return process
 
 
 #: (id of the statement, dialect) → (the statement, its Prepared); keeping the statement alive keeps its id
