@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -111,8 +112,21 @@ def sending_on(url: str, register: str) -> dict[int, str]:
         eng.dispose()
 
 
-def done_lines(log_tail: str, register: str) -> int:
-    return sum(1 for ln in log_tail.splitlines() if "receipt done" in ln and f"register={register}" in ln)
+def done_on(url: str, register: str) -> set[str]:
+    """Tags of the receipts the ledger has done on *register*."""
+    eng = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        with eng.connect() as conn:
+            return set(conn.execute(sa.text("SELECT tag FROM receipts WHERE state = 'done' AND register = :r"),
+                                    {"r": register}).scalars())
+    finally:
+        eng.dispose()
+
+
+def done_tags(log_tail: str, register: str) -> set[str]:
+    """Tags of the "receipt done" lines for *register* in a worker's log."""
+    return {m.group(1) for ln in log_tail.splitlines() if "receipt done" in ln and f"register={register}" in ln
+            for m in [re.search(r"receipt_tag=([^\s\]]+)", ln)] if m}
 
 
 def test_three_workers_sigstop_stall_sigkill_exactly_once(shop_schema: sa.URL, postgres_url: sa.URL,
@@ -184,6 +198,7 @@ def test_three_workers_sigstop_stall_sigkill_exactly_once(shop_schema: sa.URL, p
             # a receipt bound to pa by its intent stays with pa while node-a is frozen: nobody else takes it
             assert bound and set(bound) <= set(sending_on(direct, "pa")), (bound, sending_on(direct, "pa"))
             mark = len(a.text())
+            done_before_cont = done_on(direct, "n1")
             a.signal(signal.SIGCONT)
             wait_until(lambda: "ingest lease lost" in a.text()[mark:]
                        and ("lease lost" in a.text()[mark:].replace("ingest lease lost", "")
@@ -192,7 +207,12 @@ def test_three_workers_sigstop_stall_sigkill_exactly_once(shop_schema: sa.URL, p
             after_cont = a.text()[mark:]
             pa_tags = {d.get("tag") for d in journal(regs["pa"])}
             assert set(bound.values()) <= pa_tags, (bound, "settled on pa by node-a after SIGCONT")
-            assert done_lines(after_cont, "n1") == 0, after_cont[-3000:]   # not one receipt more on n1
+            # not one receipt more on n1. A "receipt done" line after SIGCONT can be the log of an outcome
+            # node-a committed (epoch still valid) just before SIGSTOP froze it between that commit and its
+            # log call (seen once in CI): that receipt is done in the ledger before SIGCONT. Any other tag
+            # would be a receipt node-a recorded on n1 with its lease lost.
+            late = done_tags(after_cont, "n1") - done_before_cont
+            assert not late, (late, after_cont[-3000:])
             for r in ("pb", "pc"):   # the others printed while node-a was frozen
                 assert len((regs[r] / "journal.jsonl").read_text().splitlines()) > printed[r]
 
@@ -210,7 +230,7 @@ def test_three_workers_sigstop_stall_sigkill_exactly_once(shop_schema: sa.URL, p
             wait_until(lambda: done(direct) >= total, 120, "node-c back, its pinned receipts done")
             wait_until(lambda: "lease lost" in c.text()[mark_c:] or "standing by" in c.text()[mark_c:], 90,
                        "node-c finding n2 lost")
-            assert done_lines(c.text()[mark_c:], "n2") == 0, c.text()[-3000:]   # not one receipt more on n2
+            assert not done_tags(c.text()[mark_c:], "n2"), c.text()[-3000:]   # not one receipt more on n2
 
             # -- SIGKILL node-b ("another host"): its network registers move at lease expiry -------
             wait_until(lambda: held_by(direct, "n1", "node-b") and held_by(direct, "n2", "node-b"), 30,
