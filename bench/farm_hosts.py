@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import procfs
 from kkt_drivers.jsontcp.server import JsonTcpEmulatorServer
 from kkt_drivers.shtrih import protocol as p
 from kkt_drivers.shtrih.server import ShtrihEmulatorServer
@@ -90,17 +91,8 @@ def stop_hosts(procs: list[subprocess.Popen]) -> dict[str, float]:
     """Stop the register hosts (stdin closed); their summed peak RSS in MB (VmHWM) and CPU seconds
     (user + system), read just before: on a shared machine the stand-in registers' CPU is CPU the
     worker did not get."""
-    rss_kb = 0
-    ticks = 0
-    for proc in procs:
-        try:
-            rss_kb += next(int(ln.split()[1]) for ln in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
-                           if ln.startswith("VmHWM:"))
-            stat = Path(f"/proc/{proc.pid}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2:].split()   # after "pid (comm) ": state is field 3
-            ticks += int(fields[11]) + int(fields[12])     # utime, stime (fields 14, 15)
-        except (OSError, StopIteration, ValueError, IndexError):
-            pass
+    rss_kb = sum(procfs.vm_hwm_kb(proc.pid) for proc in procs)
+    cpu = sum(procfs.cpu_s(proc.pid) for proc in procs)
     for proc in procs:
         if proc.stdin:
             proc.stdin.close()
@@ -110,7 +102,7 @@ def stop_hosts(procs: list[subprocess.Popen]) -> dict[str, float]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    return {"rss_mb": rss_kb // 1024, "cpu_s": round(ticks / os.sysconf("SC_CLK_TCK"), 1)}
+    return {"rss_mb": rss_kb // 1024, "cpu_s": round(cpu, 1)}
 
 
 def main(argv: list[str] | None = None) -> None:

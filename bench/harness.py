@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from bench.procfs import vm_hwm_kb
 from tests.chaos.campaign import create_pg_ledger, drop_pg_ledger
 from tests.chaos.invariants import check
 from tests.shop import cli_env, run_cli, write_settings
@@ -123,7 +124,7 @@ def burst(s: Setup, timeout: float = 3600) -> dict[str, Any]:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
+            peak_kb = max(peak_kb, vm_hwm_kb(proc.pid))
             if time.perf_counter() > deadline:
                 proc.kill()
                 pid, status, usage = os.wait4(proc.pid, 0)
@@ -153,16 +154,6 @@ def _profile(pid: int, name: str) -> subprocess.Popen | None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _vm_hwm_kb(pid: int) -> int:
-    """A running process's peak RSS (VmHWM) in kB, 0 if unreadable. Not ru_maxrss: on Linux that also
-    counts the benchmark process's own RSS copied into the child before its exec."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
 
 
 def invariants(shop: sa.URL, s: Setup) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import sqlalchemy as sa
 
-from bench import harness
+from bench import harness, procfs
 from bench.farm_hosts import start_hosts, stop_hosts
 from bench.harness import PG_ADMIN_URL, Ledgers, burst, fill_shop, invariants, setup
 from bench.reference import raw_pg_loop, raw_sqlite_loop, register_cpu_ms_per_receipt
@@ -168,11 +168,8 @@ def fig_failing(ctx: "Ctx") -> dict[str, Any]:
 
 def _worker_pid_stats(pid: int) -> tuple[float, int]:
     """(CPU seconds, bytes written to storage) of a running process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / tick
     io = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
-    return cpu, int(io["write_bytes"])
+    return procfs.cpu_s(pid), int(io["write_bytes"])
 
 
 def _ledger_bytes(ledger_url: str) -> int:
