@@ -7,15 +7,22 @@ from typing import Any
 import sqlalchemy as sa
 
 
-def done_span(ledger_url: str) -> tuple[int, float, dict[str, tuple[int, float]]]:
-    """(done receipts, seconds from the first intent to the last outcome, per register (count, span))."""
+def _done_rows(ledger_url: str) -> list[Any]:
+    """(register, intent_at, outcome time) of every done receipt, by register and intent."""
     from worker.ledger.schema import receipts
 
     eng = sa.create_engine(ledger_url, poolclass=sa.NullPool)
     with eng.connect() as c:   # typed columns: SQLite keeps datetimes as text
         rows = c.execute(sa.select(receipts.c.register, receipts.c.intent_at, receipts.c.updated_at)
-                         .where(receipts.c.state == "done")).all()
+                         .where(receipts.c.state == "done")
+                         .order_by(receipts.c.register, receipts.c.intent_at)).all()
     eng.dispose()
+    return rows
+
+
+def done_span(ledger_url: str) -> tuple[int, float, dict[str, tuple[int, float]]]:
+    """(done receipts, seconds from the first intent to the last outcome, per register (count, span))."""
+    rows = _done_rows(ledger_url)
     if not rows:
         return 0, 0.0, {}
     span = (max(r[2] for r in rows) - min(r[1] for r in rows)).total_seconds()
@@ -53,13 +60,7 @@ def all_lanes_rate(ledger_url: str) -> tuple[float | None, float]:
     Each receipt counts with the share of its intent → outcome time inside the window, so the window's
     edges do not bias the count by a receipt per register. A farm that runs all day lives in this window;
     the aggregate efficiency also pays the start-up ramp once."""
-    from worker.ledger.schema import receipts
-
-    eng = sa.create_engine(ledger_url, poolclass=sa.NullPool)
-    with eng.connect() as c:
-        rows = c.execute(sa.select(receipts.c.register, receipts.c.intent_at, receipts.c.updated_at)
-                         .where(receipts.c.state == "done")).all()
-    eng.dispose()
+    rows = _done_rows(ledger_url)
     first: dict[str, Any] = {}
     last: dict[str, Any] = {}
     for reg, intent, outcome in rows:
@@ -85,14 +86,7 @@ def lane_pace(ledger_url: str) -> dict[str, float]:
     work plus the worker's between intent and outcome) and each outcome → that register's next intent
     (the worker between receipts), p50 and p90 in seconds. With a 1 s register, a lane at 0.92 of its
     ideal spends ~0.09 s a receipt somewhere: these say on which side of the outcome."""
-    from worker.ledger.schema import receipts
-
-    eng = sa.create_engine(ledger_url, poolclass=sa.NullPool)
-    with eng.connect() as c:
-        rows = c.execute(sa.select(receipts.c.register, receipts.c.intent_at, receipts.c.updated_at)
-                         .where(receipts.c.state == "done")
-                         .order_by(receipts.c.register, receipts.c.intent_at)).all()
-    eng.dispose()
+    rows = _done_rows(ledger_url)
     busy = sorted((out - intent).total_seconds() for _reg, intent, out in rows)
     between = sorted((b[1] - a[2]).total_seconds() for a, b in zip(rows, rows[1:]) if a[0] == b[0])
 
