@@ -205,15 +205,21 @@ def reading(engine: Engine) -> Iterator[Tx]:
 
 def _driver_call(tx: Tx, what: str, call: Callable[[], Any]) -> None:
     """*call* (BEGIN, COMMIT) with its driver error wrapped like :func:`run`'s."""
-    dialect = tx.dialect
     try:
         call()
-    except dialect.loaded_dbapi.Error as exc:
-        dbapi_conn = tx.connection.dbapi_connection
-        invalidated = dialect.is_disconnect(exc, dbapi_conn, None)
-        if invalidated:
-            tx.invalidate(exc)
-        raise _wrapped(dialect, what, None, exc, invalidated=invalidated) from exc
+    except tx.dialect.loaded_dbapi.Error as exc:
+        raise _driver_error(tx, exc, what, None) from exc
+
+
+def _driver_error(conn: Union[Connection, Tx], exc: Exception, sql: str | None, args: Any,
+                  cursor: Any = None) -> DBAPIError:
+    """*exc* as ``Connection.execute`` would raise it: a ``DBAPIError``, and a lost link invalidates
+    *conn*'s DBAPI connection first (the pool never hands it out again)."""
+    dialect = conn.dialect
+    invalidated = dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+    if invalidated:
+        conn.invalidate(exc)
+    return _wrapped(dialect, sql, args, exc, invalidated=invalidated)
 
 
 def _wrapped(dialect: Dialect, sql: str | None, args: Any, exc: Exception, *, invalidated: bool) -> DBAPIError:
@@ -232,21 +238,17 @@ def run(conn: Union[Connection, Tx], stmt: Executable, params: dict[str, Any]) -
     p = prepared(stmt, dialect)
     args = p.parameters(params)
     pooled = conn.connection
-    dbapi_conn = pooled.dbapi_connection
     cursor = None
     try:
         cursor = pooled.info.get(_CURSOR)
         if cursor is None:
-            cursor = pooled.info[_CURSOR] = dbapi_conn.cursor()  # type: ignore[union-attr]
+            cursor = pooled.info[_CURSOR] = pooled.dbapi_connection.cursor()  # type: ignore[union-attr]
         cursor.execute(p.sql, args)
         rows = p.rows(cursor) if p.keys else []
         return Result(p.keys, rows, cursor.rowcount)
     except dialect.loaded_dbapi.Error as exc:
         _drop_cursor(pooled, dialect)
-        invalidated = dialect.is_disconnect(exc, dbapi_conn, cursor)
-        if invalidated:
-            conn.invalidate(exc)
-        raise _wrapped(dialect, p.sql, args, exc, invalidated=invalidated) from exc
+        raise _driver_error(conn, exc, p.sql, args, cursor) from exc
     except BaseException:
         _drop_cursor(pooled, dialect)
         raise
@@ -295,8 +297,7 @@ def insert_many(conn: Connection, table: Table, returning: Sequence[Column[Any]]
     p = prepared(stmt, dialect)
     args = [p.parameters(r) for r in rows]
     pooled = conn.connection
-    dbapi_conn = pooled.dbapi_connection
-    cursor = dbapi_conn.cursor()  # type: ignore[union-attr]
+    cursor = pooled.dbapi_connection.cursor()  # type: ignore[union-attr]
     out: list[tuple[Any, ...]] = []
     try:
         if dialect.name == "postgresql":
@@ -310,9 +311,6 @@ def insert_many(conn: Connection, table: Table, returning: Sequence[Column[Any]]
             out += p.rows(cursor)
         return out
     except dialect.loaded_dbapi.Error as exc:
-        invalidated = dialect.is_disconnect(exc, dbapi_conn, cursor)
-        if invalidated:
-            conn.invalidate(exc)
-        raise _wrapped(dialect, p.sql, None, exc, invalidated=invalidated) from exc
+        raise _driver_error(conn, exc, p.sql, None, cursor) from exc
     finally:
         cursor.close()
