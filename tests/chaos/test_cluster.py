@@ -102,25 +102,19 @@ def settled(url: str, total: int, *, bound_to: tuple[str, ...] = ()) -> bool:
     return done(url) + max(stuck, 0) >= total
 
 
+def receipts_on(url: str, register: str, state: str) -> dict[int, str]:
+    """{id: tag} of the receipts in *state* on *register*."""
+    eng = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        with eng.connect() as conn:
+            return dict(conn.execute(sa.text("SELECT id, tag FROM receipts WHERE state = :s AND register = :r"),
+                                     {"s": state, "r": register}).all())
+    finally:
+        eng.dispose()
+
+
 def sending_on(url: str, register: str) -> dict[int, str]:
-    eng = sa.create_engine(url, poolclass=sa.NullPool)
-    try:
-        with eng.connect() as conn:
-            return dict(conn.execute(sa.text("SELECT id, tag FROM receipts WHERE state = 'sending' "
-                                             "AND register = :r"), {"r": register}).all())
-    finally:
-        eng.dispose()
-
-
-def done_on(url: str, register: str) -> set[str]:
-    """Tags of the receipts the ledger has done on *register*."""
-    eng = sa.create_engine(url, poolclass=sa.NullPool)
-    try:
-        with eng.connect() as conn:
-            return set(conn.execute(sa.text("SELECT tag FROM receipts WHERE state = 'done' AND register = :r"),
-                                    {"r": register}).scalars())
-    finally:
-        eng.dispose()
+    return receipts_on(url, register, "sending")
 
 
 def done_tags(log_tail: str, register: str) -> set[str]:
@@ -198,7 +192,7 @@ def test_three_workers_sigstop_stall_sigkill_exactly_once(shop_schema: sa.URL, p
             # a receipt bound to pa by its intent stays with pa while node-a is frozen: nobody else takes it
             assert bound and set(bound) <= set(sending_on(direct, "pa")), (bound, sending_on(direct, "pa"))
             mark = len(a.text())
-            done_before_cont = done_on(direct, "n1")
+            done_before_cont = set(receipts_on(direct, "n1", "done").values())
             a.signal(signal.SIGCONT)
             wait_until(lambda: "ingest lease lost" in a.text()[mark:]
                        and ("lease lost" in a.text()[mark:].replace("ingest lease lost", "")
