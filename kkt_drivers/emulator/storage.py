@@ -24,6 +24,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+#: how many spaces an in-place state write may pad with rather than truncate the file
+_STATE_PAD_MAX = 4096
+
+
 class RegisterStorage:
     """The state directory of one emulated register: lock, state file, journal. Thread- and process-safe
     per session."""
@@ -47,6 +51,9 @@ class RegisterStorage:
         self._lock_fd: int | None = None
         #: the state file's text as this session loaded or last wrote it (None: unknown, write it)
         self._persisted: str | None = None
+        #: a command ran since the state was last saved: every command runs under _locked, so a session
+        #: whose last command was already flushed (a receipt's last step) has nothing to serialize again
+        self._dirty = False
 
     def _new_state(self) -> dict[str, Any]:
         """A register's state before its first command (the register model defines it)."""
@@ -56,6 +63,7 @@ class RegisterStorage:
     def _locked(self) -> Iterator[dict[str, Any]]:
         """Hold the cross-process lock; yield the state, persisted again on a clean exit."""
         with self._tlock:
+            self._dirty = True
             if self._depth > 0:
                 # nested (a driver holding one session for a whole receipt): the same state object,
                 # loaded once and saved once by the outermost session
@@ -65,7 +73,8 @@ class RegisterStorage:
                 finally:
                     self._depth -= 1
                 return
-            self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+            if self._lock_fd is None:   # kept open: flock locks the open file, not the descriptor's use
+                self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             self._depth += 1
             try:
@@ -74,19 +83,18 @@ class RegisterStorage:
                     yield state
                 finally:
                     # a command that failed half-way keeps what it changed, like a real register
-                    self._save_state(state)
+                    if self._dirty:
+                        self._save_state(state)
             finally:
                 self._depth -= 1
-                if self._depth == 0 and self._lock_fd is not None:
+                if self._depth == 0:
                     fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-                    os.close(self._lock_fd)
-                    self._lock_fd = None
 
     def flush_session(self) -> None:
         """Persist the open session's state now: the process may die at the next instant, and the
         register must keep what it did, like a real one."""
         with self._tlock:
-            if self._depth > 0:
+            if self._depth > 0 and self._dirty:
                 self._save_state(self._session_state)
 
     def session(self) -> contextlib.AbstractContextManager[dict[str, Any]]:
@@ -96,8 +104,9 @@ class RegisterStorage:
 
     def _load_state(self) -> dict[str, Any]:
         try:
-            self._persisted = self._state_path.read_text()
+            self._persisted = _read_text(self._state_path)
             state = json.loads(self._persisted)
+            self._persisted = self._persisted.rstrip(" ")   # the padding of an in-place write
         except FileNotFoundError:
             self._persisted = None
             state = self._new_state()
@@ -122,17 +131,24 @@ class RegisterStorage:
     def _save_state(self, state: dict[str, Any]) -> None:
         """Write *state* unless the file already holds exactly this text (the session's last load or save:
         a receipt's steps flush it, and its end then has nothing new to write)."""
+        self._dirty = False
         text = json.dumps(state, sort_keys=True)
         if text == self._persisted:
             return
         if not self._fsync:
             # benchmarks: overwrite in place. A rename over the old file makes ext4 (auto_da_alloc) flush
             # the data like an fsync, which would make the "no fsync" register as slow as a durable one.
+            # One write where possible: a shorter text is padded with spaces (JSON allows them) to the
+            # file's length, so neither a kill between two calls nor a reader sees a torn state
             data = text.encode()
-            fd = os.open(self._state_path, os.O_WRONLY | os.O_CREAT, 0o600)
+            fd = os.open(self._state_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
+                size = os.fstat(fd).st_size
+                if len(data) < size <= len(data) + _STATE_PAD_MAX:
+                    data = data.ljust(size, b" ")
                 os.pwrite(fd, data, 0)
-                os.ftruncate(fd, len(data))
+                if len(data) < size:   # shrunk by more than the padding allows
+                    os.ftruncate(fd, len(data))
             finally:
                 os.close(fd)
         else:
@@ -245,6 +261,18 @@ class RegisterStorage:
             pass
         return list(docs.values())
 
+
+
+def _read_text(path: Path) -> str:
+    """A small file's text in three system calls (Path.read_text builds a text wrapper per call)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode()
 
 
 def fn_serial_for(register_serial: str, generation: int) -> str:
