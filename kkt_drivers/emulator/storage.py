@@ -19,6 +19,7 @@ import hmac
 import json
 import os
 import threading
+import weakref
 from array import array
 from pathlib import Path
 from typing import Any, Iterator
@@ -73,8 +74,9 @@ class RegisterStorage:
                 finally:
                     self._depth -= 1
                 return
-            if self._lock_fd is None:   # kept open: flock locks the open file, not the descriptor's use
+            if self._lock_fd is None:   # kept open while the model lives (closed when it is collected)
                 self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                weakref.finalize(self, os.close, self._lock_fd)
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             self._depth += 1
             try:

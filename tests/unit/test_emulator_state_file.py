@@ -3,6 +3,7 @@ always what a second process over the same directory reads (issue 10: the in-pro
 were a quarter of its CPU per receipt)."""
 from __future__ import annotations
 
+import gc
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -69,3 +70,14 @@ def test_a_state_shrunk_beyond_the_padding_limit_is_truncated(tmp_path: Path,
     reg.cancel_receipt()
     raw = (tmp_path / "state.json").read_bytes()
     assert not raw.endswith(b" ") and json.loads(raw)["receipt"] is None
+
+
+def test_a_model_that_is_gone_leaves_no_open_descriptor(tmp_path: Path) -> None:
+    """Given models built and dropped one after another over one register (the CLI builds one per
+    command), when each ran a command (which keeps its lock file open), then dropping them closed it."""
+    fds = Path("/proc/self/fd")
+    before = len(list(fds.iterdir()))
+    for _ in range(50):
+        RegisterModel(tmp_path, fsync=False).status()
+    gc.collect()
+    assert len(list(fds.iterdir())) == before
