@@ -7,6 +7,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
+from kkt_drivers import json_text
 from kkt_drivers.receipt import (
     Correction, IndustryRequisite, Item, MeasureUnit, Operation, Payment, PaymentMethod, PaymentSubject,
     PaymentType, PlannedStatus, Receipt, TaxSystem, Vat,
@@ -80,13 +81,9 @@ def receipt_from_dict(d: dict[str, Any]) -> Receipt:
     )
 
 
-#: json.dumps with options builds an encoder per call; this one is built once (same text; encode is re-entrant)
-_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
-
-
 def dumps(r: Receipt) -> str:
-    """Serialize *r* to a JSON string."""
-    return _ENCODER.encode(receipt_to_dict(r))
+    """Serialize *r* to a JSON string (keys sorted; kkt_drivers.json_text: every ingested receipt is written)."""
+    return json_text.dumps(receipt_to_dict(r), sort_keys=True)
 
 
 def loads(s: str) -> Receipt:

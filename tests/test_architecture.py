@@ -18,7 +18,7 @@ PACKAGES = ("worker", "kkt_drivers")
 ALLOWED: dict[str, set[str]] = {
     "kkt_drivers": set(),                                    # a library: never imports the worker
     "base": {"kkt_drivers"},                                 # errors, defaults, settings, log, signals
-    "shop": {"base"},
+    "shop": {"base", "kkt_drivers"},                         # kkt_drivers.json_text for the rows' snapshot
     "receipts": {"shop", "base", "kkt_drivers"},
     "ledger": {"receipts", "shop", "base", "kkt_drivers"},
     "ingest": {"ledger", "receipts", "shop", "base", "kkt_drivers"},

@@ -24,6 +24,8 @@ from array import array
 from pathlib import Path
 from typing import Any, Iterator
 
+from kkt_drivers import json_text
+
 
 #: how many spaces an in-place state write may pad with rather than truncate the file
 _STATE_PAD_MAX = 4096
@@ -107,7 +109,7 @@ class RegisterStorage:
     def _load_state(self) -> dict[str, Any]:
         try:
             self._persisted = _read_text(self._state_path)
-            state = json.loads(self._persisted)
+            state = json_text.loads(self._persisted)
             self._persisted = self._persisted.rstrip(" ")   # the padding of an in-place write
         except FileNotFoundError:
             self._persisted = None
@@ -134,7 +136,7 @@ class RegisterStorage:
         """Write *state* unless the file already holds exactly this text (the session's last load or save:
         a receipt's steps flush it, and its end then has nothing new to write)."""
         self._dirty = False
-        text = json.dumps(state, sort_keys=True)
+        text = json_text.dumps(state, sort_keys=True)
         if text == self._persisted:
             return
         if not self._fsync:
@@ -156,8 +158,8 @@ class RegisterStorage:
         else:
             tmp = self._state_path.with_suffix(".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
+            with os.fdopen(fd, "wb") as f:   # UTF-8 whatever the locale (the text keeps non-ASCII as is)
+                f.write(text.encode())
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self._state_path)
@@ -228,7 +230,7 @@ class RegisterStorage:
         state["last_fd"] += 1
         doc.update(fd=state["last_fd"], fn=state["fn_serial"], serial=state["serial"])
         doc["fp"] = _fiscal_sign(state["fn_serial"], doc)
-        line = (json.dumps(doc, ensure_ascii=False, sort_keys=True) + "\n").encode()
+        line = (json_text.dumps(doc, sort_keys=True) + "\n").encode()
         # under the session's lock the journal ends where the session's load indexed it (checked with one
         # stat): our line goes there, and is indexed without reading it back
         self._catch_up_journal()

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any
+
+from kkt_drivers import json_text
 
 KIND_SALE = "sale"
 KIND_REFUND = "refund"
@@ -124,7 +125,7 @@ class ShopPayment:
 
     def snapshot(self) -> str:
         """:meth:`to_json` as the JSON text the ledger stores (non-ASCII kept as is)."""
-        return _SNAPSHOT_ENCODER.encode(self.to_json())
+        return json_text.dumps(self.to_json())
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ShopPayment":
@@ -150,8 +151,6 @@ def _item_json(item: ShopItem) -> dict[str, Any]:
     return out
 
 
-#: json.dumps(..., ensure_ascii=False) builds an encoder per call; this one is built once (same text)
-_SNAPSHOT_ENCODER = json.JSONEncoder(ensure_ascii=False)
 _B64 = "__base64__"
 
 
