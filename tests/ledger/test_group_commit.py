@@ -121,3 +121,32 @@ def test_a_failed_transaction_fails_its_whole_batch_and_a_guard_fails_only_its_r
     finally:
         gate.set()
         gc.close()
+
+
+def test_a_request_alone_gets_its_guard_error_or_failure_directly_and_writes_nothing(engine: sa.Engine) -> None:
+    """With nothing else queued, a request runs without a future: its guard error reaches the caller and the
+    writer keeps its connection; any other error rolls back what the request wrote and reaches the caller,
+    and the next request commits on a fresh connection."""
+    gc = GroupCommit(engine.connect)
+
+    def guard(conn: sa.Connection) -> None:
+        raise StateConflict("moved")
+
+    def half_then_broken(conn: sa.Connection) -> None:
+        _insert("half")(conn)
+        conn.exec_driver_sql("INSERT INTO nowhere VALUES (1)")
+
+    try:
+        assert gc.submit(_insert("a")) == "a"
+        kept = gc._conn
+        with pytest.raises(StateConflict):
+            gc.submit(guard)
+        assert gc._conn is kept and gc.submit(_insert("b")) == "b"
+        with pytest.raises(sa.exc.OperationalError):
+            gc.submit(half_then_broken)
+        assert gc._conn is None
+        assert gc.submit(_insert("c")) == "c"
+        assert set(_rows(engine)) == {"a", "b", "c"}
+        assert (gc.batches, gc.requests) == (3, 3)
+    finally:
+        gc.close()

@@ -66,7 +66,10 @@ class GroupCommit:
         fut: Future = Future()
         if not self._stopping and self._running.acquire(blocking=False):
             try:   # the writer is free: run this request now, with whatever is queued
-                self._run_batch([(fn, fut), *self._drain(MAX_BATCH - 1)])
+                queued = self._drain(MAX_BATCH - 1)
+                if not queued:   # alone (a single lane's every receipt): no future to set and wait on
+                    return self._run_alone(fn)
+                self._run_batch([(fn, fut), *queued])
             finally:
                 self._running.release()
         else:
@@ -84,7 +87,7 @@ class GroupCommit:
     def _drain(self, limit: int) -> list[tuple[Callable[[Connection], Any], Future]]:
         """Up to *limit* queued requests, without waiting (a stop marker is put back for the writer thread)."""
         batch: list[tuple[Callable[[Connection], Any], Future]] = []
-        while len(batch) < limit:
+        while len(batch) < limit and not self._q.empty():   # (get_nowait on an empty queue raises: slower)
             try:
                 item = self._q.get_nowait()
             except queue.Empty:
@@ -115,16 +118,12 @@ class GroupCommit:
         """One transaction for *items*, committed once; each request's future gets its own result (called
         with ``_running`` held)."""
         done: list[tuple[Future, Any, BaseException | None]] = []
-        if self._conn is not None and time.monotonic() - self._used > REUSE_IDLE_SECONDS:
-            self._conn.close()   # back to the pool: the next checkout pre-pings it
-            self._conn = None
         try:
-            if self._conn is None:
-                self._conn = self._connect()
-            with self._lock, self._conn.begin():
+            conn = self._connection()
+            with self._lock, conn.begin():
                 for fn, fut in items:
                     try:
-                        done.append((fut, fn(self._conn), None))
+                        done.append((fut, fn(conn), None))
                     except GUARD_ERRORS as exc:   # its guard failed: it wrote nothing
                         done.append((fut, None, exc))
         except BaseException as exc:  # the transaction rolled back: nobody's write happened
@@ -132,14 +131,41 @@ class GroupCommit:
             for _fn, fut in items:
                 fut.set_exception(exc)
             return
-        self._used = time.monotonic()
-        self.batches += 1
-        self.requests += len(items)
+        self._committed(len(items))
         for fut, result, exc in done:
             if exc is not None:
                 fut.set_exception(exc)
             else:
                 fut.set_result(result)
+
+    def _run_alone(self, fn: Callable[[Connection], Any]) -> Any:
+        """*fn* in a transaction of its own (nothing else was queued): its result, or its error, directly
+        (called with ``_running`` held). A guard error has written nothing: the connection is kept."""
+        try:
+            conn = self._connection()
+            with self._lock, conn.begin():
+                result = fn(conn)
+        except GUARD_ERRORS:
+            raise
+        except BaseException:   # rolled back; the connection is not reused
+            self._conn = _discard(self._conn)
+            raise
+        self._committed(1)
+        return result
+
+    def _connection(self) -> Connection:
+        """The writer's connection: kept while batches keep coming, else a fresh (pre-pinged) checkout."""
+        if self._conn is not None and time.monotonic() - self._used > REUSE_IDLE_SECONDS:
+            self._conn.close()   # back to the pool: the next checkout pre-pings it
+            self._conn = None
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    def _committed(self, requests: int) -> None:
+        self._used = time.monotonic()
+        self.batches += 1
+        self.requests += requests
 
 
 def _discard(conn: Connection | None) -> None:
