@@ -36,7 +36,7 @@ from bench import harness, procfs
 from bench.farm_hosts import start_hosts, stop_hosts
 from bench.harness import PG_ADMIN_URL, Ledgers, burst, fill_shop, invariants, setup
 from bench.reference import raw_pg_loop, raw_sqlite_loop, register_cpu_ms_per_receipt
-from bench.timeline import all_lanes_rate, done_span, lane_pace, lane_starts
+from bench.timeline import all_lanes_rate, done_span, ingest_overlap, lane_pace, lane_starts
 from tests.chaos.campaign import ADMIN_URL, create_shop, drop_shop
 from tests.chaos.invariants import check
 from tests.shop import cli_env
@@ -79,6 +79,7 @@ def fig_throughput(ctx: "Ctx") -> dict[str, Any]:
                     round((run["cpu_s"] - idle["cpu_s"]) / done * 1000 - reg_ms, 2) if done else None,
                 "raw_durable_loop_receipts_per_s": round(raw, 1),
                 "ratio_to_raw": round(rate / raw, 3) if raw else None,
+                **ingest_overlap(s.ledger_url),
                 "target": {"receipts_per_s": 1000 if kind == "sqlite" else 600, "ratio_to_raw": 0.35,
                            "worker_cpu_ms_per_receipt_excluding_register_and_startup": 1.0},
                 **invariants(shop, s),

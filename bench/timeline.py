@@ -33,6 +33,28 @@ def done_span(ledger_url: str) -> tuple[int, float, dict[str, tuple[int, float]]
     return len(rows), span, per_reg
 
 
+def ingest_overlap(ledger_url: str) -> dict[str, float]:
+    """The lanes' pace while the poller was still ingesting the backlog (outcomes up to the last payment's
+    ``ingested_at``) and after it: one process shares one GIL and, on SQLite, one writer between the two
+    stages, so a backlog's ingest slows the lanes it feeds. Seconds from the first intent."""
+    from worker.ledger.schema import payments
+
+    rows = _done_rows(ledger_url)
+    eng = sa.create_engine(ledger_url, poolclass=sa.NullPool)
+    with eng.connect() as c:
+        last_ingest = c.execute(sa.select(sa.func.max(payments.c.ingested_at))).scalar()
+    eng.dispose()
+    if not rows or last_ingest is None:
+        return {}
+    start, end = min(r[1] for r in rows), max(r[2] for r in rows)
+    during = sum(1 for r in rows if r[2] <= last_ingest)
+    window = (last_ingest - start).total_seconds()
+    rest = (end - last_ingest).total_seconds()
+    return {"ingest_window_s": round(window, 2),
+            "receipts_per_s_while_ingesting": round(during / window, 1) if window > 0 else None,
+            "receipts_per_s_after_ingest": round((len(rows) - during) / rest, 1) if rest > 0 else None}
+
+
 def lane_starts(ledger_url: str) -> dict[str, float]:
     """When each register's first intent came, relative to the first register's: a pool whose lanes
     start one after another loses that ramp from its aggregate efficiency (and the tail at the end)."""
