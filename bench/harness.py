@@ -154,8 +154,6 @@ def _profile(pid: int, name: str) -> subprocess.Popen | None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-
-
 def invariants(shop: sa.URL, s: Setup) -> dict[str, Any]:
     rep = check(shop, s.ledger_url, s.regs)
     return {"exactly_once": rep.ok, "done": rep.done, "states": rep.states}
