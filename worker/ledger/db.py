@@ -8,6 +8,7 @@ once, ignoring the timeout), and the file created 0600 in a 0700 directory.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sqlite3
 import threading
@@ -119,26 +120,87 @@ def _sqlite_engine(url: str) -> Engine:
 
 
 #: one lock per SQLite ledger file in this process (see writer_lock)
-_SQLITE_WRITERS: dict[str, threading.RLock] = {}
+_SQLITE_WRITERS: dict[str, "SqliteWriterLock | threading.RLock"] = {}
 _SQLITE_WRITERS_GUARD = threading.Lock()
 
 
+class SqliteWriterLock:
+    """The writer lock of one SQLite ledger file: a thread lock in this process, and ``flock`` on a file
+    beside the ledger (``<ledger>-writer.lock``) across processes.
+
+    Held from before ``BEGIN IMMEDIATE`` to after ``COMMIT``, so writers in different processes — the
+    worker's lanes and its ingest process (worker.ingest.process), an admin command — queue in the kernel
+    and the next one is woken the moment the lock is let go, instead of sleeping in SQLite's busy handler.
+    Re-entrant in one thread (the flock is taken once, by the outermost hold). A forked child opens its own
+    descriptor: a flock belongs to the open file, and a child sharing its parent's would share the lock.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+        self._pid = 0
+
+    def _descriptor(self) -> int:
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    def acquire(self, blocking: bool = True) -> bool:
+        """Take the lock (both levels); False if *blocking* is off and a thread or process holds it."""
+        if not self._thread_lock.acquire(blocking):
+            return False
+        if self._depth == 0:
+            try:
+                # blocks in C, the GIL released; non-blocking: BlockingIOError while another process holds it
+                fcntl.flock(self._descriptor(), fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._thread_lock.release()
+                return False
+            except BaseException:
+                self._thread_lock.release()
+                raise
+        self._depth += 1
+        return True
+
+    def release(self) -> None:
+        """Let go of one hold; the last one unlocks the file."""
+        self._depth -= 1
+        try:
+            if self._depth == 0 and self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+    def __enter__(self) -> "SqliteWriterLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 def writer_lock(engine: Engine) -> contextlib.AbstractContextManager[Any]:
-    """What a write transaction holds in this process, besides the database's own lock.
+    """What a write transaction holds, besides the database's own lock.
 
     SQLite has one writer; a second writer that finds the lock taken does not queue — SQLite's busy
     handler *sleeps* 1, 2, 5, 10 … up to 100 ms and tries again. With the group-commit writer, lease
-    renewals, lane states and ingest in one process, those sleeps became most of the time a lane waited
-    for its intent (issue 10: the farm's 200 lanes). Writers of this process therefore take a lock
-    first and wait on it instead, woken the moment the previous transaction ends; the busy timeout is
-    left for other processes (the CLI). PostgreSQL: no lock (row locks, many writers).
+    renewals, lane states and ingest, those sleeps became most of the time a lane waited for its intent
+    (issue 10: the farm's 200 lanes). Writers therefore take a lock first and wait on it instead, woken
+    the moment the previous transaction ends: :class:`SqliteWriterLock` for a ledger file (threads and
+    processes), a thread lock for an in-memory one; the busy timeout stays as the last resort for a writer
+    that does not take the lock. PostgreSQL: no lock (row locks, many writers).
     """
     u = engine.url
     if u.get_backend_name() != "sqlite":
         return contextlib.nullcontext()
-    key = str(Path(u.database).resolve()) if u.database and u.database != ":memory:" else f"memory:{id(engine)}"
     with _SQLITE_WRITERS_GUARD:
-        return _SQLITE_WRITERS.setdefault(key, threading.RLock())
+        if not u.database or u.database == ":memory:":
+            return _SQLITE_WRITERS.setdefault(f"memory:{id(engine)}", threading.RLock())
+        path = Path(u.database).resolve()
+        return _SQLITE_WRITERS.setdefault(str(path), SqliteWriterLock(path.with_name(path.name + "-writer.lock")))
 
 
 def _sqlite_read_only_engine(url: str) -> Engine:
