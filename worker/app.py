@@ -1,8 +1,8 @@
 """The composition root: every runtime part is built here from the settings, and only here.
 
-The worker process (:func:`build_worker`) is one shop source, one planner, the payments poller (and
-the deliveries poller in the prepayment flow), and one lane per enabled register, all sharing one
-ledger. The CLI's admin commands take the same parts from here (:func:`open_ledger`,
+The worker process (:func:`build_worker`) is the ingest stage — one shop source, one planner, the
+payments poller (and the deliveries poller in the prepayment flow), by default in a child process of
+its own — and one lane per enabled register, all sharing one ledger. The CLI's admin commands take the same parts from here (:func:`open_ledger`,
 :func:`open_register`, :func:`open_shop_source`, :func:`receipt_config`), so a setting is read in
 one place and a register URL is opened in one place. Bad keys are named by their settings path.
 """
@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import functools
+import logging
 import os
 import socket
 import threading
@@ -31,8 +33,10 @@ from worker.ingest.poller import DeliveryIngestor, Ingestor
 from worker.ingest.routing import Router
 from worker.ledger.db import create_ledger_engine
 from worker.ingest.lease import IngestLease
+from worker.ingest.process import ProcessIngest
+from worker.ingest.stage import IngestStage, LocalIngest
 from worker.ledger.cluster_writes import Member
-from worker.ledger.leases import holder_id, set_node, this_node
+from worker.ledger.leases import Fence, holder_id, set_node, this_node
 from worker.ledger.store import Ledger
 from worker.ops.health import Thresholds
 from worker.ops.http import OpsServer
@@ -177,22 +181,55 @@ def build_planner(settings: Settings, ledger: Ledger, source: ShopSource | None 
 
 
 def build_ingestor(settings: Settings, ledger: Ledger, source: ShopSource, planner: Planner | None = None,
-                   lease: IngestLease | None = None) -> Ingestor:
-    """The payments poller with the configured batch, gap and start settings (fenced by *lease*, if any)."""
+                   fence: Callable[[], Fence | None] = lambda: None) -> Ingestor:
+    """The payments poller with the configured batch, gap and start settings (every write carrying *fence*:
+    the ingest lease in cluster mode)."""
     s = settings.source
-    fence = {"fence": lease.current} if lease is not None else {}
     return Ingestor(source, ledger, planner or build_planner(settings, ledger, source), batch_size=s.batch_size,
                     gap_timeout_s=s.gap_timeout_s, max_gap_span=s.max_gap_span, start_after_id=s.start_after_id,
-                    **fence)
+                    fence=fence)
+
+
+def build_ingest(settings: Settings, ledger: Ledger, fence: Callable[[], Fence | None] = lambda: None,
+                 closers: Sequence[Callable[[], None]] = ()) -> LocalIngest:
+    """The shop's pollers on *ledger*: payments and, in the prepayment flow, deliveries (own cursor and gaps)."""
+    source = open_shop_source(settings)
+    config = receipt_config(settings)
+    planner = build_planner(settings, ledger, source, config)
+    s = settings.source
+    deliveries = None
+    if config.flow == FLOW_PREPAYMENT:
+        deliveries = DeliveryIngestor(
+            source, ledger, DeliveryPlanner(ledger, config, source, planner, start_after_id=s.start_after_id),
+            batch_size=s.batch_size, gap_timeout_s=s.gap_timeout_s, max_gap_span=s.max_gap_span, fence=fence)
+    return LocalIngest(build_ingestor(settings, ledger, source, planner, fence), deliveries,
+                       closers=[source.close, *closers])
+
+
+def build_ingest_in_child(settings: Settings, fence: Callable[[], Fence | None]) -> LocalIngest:
+    """The ingest process's pollers (worker.ingest.process): on a ledger engine of its own, since a
+    connection pool never crosses a process boundary."""
+    ledger = open_ledger(settings)
+    return build_ingest(settings, ledger, fence, closers=[ledger.dispose])
+
+
+def build_ingest_stage(settings: Settings, ledger: Ledger, fence: Callable[[], Fence | None]) -> IngestStage:
+    """Ingest for ``run``: in a child process (``source.ingest_process``, the default) or in the poll loop's
+    thread. In a child, the pollers' CPU does not compete with the lanes' for this process's one GIL: a
+    backlog's ingest had starved the lanes (docs/pool.md)."""
+    if not settings.source.ingest_process:
+        return build_ingest(settings, ledger, fence)
+    root = logging.getLogger()
+    return ProcessIngest(functools.partial(build_ingest_in_child, settings), name="payments",
+                         batch_size=settings.source.batch_size, fence=fence,
+                         log_level=logging.getLevelName(root.level), log_format=settings.log.format)
 
 
 @dataclass
 class WorkerGraph:
-    """The parts of a running worker; :meth:`close` releases the shop connection."""
+    """The parts of a running worker; :meth:`close` stops ingest and releases the shop connection."""
 
-    source: ShopSource
-    payments: Ingestor
-    deliveries: DeliveryIngestor | None   # the prepayment flow's second poller
+    ingest: IngestStage
     lanes: list[Lane]
     #: cluster mode: the ingest lease (only its holder polls the shop); None: this worker always ingests
     ingest_lease: IngestLease | None = None
@@ -201,7 +238,7 @@ class WorkerGraph:
 
     def close(self) -> None:
         """Release what the graph opened (the lanes close their drivers themselves)."""
-        self.source.close()
+        self.ingest.close()
 
 
 def build_pool() -> Pool:
@@ -210,21 +247,12 @@ def build_pool() -> Pool:
 
 
 def build_worker(settings: Settings, ledger: Ledger, stop: threading.Event, pool: Pool | None = None) -> WorkerGraph:
-    """Everything the worker runs: source, planners, pollers, lanes (one pool). Nothing is started."""
-    source = open_shop_source(settings)
+    """Everything the worker runs: ingest (started at its first poll), lanes (one pool). Nothing is started."""
     config = receipt_config(settings)
-    planner = build_planner(settings, ledger, source, config)
-    s = settings.source
     holder = holder_id("worker")   # one lease holder per process: its lanes fence every register write
     # cluster mode: one ingester at a time across the cluster, fenced by the ingest lease (docs/cluster.md)
     lease = IngestLease(ledger, holder, settings.lease.ttl_s) if settings.cluster.enabled else None
-    fence = {"fence": lease.current} if lease is not None else {}
-    deliveries = None
-    if config.flow == FLOW_PREPAYMENT:
-        # the prepayment flow also polls the shop's deliveries, with its own cursor and gaps
-        deliveries = DeliveryIngestor(
-            source, ledger, DeliveryPlanner(ledger, config, source, planner, start_after_id=s.start_after_id),
-            batch_size=s.batch_size, gap_timeout_s=s.gap_timeout_s, max_gap_span=s.max_gap_span, **fence)
+    ingest = build_ingest_stage(settings, ledger, lease.current if lease is not None else lambda: None)
     zone = ZoneInfo(config.timezone)
 
     def shop_now() -> dt.datetime:
@@ -239,8 +267,7 @@ def build_worker(settings: Settings, ledger: Ledger, stop: threading.Event, pool
     if settings.cluster.enabled:
         member = Member(node=this_node(), holder=holder, host=socket.gethostname(), pid=os.getpid(),
                         version=__version__, registers=tuple(r.name for r in settings.enabled_registers()))
-    return WorkerGraph(source, build_ingestor(settings, ledger, source, planner, lease), deliveries, lanes,
-                       ingest_lease=lease, member=member)
+    return WorkerGraph(ingest, lanes, ingest_lease=lease, member=member)
 
 
 def build_ops(settings: Settings, ledger: Ledger, loops_alive: Callable[[], bool],

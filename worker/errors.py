@@ -48,3 +48,6 @@ class LeaseHeld(LockHeld):
         self.holder = holder
         self.epoch = epoch
 
+
+class IngestProcessLost(WorkerError):
+    """The worker's ingest process exited under it (killed, out of memory): it is started again, with backoff."""

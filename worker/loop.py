@@ -1,4 +1,5 @@
-"""The worker: the pollers in the main thread, one lane thread per register, warm shutdown.
+"""The worker: the poll loop in the main thread (ingest in a child process by default), one lane thread
+per register, warm shutdown.
 
 The parts come from the composition root (:func:`worker.app.build_worker`); this module only runs
 them: start the lanes, poll until stopped (or drained, with burst), stop and join the lanes.
@@ -17,7 +18,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from worker.app import WorkerGraph, build_ops, build_pool, build_worker
 from worker.defaults import BURST_POLL_SECONDS, LANE_HEARTBEAT_SECONDS, SOURCE_BACKOFF_MIN_SECONDS
-from worker.errors import ConfigError, LeaseLost, SourceConfigError, SourceUnavailable, StateConflict
+from worker.errors import (ConfigError, IngestProcessLost, LeaseLost, SourceConfigError, SourceUnavailable,
+                           StateConflict)
 from worker.ledger.cluster_writes import Member
 from worker.ledger.space import free_mb
 from worker.ledger.store import Ledger, utcnow
@@ -134,7 +136,7 @@ class Worker:
             systemd.notify("READY=1")
 
     def _poll_loop(self, graph: WorkerGraph) -> int:
-        ingestor, deliveries = graph.payments, graph.deliveries
+        ingest = graph.ingest
         backoff = 0.0
         started = time.monotonic()
         cap = self.settings.retry.source_backoff_max_s
@@ -164,13 +166,12 @@ class Worker:
                     self._flush_lane_states()   # an upsert of existing rows: the lanes still show alive
                     self.stop.wait(self.settings.source.poll_interval_s)
                     continue
-                result = ingestor.poll_once()
-                delivered = deliveries.poll_once() if deliveries is not None else None
+                polled = ingest.poll()
                 if next_sweep is None:   # kept in the ledger: a worker restarted often still sweeps
                     next_sweep = self.ledger.schedule_at(SWEEP_SCHEDULE) or utcnow() + interval
                     self.ledger.set_schedule(SWEEP_SCHEDULE, next_sweep)
                 if utcnow() >= next_sweep:
-                    self.summary.ingested += ingestor.sweep(self.settings.source.sweep_window)
+                    self.summary.ingested += ingest.sweep(self.settings.source.sweep_window)
                     next_sweep = utcnow() + interval
                     self.ledger.set_schedule(SWEEP_SCHEDULE, next_sweep)
             except SourceConfigError as exc:
@@ -183,30 +184,28 @@ class Worker:
             except StateConflict as exc:   # another worker's ingest moved the cursor first: read again
                 log.info("%s; polling again", exc)
                 continue
-            except (SourceUnavailable, OperationalError, DBAPIError) as exc:
+            except (SourceUnavailable, IngestProcessLost, OperationalError, DBAPIError) as exc:
                 backoff = min(cap, max(SOURCE_BACKOFF_MIN_SECONDS, backoff * 2))
                 # the shop's database or the ledger: the cause once per outage, then "recovered after N s"
-                outage.failed(exc, source=ingestor.name)
+                outage.failed(exc, source=ingest.name)
                 self.stop.wait(backoff)
                 continue
-            outage.ok(source=ingestor.name)
+            outage.ok(source=ingest.name)
             backoff = 0.0
             self.summary.polls += 1
-            self.summary.ingested += result.added
+            self.summary.ingested += polled.payments.added
             self._flush_lane_states()
-            added = result.added + (delivered.added if delivered else 0)
-            if added:
+            if polled.added:
                 # as many idle lanes per group as there are new receipts (capped at the group's lanes);
                 # a lane that finds work rings once more, so a larger backlog pulls in the rest
-                self.pool.ring(n=added)
-            fetched = result.fetched + (delivered.fetched if delivered else 0)
-            if self.burst and fetched == 0 and self._drained():
+                self.pool.ring(n=polled.added)
+            if self.burst and polled.fetched == 0 and self._drained():
                 log.info("burst: nothing left to do")
                 return EXIT_OK
             if self.burst and self.burst_timeout_s and time.monotonic() - started > self.burst_timeout_s:
                 log.warning("burst: timed out with work left")
                 return EXIT_BURST_TIMEOUT
-            full = result.fetched >= ingestor.batch_size or (delivered and delivered.fetched >= ingestor.batch_size)
+            full = polled.full(ingest.batch_size)
             self.stop.wait(0 if full else (BURST_POLL_SECONDS if self.burst else self.settings.source.poll_interval_s))
         return EXIT_OK
 

@@ -55,6 +55,8 @@ class SourceSettings:
     tls: TlsSettings = field(default_factory=TlsSettings)
     #: IANA zone of the shop's naive DATETIME values ("UTC" for a shop that stores UTC)
     timezone: str = "Europe/Moscow"
+    #: ``run`` ingests in a child process (its CPU beside the lanes', not against them: docs/pool.md)
+    ingest_process: bool = True
 
 
 @dataclass(frozen=True)

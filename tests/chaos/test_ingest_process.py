@@ -1,0 +1,119 @@
+"""The worker's ingest process under kill -9 (worker.ingest.process), on real MariaDB and a real worker.
+
+The child that polls the shop is killed while payments arrive: the worker reports it, starts another,
+and every payment is still fiscalized exactly once. The worker is killed while its ingest child lives:
+the child does not outlive it.
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.chaos.campaign import Writers
+from tests.chaos.invariants import check
+from tests.shop import run_cli, start_cli, stop_worker, write_settings
+
+pytestmark = pytest.mark.chaos
+
+
+def children(pid: int) -> set[int]:
+    """The living child processes of *pid* (zombies not counted)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True while *pid* runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        return (Path(f"/proc/{pid}") / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def settings_for(shop: sa.URL, tmp_path: Path) -> tuple[Path, str, Path]:
+    reg = tmp_path / "reg"
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    settings = write_settings(tmp_path / "settings.yaml", source_url=shop.render_as_string(hide_password=False),
+                              ledger_url=ledger_url, registers=[("kkt1", f"emulator://{reg}?fsync=0")],
+                              source={"poll_interval_s": 0.05, "batch_size": 20},
+                              retry={"source_backoff_max_s": 0.5})
+    run_cli(settings, "migrate")
+    return settings, ledger_url, reg
+
+
+def test_a_killed_ingest_process_is_replaced_and_nothing_is_lost(shop_schema: sa.URL, tmp_path: Path) -> None:
+    """Given a running worker and payments committed by 4 writers, when its ingest process is killed with
+    SIGKILL three times (mid-poll or between polls), then each time the worker logs it and starts a new
+    one, the worker itself keeps running, and after a drain every committed payment is fiscalized exactly
+    once (invariants against the register's journal)."""
+    settings, ledger_url, reg = settings_for(shop_schema, tmp_path)
+    worker = start_cli(settings, "run")
+    writers = Writers(shop_schema, total=300, threads=4, rng=random.Random(11))
+    killed: list[int] = []
+    try:
+        writers.start()
+        for _ in range(3):
+            child = wait_for(lambda: children(worker.pid) - set(killed), 30, "an ingest process")
+            (pid,) = child
+            time.sleep(random.Random(pid).uniform(0.05, 0.4))
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        writers.join()
+        replacement = wait_for(lambda: children(worker.pid) - set(killed), 30, "the ingest process after the kills")
+        assert worker.poll() is None and len(replacement) == 1
+    finally:
+        writers.join()
+        err = stop_worker(worker, 60)
+    assert worker.returncode == 0, err[-3000:]
+    assert err.count("exited (code -9)") >= 1, err[-3000:]   # a kill between polls shows at the next poll too
+    run_cli(settings, "run", "--burst", "--burst-timeout", "120")
+    report = check(shop_schema, ledger_url, [reg])
+    assert report.ok, report.summary()
+    assert report.lost == [] and report.done == writers.committed
+
+
+def test_the_ingest_process_does_not_outlive_a_killed_worker(shop_schema: sa.URL, tmp_path: Path) -> None:
+    """Given a worker with its ingest process, when the worker is killed with SIGKILL, then the ingest
+    process is gone within seconds, and a new worker drains everything exactly once."""
+    settings, ledger_url, reg = settings_for(shop_schema, tmp_path)
+    worker = start_cli(settings, "run")
+    writers = Writers(shop_schema, total=100, threads=2, rng=random.Random(12))
+    try:
+        writers.start()
+        (child,) = wait_for(lambda: children(worker.pid), 30, "an ingest process")
+        time.sleep(0.3)
+        worker.kill()
+        worker.communicate(timeout=30)   # the ingest process shares its stderr: this returns once both are gone
+        wait_for(lambda: not alive(child), 10, "the ingest process to end")
+    finally:
+        writers.join()
+        worker.kill()
+    run_cli(settings, "run", "--burst", "--burst-timeout", "120")
+    report = check(shop_schema, ledger_url, [reg])
+    assert report.ok, report.summary()
+    assert report.lost == [] and report.done == writers.committed
