@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.procfs import vm_hwm_kb
+from bench.procfs import children, vm_hwm_kb
 from tests.chaos.campaign import create_pg_ledger, drop_pg_ledger
 from tests.chaos.invariants import check
 from tests.shop import cli_env, run_cli, write_settings
@@ -27,6 +27,8 @@ PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 #: and RSS figures are still the worker's own, but py-spy's sampling (100 Hz, nonblocking) costs the
 #: machine a little CPU: compare profiled runs with profiled runs.
 PROFILE_DIR: Path | None = None
+#: set by ``bench.pool --ingest-in-thread``: every worker polls in its own process (``source.ingest_process: false``)
+INGEST_IN_THREAD = False
 
 
 # -- the shop ---------------------------------------------------------------------------------------
@@ -104,6 +106,8 @@ def setup(work: Path, name: str, shop: sa.URL, ledger_url: str, registers: int, 
             q += "&" + faults[i]
         urls.append((f"kkt{i:03d}", f"emulator://{r}?{q}"))
     sections.setdefault("log", {"level": "WARNING"})
+    if INGEST_IN_THREAD:   # --ingest-in-thread: the pollers in the worker's own process (for comparison)
+        sections["source"] = {**sections.get("source", {}), "ingest_process": False}
     settings = write_settings(d / "settings.yaml", source_url=shop.render_as_string(hide_password=False),
                               ledger_url=ledger_url, registers=urls, **sections)
     run_cli(settings, "migrate")
@@ -111,20 +115,22 @@ def setup(work: Path, name: str, shop: sa.URL, ledger_url: str, registers: int, 
 
 
 def burst(s: Setup, timeout: float = 3600) -> dict[str, Any]:
-    """``run --burst``: wall time, CPU seconds (``os.wait4``: this process's own rusage, not every child's)
-    and peak RSS (its VmHWM, read while it runs) of THIS worker process."""
+    """``run --burst``: wall time, CPU seconds (``os.wait4``: this worker's rusage, which includes its ingest
+    process — the worker reaps it — and not the benchmark's other children) and peak RSS (VmHWM, read while it
+    runs) of the worker process and, separately, of its ingest process."""
     with tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "worker", "-c", str(s.settings), "run", "--burst"],
                                 cwd=s.settings.parent, env=cli_env(), stdout=subprocess.DEVNULL, stderr=err, text=True)
         spy = _profile(proc.pid, s.settings.parent.name)
         deadline = t0 + timeout
-        peak_kb = 0
+        peak_kb = ingest_kb = 0
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
             peak_kb = max(peak_kb, vm_hwm_kb(proc.pid))
+            ingest_kb = max([ingest_kb, *(vm_hwm_kb(c) for c in children(proc.pid))])
             if time.perf_counter() > deadline:
                 proc.kill()
                 pid, status, usage = os.wait4(proc.pid, 0)
@@ -137,7 +143,8 @@ def burst(s: Setup, timeout: float = 3600) -> dict[str, Any]:
         if proc.returncode != 0:
             err.seek(0)
             raise RuntimeError(f"worker exited {proc.returncode}: {err.read()[-2000:]}")
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "maxrss_mb": peak_kb / 1024}
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "maxrss_mb": peak_kb / 1024,
+            "ingest_maxrss_mb": ingest_kb / 1024}
 
 
 def _profile(pid: int, name: str) -> subprocess.Popen | None:

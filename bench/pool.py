@@ -135,7 +135,8 @@ def _efficiency(ctx: "Ctx", name: str, registers: int, per_reg: int, receipt_ms:
             res["failing_register_done"] = sum(c for k, (c, _) in per.items() if k not in healthy)
         if hosts:
             res.update(register_model=model, register_hosts=hosts, register_hosts_rss_mb=host_use["rss_mb"],
-                       register_hosts_cpu_s=host_use["cpu_s"], worker_maxrss_mb=round(run["maxrss_mb"], 1))
+                       register_hosts_cpu_s=host_use["cpu_s"], worker_maxrss_mb=round(run["maxrss_mb"], 1),
+                       ingest_maxrss_mb=round(run["ingest_maxrss_mb"], 1))
         return res
     finally:
         stop_hosts(procs)
@@ -273,16 +274,15 @@ def fig_rss(ctx: "Ctx") -> dict[str, Any]:
             proc = subprocess.Popen([sys.executable, "-m", "worker", "-c", str(s.settings), "run", "--burst"],
                                     cwd=s.settings.parent, env=cli_env(), stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
-            peak = 0
-            while proc.poll() is None:   # RUSAGE_CHILDREN is a max over all children: read this one's VmHWM
-                try:
-                    for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
-                        if line.startswith("VmHWM:"):
-                            peak = max(peak, int(line.split()[1]))
-                except OSError:
-                    pass
+            peak = ingest = 0
+            while proc.poll() is None:   # RUSAGE_CHILDREN is a max over all children: read these VmHWMs
+                peak = max(peak, procfs.vm_hwm_kb(proc.pid))
+                ingest = max([ingest, *(procfs.vm_hwm_kb(c) for c in procfs.children(proc.pid))])
                 time.sleep(0.2)
-            out[f"peak_rss_mb_after_{n}"] = round(peak / 1024, 1)
+            # the service's memory: the worker and its ingest process (source.ingest_process)
+            out[f"peak_rss_mb_after_{n}"] = round((peak + ingest) / 1024, 1)
+            out[f"worker_peak_rss_mb_after_{n}"] = round(peak / 1024, 1)
+            out[f"ingest_peak_rss_mb_after_{n}"] = round(ingest / 1024, 1)
             out[f"exactly_once_{n}"] = invariants(shop, s)["exactly_once"]
         finally:
             led.drop()
@@ -404,8 +404,11 @@ def main() -> None:
     ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
                     help="sample every worker run with py-spy (pip install py-spy) into DIR: raw "
                          "collapsed stacks of the GIL holder, one file per run (see bench/README.md)")
+    ap.add_argument("--ingest-in-thread", action="store_true",
+                    help="source.ingest_process: false (the pollers in the worker's process, as before issue 10's fix)")
     args = ap.parse_args()
     harness.PROFILE_DIR = args.profile
+    harness.INGEST_IN_THREAD = args.ingest_in_thread
     wanted = [f.strip() for f in args.only.split(",") if f.strip()]
     unknown = [f for f in wanted if f not in FIGURES]
     if unknown:
@@ -414,7 +417,7 @@ def main() -> None:
     if args.farm_per_register:
         size["farm_per_reg"] = args.farm_per_register
     result: dict[str, Any] = {"cores": os.cpu_count(), "quick": args.quick, "python": sys.version.split()[0],
-                              "sizes": size, "figures": {}}
+                              "ingest": "thread" if args.ingest_in_thread else "process", "sizes": size, "figures": {}}
     with tempfile.TemporaryDirectory(prefix="kkt-pool-bench-") as d:
         ctx = Ctx(Path(d), args.admin_url, args.pg_admin_url, tuple(args.ledgers.split(",")), **size,
                   farm_model=args.farm_model)

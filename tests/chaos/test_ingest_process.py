@@ -55,12 +55,12 @@ def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-d
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def settings_for(shop: sa.URL, tmp_path: Path) -> tuple[Path, str, Path]:
+def settings_for(shop: sa.URL, tmp_path: Path, *, ingest_process: bool = True) -> tuple[Path, str, Path]:
     reg = tmp_path / "reg"
     ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
     settings = write_settings(tmp_path / "settings.yaml", source_url=shop.render_as_string(hide_password=False),
                               ledger_url=ledger_url, registers=[("kkt1", f"emulator://{reg}?fsync=0")],
-                              source={"poll_interval_s": 0.05, "batch_size": 20},
+                              source={"poll_interval_s": 0.05, "batch_size": 20, "ingest_process": ingest_process},
                               retry={"source_backoff_max_s": 0.5})
     run_cli(settings, "migrate")
     return settings, ledger_url, reg
@@ -113,6 +113,27 @@ def test_the_ingest_process_does_not_outlive_a_killed_worker(shop_schema: sa.URL
     finally:
         writers.join()
         worker.kill()
+    run_cli(settings, "run", "--burst", "--burst-timeout", "120")
+    report = check(shop_schema, ledger_url, [reg])
+    assert report.ok, report.summary()
+    assert report.lost == [] and report.done == writers.committed
+
+
+def test_ingest_in_the_workers_own_thread_when_asked(shop_schema: sa.URL, tmp_path: Path) -> None:
+    """Given ``source.ingest_process: false``, then the worker starts no child process and still fiscalizes
+    every committed payment exactly once (the in-thread pollers the child otherwise runs)."""
+    settings, ledger_url, reg = settings_for(shop_schema, tmp_path, ingest_process=False)
+    worker = start_cli(settings, "run")
+    writers = Writers(shop_schema, total=100, threads=2, rng=random.Random(13))
+    try:
+        writers.start()
+        writers.join()
+        time.sleep(1.0)
+        assert worker.poll() is None and children(worker.pid) == set()
+    finally:
+        writers.join()
+        err = stop_worker(worker, 60)
+    assert worker.returncode == 0, err[-3000:]
     run_cli(settings, "run", "--burst", "--burst-timeout", "120")
     report = check(shop_schema, ledger_url, [reg])
     assert report.ok, report.summary()
