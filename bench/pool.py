@@ -386,7 +386,9 @@ def sizes(quick: bool) -> dict[str, Any]:
     if quick:
         return dict(backlog=2000, per_reg=10, farm_per_reg=5, idle_s=20.0, latency_s=20.0, rss_big=10_000,
                     source_rows=200_000, source_backlog=20_000)
-    return dict(backlog=20_000, per_reg=30, farm_per_reg=10, idle_s=60.0, latency_s=60.0, rss_big=100_000,
+    # the farm runs the pool figure's 30 receipts per register: at 10, a ~10 s run is mostly its start and the
+    # drain of a finite backlog (docs/pool.md)
+    return dict(backlog=20_000, per_reg=30, farm_per_reg=30, idle_s=60.0, latency_s=60.0, rss_big=100_000,
                 source_rows=1_000_000, source_backlog=100_000)
 
 
@@ -400,7 +402,7 @@ def main() -> None:
     ap.add_argument("--farm-model", choices=("jsontcp", "shtrih"), default="jsontcp",
                     help="wire protocol of farm_out_of_process's registers (shtrih: ~25 ms of worker CPU per receipt)")
     ap.add_argument("--farm-per-register", type=int, default=None,
-                    help="receipts per register in the farm figures (default: 10, --quick 5); more amortizes the ramp")
+                    help="receipts per register in the farm figures (default: 30 as the pool figure, --quick 5)")
     ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
                     help="sample every worker run with py-spy (pip install py-spy) into DIR: raw "
                          "collapsed stacks of the GIL holder, one file per run (see bench/README.md)")
