@@ -27,7 +27,8 @@ PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 #: and RSS figures are still the worker's own, but py-spy's sampling (100 Hz, nonblocking) costs the
 #: machine a little CPU: compare profiled runs with profiled runs.
 PROFILE_DIR: Path | None = None
-#: set by ``bench.pool --ingest-in-thread``: every worker polls in its own process (``source.ingest_process: false``)
+#: set by ``bench.pool --ingest-in-thread``: every worker polls in its own process
+#: (``source.ingest_process: false``)
 INGEST_IN_THREAD = False
 
 

@@ -402,12 +402,12 @@ def main() -> None:
     ap.add_argument("--farm-model", choices=("jsontcp", "shtrih"), default="jsontcp",
                     help="wire protocol of farm_out_of_process's registers (shtrih: ~25 ms of worker CPU per receipt)")
     ap.add_argument("--farm-per-register", type=int, default=None,
-                    help="receipts per register in the farm figures (default: 30 as the pool figure, --quick 5)")
+                    help="receipts per register in the farm figures (default 30, as pool; --quick 5)")
     ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
                     help="sample every worker run with py-spy (pip install py-spy) into DIR: raw "
                          "collapsed stacks of the GIL holder, one file per run (see bench/README.md)")
     ap.add_argument("--ingest-in-thread", action="store_true",
-                    help="source.ingest_process: false (the pollers in the worker's process, as before issue 10's fix)")
+                    help="source.ingest_process: false (the pollers in the worker's process, as before)")
     args = ap.parse_args()
     harness.PROFILE_DIR = args.profile
     harness.INGEST_IN_THREAD = args.ingest_in_thread
@@ -419,7 +419,8 @@ def main() -> None:
     if args.farm_per_register:
         size["farm_per_reg"] = args.farm_per_register
     result: dict[str, Any] = {"cores": os.cpu_count(), "quick": args.quick, "python": sys.version.split()[0],
-                              "ingest": "thread" if args.ingest_in_thread else "process", "sizes": size, "figures": {}}
+                              "ingest": "thread" if args.ingest_in_thread else "process", "sizes": size,
+                              "figures": {}}
     with tempfile.TemporaryDirectory(prefix="kkt-pool-bench-") as d:
         ctx = Ctx(Path(d), args.admin_url, args.pg_admin_url, tuple(args.ledgers.split(",")), **size,
                   farm_model=args.farm_model)

@@ -35,8 +35,9 @@ def done_span(ledger_url: str) -> tuple[int, float, dict[str, tuple[int, float]]
 
 def ingest_overlap(ledger_url: str) -> dict[str, float]:
     """The lanes' pace while the poller was still ingesting the backlog (outcomes up to the last payment's
-    ``ingested_at``) and after it: a backlog's ingest slows the lanes it feeds (on SQLite they share one writer;
-    with ``source.ingest_process: false`` also one GIL, which starved the lanes). Seconds from the first intent."""
+    ``ingested_at``) and after it: a backlog's ingest slows the lanes it feeds (on SQLite they share one
+    writer; with ``source.ingest_process: false`` also one GIL, which starved the lanes). Seconds from the
+    first intent."""
     from worker.ledger.schema import payments
 
     rows = _done_rows(ledger_url)

@@ -2,9 +2,10 @@
 
 The worker process (:func:`build_worker`) is the ingest stage — one shop source, one planner, the
 payments poller (and the deliveries poller in the prepayment flow), by default in a child process of
-its own — and one lane per enabled register, all sharing one ledger. The CLI's admin commands take the same parts from here (:func:`open_ledger`,
-:func:`open_register`, :func:`open_shop_source`, :func:`receipt_config`), so a setting is read in
-one place and a register URL is opened in one place. Bad keys are named by their settings path.
+its own — and one lane per enabled register, all sharing one ledger. The CLI's admin commands take the
+same parts from here (:func:`open_ledger`, :func:`open_register`, :func:`open_shop_source`,
+:func:`receipt_config`), so a setting is read in one place and a register URL is opened in one place.
+Bad keys are named by their settings path.
 """
 from __future__ import annotations
 
@@ -192,7 +193,7 @@ def build_ingestor(settings: Settings, ledger: Ledger, source: ShopSource, plann
 
 def build_ingest(settings: Settings, ledger: Ledger, fence: Callable[[], Fence | None] = lambda: None,
                  closers: Sequence[Callable[[], None]] = ()) -> LocalIngest:
-    """The shop's pollers on *ledger*: payments and, in the prepayment flow, deliveries (own cursor and gaps)."""
+    """The shop's pollers on *ledger*: payments and, in the prepayment flow, deliveries (own cursor, gaps)."""
     source = open_shop_source(settings)
     config = receipt_config(settings)
     planner = build_planner(settings, ledger, source, config)
@@ -247,7 +248,7 @@ def build_pool() -> Pool:
 
 
 def build_worker(settings: Settings, ledger: Ledger, stop: threading.Event, pool: Pool | None = None) -> WorkerGraph:
-    """Everything the worker runs: ingest (started at its first poll), lanes (one pool). Nothing is started."""
+    """Everything the worker runs: ingest (started at its first poll) and the lanes. Nothing starts here."""
     config = receipt_config(settings)
     holder = holder_id("worker")   # one lease holder per process: its lanes fence every register write
     # cluster mode: one ingester at a time across the cluster, fenced by the ingest lease (docs/cluster.md)

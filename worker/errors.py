@@ -50,4 +50,4 @@ class LeaseHeld(LockHeld):
 
 
 class IngestProcessLost(WorkerError):
-    """The worker's ingest process exited under it (killed, out of memory): it is started again, with backoff."""
+    """The worker's ingest process exited under it (killed, out of memory): started again, with backoff."""

@@ -58,9 +58,10 @@ def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-d
 def settings_for(shop: sa.URL, tmp_path: Path, *, ingest_process: bool = True) -> tuple[Path, str, Path]:
     reg = tmp_path / "reg"
     ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    settings = write_settings(tmp_path / "settings.yaml", source_url=shop.render_as_string(hide_password=False),
+    source = {"poll_interval_s": 0.05, "batch_size": 20, "ingest_process": ingest_process}
+    settings = write_settings(tmp_path / "settings.yaml", source_url=shop.render_as_string(False),
                               ledger_url=ledger_url, registers=[("kkt1", f"emulator://{reg}?fsync=0")],
-                              source={"poll_interval_s": 0.05, "batch_size": 20, "ingest_process": ingest_process},
+                              source=source,
                               retry={"source_backoff_max_s": 0.5})
     run_cli(settings, "migrate")
     return settings, ledger_url, reg
@@ -84,7 +85,7 @@ def test_a_killed_ingest_process_is_replaced_and_nothing_is_lost(shop_schema: sa
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
         writers.join()
-        replacement = wait_for(lambda: children(worker.pid) - set(killed), 30, "the ingest process after the kills")
+        replacement = wait_for(lambda: children(worker.pid) - set(killed), 30, "a new ingest process")
         assert worker.poll() is None and len(replacement) == 1
     finally:
         writers.join()
@@ -108,7 +109,7 @@ def test_the_ingest_process_does_not_outlive_a_killed_worker(shop_schema: sa.URL
         (child,) = wait_for(lambda: children(worker.pid), 30, "an ingest process")
         time.sleep(0.3)
         worker.kill()
-        worker.communicate(timeout=30)   # the ingest process shares its stderr: this returns once both are gone
+        worker.communicate(timeout=30)   # the ingest process shares its stderr: returns once both are gone
         wait_for(lambda: not alive(child), 10, "the ingest process to end")
     finally:
         writers.join()

@@ -79,8 +79,8 @@ def test_writers_of_two_processes_queue_on_the_lock_file(tmp_path: Path) -> None
         conn.exec_driver_sql("CREATE TABLE counter (n INTEGER)")
         conn.exec_driver_sql("INSERT INTO counter VALUES (0)")
     root = Path(__file__).resolve().parents[2]
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, url, "300"], cwd=root, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, url, "300"], cwd=root, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
     errors = [p.communicate(timeout=120)[1] for p in procs]
     try:
         assert [p.returncode for p in procs] == [0, 0], errors

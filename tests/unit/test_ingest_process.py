@@ -113,7 +113,8 @@ def test_an_error_arrives_as_the_type_the_poll_loop_catches(ingest) -> None:  # 
     assert stage.sweep(1) == 2 and stage.starts == 1
 
 
-def test_a_failure_to_open_is_the_first_polls_error_and_is_retried(ingest, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_failure_to_open_is_the_first_polls_error_then_retried(  # type: ignore[no-untyped-def]
+        ingest, tmp_path, monkeypatch) -> None:
     """Given a build that fails once (the shop refuses us), then that poll raises SourceConfigError (the
     poll loop's exit-code case) and the next poll builds again in the same child."""
     monkeypatch.setenv("KKT_TEST_BUILD_COUNT", str(tmp_path / "builds"))
@@ -150,7 +151,7 @@ def test_a_killed_child_is_reported_once_and_replaced(ingest) -> None:  # type: 
     assert second != first and stage.starts == 2 and not alive(first)
 
 
-def test_sigterm_does_not_cut_a_poll_short_and_close_ends_the_child(ingest) -> None:  # type: ignore[no-untyped-def]
+def test_sigterm_is_ignored_and_close_ends_the_child(ingest) -> None:  # type: ignore[no-untyped-def]
     """Given a child that received SIGTERM (systemd signals the whole group), then it still answers; and
     close() ends it."""
     stage = ingest()

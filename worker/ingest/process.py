@@ -62,8 +62,9 @@ class ProcessIngest:
     parent-death signal follows the thread that started the child.
     """
 
-    def __init__(self, build: Build, *, name: str, batch_size: int, fence: Callable[[], Fence | None] = lambda: None,
-                 log_level: str = "INFO", log_format: str = "text") -> None:
+    def __init__(self, build: Build, *, name: str, batch_size: int,
+                 fence: Callable[[], Fence | None] = lambda: None, log_level: str = "INFO",
+                 log_format: str = "text") -> None:
         self.name = name
         self.batch_size = batch_size
         self._build = build        # picklable: it is sent to the child, which calls it
@@ -88,7 +89,7 @@ class ProcessIngest:
         return self._call("sweep", window)
 
     def close(self) -> None:
-        """Ask the child to stop after what it is doing; kill it if it has not within ``STOP_WAIT_SECONDS``."""
+        """Ask the child to stop after what it is doing; kill it if it has not in ``STOP_WAIT_SECONDS``."""
         proc, conn = self._proc, self._conn
         self._proc = self._conn = None
         if proc is None or conn is None:
@@ -143,7 +144,7 @@ class ProcessIngest:
             return None
         try:
             return proc.wait(1.0)
-        except subprocess.TimeoutExpired:   # a broken pipe but a living child: it must not write behind a new one
+        except subprocess.TimeoutExpired:   # a broken pipe, a living child: it must not write behind another
             proc.kill()
             return proc.wait()
 
@@ -187,7 +188,7 @@ def _serve(conn: Connection, build: Build) -> None:
             try:
                 if op not in OPERATIONS:
                     raise ValueError(f"unknown ingest request {op!r}")
-                if stage is None:   # built at the first request, so a failure to open travels back as its error
+                if stage is None:   # built at the first request: a failure to open travels back as its error
                     stage = build(lambda: fence[0])
                 reply: tuple[str, Any] = ("ok", getattr(stage, op)(*args))
             except Exception as exc:  # the poll loop decides what an error means, as it would in-process

@@ -31,7 +31,8 @@ class Polled:
 
     def full(self, batch_size: int) -> bool:
         """True when a table gave a whole batch: there is probably more, poll again at once."""
-        return self.payments.fetched >= batch_size or bool(self.deliveries and self.deliveries.fetched >= batch_size)
+        deliveries = self.deliveries.fetched if self.deliveries else 0
+        return self.payments.fetched >= batch_size or deliveries >= batch_size
 
 
 class IngestStage(Protocol):

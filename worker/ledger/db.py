@@ -200,7 +200,8 @@ def writer_lock(engine: Engine) -> contextlib.AbstractContextManager[Any]:
         if not u.database or u.database == ":memory:":
             return _SQLITE_WRITERS.setdefault(f"memory:{id(engine)}", threading.RLock())
         path = Path(u.database).resolve()
-        return _SQLITE_WRITERS.setdefault(str(path), SqliteWriterLock(path.with_name(path.name + "-writer.lock")))
+        lock_file = path.with_name(path.name + "-writer.lock")
+        return _SQLITE_WRITERS.setdefault(str(path), SqliteWriterLock(lock_file))
 
 
 def _sqlite_read_only_engine(url: str) -> Engine:
