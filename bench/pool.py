@@ -169,9 +169,12 @@ def fig_failing(ctx: "Ctx") -> dict[str, Any]:
 
 
 def _worker_pid_stats(pid: int) -> tuple[float, int]:
-    """(CPU seconds, bytes written to storage) of a running process, from /proc."""
-    io = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
-    return procfs.cpu_s(pid), int(io["write_bytes"])
+    """(CPU seconds, bytes written to storage) of a running worker and its ingest process, from /proc."""
+    cpu, written = 0.0, 0
+    for p in (pid, *procfs.children(pid)):
+        io = dict(line.split(": ") for line in Path(f"/proc/{p}/io").read_text().splitlines())
+        cpu, written = cpu + procfs.cpu_s(p), written + int(io["write_bytes"])
+    return cpu, written
 
 
 def _ledger_bytes(ledger_url: str) -> int:
