@@ -119,6 +119,29 @@ def stop_worker(proc: subprocess.Popen[str], timeout: float, log_path: Path | No
     return err or (log_path.read_text() if log_path is not None else "")
 
 
+def alive(pid: int) -> bool:
+    """True while process *pid* runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def children(pid: int) -> set[int]:
+    """The living child processes of *pid* (a worker's ingest process)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(entry.name))
+    return found
+
+
 def journal(state_dir: Path) -> list[dict[str, Any]]:
     """Every document in an emulated register's fiscal journal (the ground truth)."""
     path = state_dir / "journal.jsonl"

@@ -17,32 +17,9 @@ import sqlalchemy as sa
 
 from tests.chaos.campaign import Writers
 from tests.chaos.invariants import check
-from tests.shop import run_cli, start_cli, stop_worker, write_settings
+from tests.shop import alive, children, run_cli, start_cli, stop_worker, write_settings
 
 pytestmark = pytest.mark.chaos
-
-
-def children(pid: int) -> set[int]:
-    """The living child processes of *pid* (zombies not counted)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.add(int(entry.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    """True while *pid* runs (a zombie, dead but not yet reaped, counts as gone)."""
-    try:
-        return (Path(f"/proc/{pid}") / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from tests.shop import alive
 from worker.errors import IngestProcessLost, SourceConfigError, SourceUnavailable, StateConflict
 from worker.ingest.poller import PollResult
 from worker.ingest.process import ProcessIngest, portable
@@ -80,15 +81,6 @@ def ingest():  # type: ignore[no-untyped-def]
     yield make
     for stage in made:
         stage.close()
-
-
-def alive(pid: int) -> bool:
-    """True while *pid* runs (a zombie, dead but not yet reaped, counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
 
 
 def test_results_and_the_fence_of_each_call_cross_the_pipe(ingest) -> None:  # type: ignore[no-untyped-def]
