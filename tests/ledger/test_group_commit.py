@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from worker.errors import StateConflict
-from worker.ledger.group_commit import GroupCommit
+from worker.ledger.group_commit import MAX_BATCH, GroupCommit
 
 
 @pytest.fixture()
@@ -68,6 +68,41 @@ def test_concurrent_submitters_share_transactions_and_every_request_commits_once
     rows = _rows(engine)
     assert sorted(rows) == sorted(f"{n}-{i}" for n in range(8) for i in range(100))
     assert gc.requests == 800 and gc.batches < 800
+
+
+def test_a_batch_takes_at_most_max_batch_requests_and_the_rest_follow(engine: sa.Engine) -> None:
+    """40 requests queued behind a busy writer commit in ceil(40 / MAX_BATCH) transactions, none larger
+    than MAX_BATCH (a batch's requests all wait for its last one), each request exactly once."""
+    assert MAX_BATCH < 40
+    gc = GroupCommit(engine.connect)
+    gate, holding = threading.Event(), threading.Event()
+    sizes: list[int] = []
+    run_batch = gc._run_batch
+    gc._run_batch = lambda items: sizes.append(len(items)) or run_batch(items)  # type: ignore[method-assign]
+
+    def hold(conn: sa.Connection) -> str:
+        holding.set()
+        gate.wait(10)
+        return "hold"
+
+    first = threading.Thread(target=gc.submit, args=(hold,))
+    first.start()
+    try:
+        assert holding.wait(10)
+        queued = [threading.Thread(target=gc.submit, args=(_insert(f"k{i}"),)) for i in range(40)]
+        for t in queued:
+            t.start()
+        while gc._q.qsize() < 40:
+            threading.Event().wait(0.01)
+        gate.set()
+        for t in [first, *queued]:
+            t.join(10)
+    finally:
+        gate.set()
+        gc.close()
+    assert sorted(_rows(engine)) == sorted(f"k{i}" for i in range(40))
+    assert sizes == [MAX_BATCH] * (40 // MAX_BATCH) + ([40 % MAX_BATCH] if 40 % MAX_BATCH else [])
+    assert (gc.batches, gc.requests) == (1 + len(sizes), 41)
 
 
 def test_a_failed_transaction_fails_its_whole_batch_and_a_guard_fails_only_its_request(engine: sa.Engine) -> None:
