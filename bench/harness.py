@@ -15,10 +15,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.procfs import children, vm_hwm_kb
+from bench.procfs import vm_hwm_kb
 from tests.chaos.campaign import create_pg_ledger, drop_pg_ledger
 from tests.chaos.invariants import check
-from tests.shop import cli_env, run_cli, write_settings
+from tests.shop import children, cli_env, run_cli, write_settings
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 

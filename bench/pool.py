@@ -39,7 +39,7 @@ from bench.reference import raw_pg_loop, raw_sqlite_loop, register_cpu_ms_per_re
 from bench.timeline import all_lanes_rate, done_span, ingest_overlap, lane_pace, lane_starts
 from tests.chaos.campaign import ADMIN_URL, create_shop, drop_shop
 from tests.chaos.invariants import check
-from tests.shop import cli_env
+from tests.shop import children, cli_env
 
 #: processes hosting the out-of-process farm's registers (50 Shtrih-M emulators each)
 FARM_HOSTS = 4
@@ -171,7 +171,7 @@ def fig_failing(ctx: "Ctx") -> dict[str, Any]:
 def _worker_pid_stats(pid: int) -> tuple[float, int]:
     """(CPU seconds, bytes written to storage) of a running worker and its ingest process, from /proc."""
     cpu, written = 0.0, 0
-    for p in (pid, *procfs.children(pid)):
+    for p in (pid, *children(pid)):
         io = dict(line.split(": ") for line in Path(f"/proc/{p}/io").read_text().splitlines())
         cpu, written = cpu + procfs.cpu_s(p), written + int(io["write_bytes"])
     return cpu, written
@@ -280,7 +280,7 @@ def fig_rss(ctx: "Ctx") -> dict[str, Any]:
             peak = ingest = 0
             while proc.poll() is None:   # RUSAGE_CHILDREN is a max over all children: read these VmHWMs
                 peak = max(peak, procfs.vm_hwm_kb(proc.pid))
-                ingest = max([ingest, *(procfs.vm_hwm_kb(c) for c in procfs.children(proc.pid))])
+                ingest = max([ingest, *(procfs.vm_hwm_kb(c) for c in children(proc.pid))])
                 time.sleep(0.2)
             # the service's memory: the worker and its ingest process (source.ingest_process)
             out[f"peak_rss_mb_after_{n}"] = round((peak + ingest) / 1024, 1)

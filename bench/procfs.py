@@ -18,17 +18,6 @@ def vm_hwm_kb(pid: int) -> int:
     return 0
 
 
-def children(pid: int) -> list[int]:
-    """The child processes of a running process (the worker's ingest process), [] if unreadable."""
-    found: list[int] = []
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            found += [int(c) for c in (task / "children").read_text().split()]
-    except (OSError, ValueError):
-        pass
-    return found
-
-
 def cpu_s(pid: int) -> float:
     """A running process's CPU seconds so far (user + system), 0.0 if unreadable."""
     try:
