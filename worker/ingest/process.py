@@ -106,7 +106,7 @@ class ProcessIngest:
             proc.wait()
         conn.close()
 
-    def _start(self) -> tuple[subprocess.Popen[bytes], Connection]:
+    def _start(self) -> None:
         ours, theirs = socket.socketpair()
         # a plain interpreter, not multiprocessing's spawn: that one re-imports the caller's __main__ and
         # starts a resource-tracker process; the child finds our modules on our sys.path
@@ -119,11 +119,11 @@ class ProcessIngest:
         self._proc, self._conn = proc, conn
         self.starts += 1
         log.info("ingest process %s started", proc.pid)
-        return proc, conn
 
     def _call(self, op: str, *args: Any) -> Any:
-        proc, conn = (self._proc, self._conn) if self._proc is not None and self._conn is not None \
-            else self._start()
+        if self._proc is None or self._conn is None:
+            self._start()
+        proc, conn = self._proc, self._conn
         try:
             conn.send((op, self._fence(), args))
             status, value = conn.recv()
@@ -150,19 +150,15 @@ class ProcessIngest:
 
 
 #: what the child runs (``python -c``); argv: the tag that names it in ``ps``, the socket's descriptor
-CHILD = "import sys; from worker.ingest.process import serve_descriptor; serve_descriptor(int(sys.argv[2]))"
+CHILD = "import sys; from worker.ingest.process import serve; serve(int(sys.argv[2]))"
 PROCESS_TAG = "kkt-worker-ingest"
 
 
-def serve_descriptor(fd: int) -> None:
-    """The child's entry: its first message is (parent pid, log level, log format, the pickled build)."""
+def serve(fd: int) -> None:
+    """The child: answer ``(operation, fence, args)`` requests on the socket *fd* until "stop" or the parent's
+    end. The first message is (parent pid, log level, log format, the pickled build)."""
     conn = Connection(fd)
     parent_pid, log_level, log_format, build = conn.recv()
-    serve(conn, pickle.loads(build), parent_pid, log_level, log_format)
-
-
-def serve(conn: Connection, build: Build, parent_pid: int, log_level: str, log_format: str) -> None:
-    """The child: answer ``(operation, fence, args)`` requests until "stop" or the parent's end."""
     _die_with_parent(parent_pid)
     # the parent decides when ingest stops (after the poll in progress): a terminal's Ctrl-C or hang-up, or
     # systemd's SIGTERM to the whole group, must not cut a poll short
@@ -170,7 +166,7 @@ def serve(conn: Connection, build: Build, parent_pid: int, log_level: str, log_f
         signal.signal(sig, signal.SIG_IGN)
     wlog.setup(log_level, log_format)
     with on_dump():   # SIGUSR1: where a stuck poll waits, as in the worker
-        _serve(conn, build)
+        _serve(conn, pickle.loads(build))
 
 
 def _serve(conn: Connection, build: Build) -> None:
