@@ -18,6 +18,7 @@ def raw_sqlite_loop(path: Path, n: int) -> float:
     con.execute("CREATE TABLE r (id INTEGER PRIMARY KEY, state TEXT, register TEXT, fd_before INT, fd INT, "
                 "body TEXT, t TEXT)")
     con.execute("CREATE TABLE a (id INTEGER PRIMARY KEY, rid INT, started TEXT, outcome TEXT)")
+    con.execute("CREATE INDEX a_rid ON a (rid)")
     con.executemany("INSERT INTO r (id, state, body) VALUES (?, 'queued', ?)", [(i, "x" * 400) for i in range(n)])
     t0 = time.perf_counter()
     for i in range(n):
@@ -44,6 +45,7 @@ def raw_pg_loop(url: str, n: int) -> float:
     with psycopg.connect(host=u.host, port=u.port, user=u.username, dbname=u.database) as con:
         con.execute("CREATE TABLE r (id INT PRIMARY KEY, state TEXT, register TEXT, fd_before INT, fd INT, body TEXT)")
         con.execute("CREATE TABLE a (id SERIAL PRIMARY KEY, rid INT, started TIMESTAMP, outcome TEXT)")
+        con.execute("CREATE INDEX a_rid ON a (rid)")
         with con.cursor() as cur:
             cur.executemany("INSERT INTO r (id, state, body) VALUES (%s, 'queued', %s)", [(i, "x" * 400) for i in range(n)])
         con.commit()
