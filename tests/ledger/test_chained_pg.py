@@ -181,9 +181,10 @@ def test_no_claim_when_the_watermark_did_not_move(pg: Ledger, monkeypatch: pytes
     assert [r["state"] for r in after["receipts"]] == ["done", "queued", "queued"]
 
 
-def test_a_head_whose_tag_a_register_holds_is_adopted_and_the_next_claimed(
+def test_a_head_whose_tag_a_register_holds_ends_the_outcome_write_and_the_next_claim_adopts_it(
         pg: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
-    """S2's tag is an "unclaimed" document (the ledger was restored): S2 is adopted, S3 claimed."""
+    """S2's tag is an "unclaimed" document (the ledger was restored). The outcome write records S1 and
+    claims nothing — adopting is more than its one statement; the lane's next claim adopts S2, claims S3."""
     def setup(led: Ledger) -> Lane:
         lane = backlog(led)
         d = doc(5, "S2")
@@ -194,8 +195,14 @@ def test_a_head_whose_tag_a_register_holds_is_adopted_and_the_next_claimed(
                 receipt_number=d.receipt_number, issued_at=d.issued_at, disposition="unclaimed",
                 examined_at=NOW))
         return lane
-    out, _, after = same_both_ways(pg, monkeypatch, setup, done_and_claim)
-    assert out[1].record.tag == "S3"
+    def act(led: Ledger, lane: Lane) -> Any:
+        outcome = done_and_claim(led, lane)
+        states = [r["state"] for r in rows(led)["receipts"]]
+        return outcome, states, led.claim("kkt1", "default", fn_serial=FN, fd_before=11, now=NOW, fence=lane.fence)
+
+    out, _, after = same_both_ways(pg, monkeypatch, setup, act)
+    assert out[0] == (True, None) and out[1] == ["done", "queued", "queued"]
+    assert out[2].record.tag == "S3"
     assert [r["state"] for r in after["receipts"]] == ["done", "done", "sending"]
     assert [d["disposition"] for d in after["register_documents"]] == ["adopted"]
 

@@ -31,22 +31,24 @@ class LedgerBase:
         with self.write_lock, self.engine.begin() as conn:
             yield conn
 
-    def batched(self, fn: Callable[[Connection], Any]) -> Any:
+    def batched(self, fn: Callable[[Connection], Any], *, one_statement: bool = False) -> Any:
         """Run *fn(conn)* in a write transaction and return its result once committed: in the worker, in
         the group-commit writer's next shared transaction (worker.ledger.group_commit), else alone.
 
         *fn* may raise only the group commit's guard errors (StateConflict, LeaseLost, LeaseHeld) before
-        it wrote anything; any other error fails every request of its batch (nothing is committed)."""
+        it wrote anything; any other error fails every request of its batch (nothing is committed).
+        *one_statement*: *fn* executes at most one statement (see :meth:`GroupCommit.submit`)."""
         gc = getattr(self, "_group_commit", None)
         if gc is not None:
-            return gc.submit(fn)
+            return gc.submit(fn, one_statement=one_statement)
         with self.write() as conn:
             return fn(conn)
 
     def enable_group_commit(self) -> None:
         """Batch the lanes' writes into shared transactions (the worker; see group_commit)."""
         if getattr(self, "_group_commit", None) is None:
-            self._group_commit: GroupCommit | None = GroupCommit(self.engine.connect, self.write_lock)
+            self._group_commit: GroupCommit | None = GroupCommit(
+                self.engine.connect, self.write_lock, statement_commits=self.engine.dialect.name == "postgresql")
 
     def disable_group_commit(self) -> None:
         """Finish pending batched writes and go back to one transaction per call."""

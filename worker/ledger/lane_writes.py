@@ -139,15 +139,16 @@ class LaneWrites(DocumentWrites):
         return self.batched(claim_in)
 
     def _claim_head(self, conn: Connection, register: str, group: str, *, fn_serial: str, fd_before: int,
-                    now: dt.datetime, first: tuple[dict[str, Any] | None, int | None] | None = None
-                    ) -> Claim | None:
+                    now: dt.datetime, first: tuple[dict[str, Any] | None, int | None] | None = None,
+                    adopt: bool = True) -> Claim | None:
         """The body of :meth:`claim` inside a write transaction whose fence was already checked.
 
         StateConflict only before anything was written (the head moved under us); None when nothing is
         due (adoptions written on the way are kept). *first*: the head (and its attempt id, None if its
         claim missed or it is "unclaimed") that a chained PostgreSQL statement already took
         (:func:`chained.split_head`); on PostgreSQL every further head is taken and claimed by
-        :data:`chained.CLAIM` too, on SQLite by the three statements below.
+        :data:`chained.CLAIM` too, on SQLite by the three statements below. *adopt* false: a head to adopt
+        ends the claim (None) with nothing written; the caller's next claim adopts it.
         """
         check_transition(State.QUEUED, State.SENDING)
         pg = _chained(conn)
@@ -167,7 +168,7 @@ class LaneWrites(DocumentWrites):
             unclaimed = head.pop(HEAD_UNCLAIMED)
             receipt_id = head["id"]
             if unclaimed:   # never claimed by the chained statement either
-                if adopted == CLAIM_MAX_ADOPTIONS:
+                if not adopt or adopted == CLAIM_MAX_ADOPTIONS:
                     return None   # the adoptions are written; the lane claims again at once
                 self.claim_for(conn, receipt_id, head["tag"], now)   # adopted (or needs review): not sent
                 continue
@@ -254,8 +255,12 @@ class LaneWrites(DocumentWrites):
         intent). Same guards as :meth:`record_done`; the claim is made only when the watermark moved to
         this document (the register then holds nothing the ledger has not accounted for, so the next
         receipt's ``fd_before`` is this document's number) and is simply not made (None) when the queue
-        is empty or its head moved. Either both are committed or neither: a crash before the commit
+        is empty, its head moved, or its head is to be adopted (a register holds its tag: rare, and left to
+        the lane's next :meth:`claim`). Either both are committed or neither: a crash before the commit
         leaves this receipt "sending" (recovery finds it by its tag) and the next one queued.
+
+        On PostgreSQL all of it is one statement (:data:`chained.DONE_AND_CLAIM`), which — for a receipt
+        without marked lines, written by a lane on its own — commits itself (:class:`GroupCommit`).
         """
         now = utcnow()
 
@@ -268,9 +273,10 @@ class LaneWrites(DocumentWrites):
                 _write_marks(conn, receipt_id, doc, now)
                 if not row["moved"]:
                     return False, None
-                try:   # the fence was checked by the statement, in this transaction
+                try:   # the fence was checked by the statement, in this transaction; no second statement
                     return True, self._claim_head(conn, register, group, fn_serial=doc.fn_serial,
-                                                  fd_before=doc.fd_number, now=now, first=chained.split_head(row))
+                                                  fd_before=doc.fd_number, now=now, first=chained.split_head(row),
+                                                  adopt=False)
                 except StateConflict:   # the claim wrote nothing; the outcome stands
                     return True, None
             moved = self._done_in(conn, receipt_id, doc, attempt_id, fence, register, fd_before, now)
@@ -278,11 +284,12 @@ class LaneWrites(DocumentWrites):
                 return False, None
             try:   # the fence was checked by _done_in in this transaction
                 return True, self._claim_head(conn, register, group, fn_serial=doc.fn_serial,
-                                              fd_before=doc.fd_number, now=now)
+                                              fd_before=doc.fd_number, now=now, adopt=False)
             except StateConflict:   # raised before the claim wrote anything; the outcome stands
                 return True, None
 
-        return self.batched(done_and_claim_in)
+        # on PostgreSQL the chained statement is all of it, unless marked lines' results are written with it
+        return self.batched(done_and_claim_in, one_statement=CHAINED_ON_POSTGRES and not doc.marking_results)
 
     def _done_in(self, conn: Connection, receipt_id: int, doc: FiscalDocument, attempt_id: int,
                  fence: Fence | None, register: str | None, fd_before: int | None, now: dt.datetime) -> bool:
