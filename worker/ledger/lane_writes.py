@@ -169,7 +169,7 @@ class LaneWrites(DocumentWrites):
             receipt_id = head["id"]
             if unclaimed:   # never claimed by the chained statement either
                 if not adopt or adopted == CLAIM_MAX_ADOPTIONS:
-                    return None   # the adoptions are written; the lane claims again at once
+                    return None   # nothing more this write (adoptions so far are written); the lane claims again
                 self.claim_for(conn, receipt_id, head["tag"], now)   # adopted (or needs review): not sent
                 continue
             if not pg:
