@@ -37,6 +37,7 @@ from bench.farm_hosts import start_hosts, stop_hosts
 from bench.harness import PG_ADMIN_URL, Ledgers, burst, fill_shop, invariants, setup
 from bench.reference import raw_pg_loop, raw_sqlite_loop, register_cpu_ms_per_receipt
 from bench.timeline import all_lanes_rate, done_span, ingest_overlap, lane_pace, lane_starts
+from bench.wal import WalCounter
 from tests.chaos.campaign import ADMIN_URL, create_shop, drop_shop
 from tests.chaos.invariants import check
 from tests.shop import children, cli_env
@@ -195,7 +196,11 @@ def fig_idle(ctx: "Ctx") -> dict[str, Any]:
             time.sleep(IDLE_SETTLE_S)
             cpu0, w0 = _worker_pid_stats(proc.pid)
             l0 = _ledger_bytes(s.ledger_url)
-            time.sleep(ctx.idle_s)
+            wal = WalCounter(Path(f"{sa.make_url(s.ledger_url).database}-wal"))
+            end = time.monotonic() + ctx.idle_s
+            while time.monotonic() < end:   # polled: a checkpoint restarts the log without growing the file
+                time.sleep(min(0.5, max(0.0, end - time.monotonic())))
+                wal.poll()
             cpu1, w1 = _worker_pid_stats(proc.pid)
             l1 = _ledger_bytes(s.ledger_url)
         finally:
@@ -203,9 +208,15 @@ def fig_idle(ctx: "Ctx") -> dict[str, Any]:
             proc.wait(30)
         return {"seconds": ctx.idle_s, "lanes": 8, "poll_interval_s": 1.0,
                 "cpu_percent_of_a_core": round((cpu1 - cpu0) / ctx.idle_s * 100, 2),
+                # what SQLite appended to the ledger's log (frames × (24 + page size)): the figure the
+                # 1 KB/s target is read against; the file's growth misses frames written over a restarted log
+                "ledger_bytes_written_per_s": round(wal.bytes_written / ctx.idle_s, 1),
+                "ledger_commits_per_s": round(wal.commits / ctx.idle_s, 3), "wal_restarts": wal.restarts,
                 "ledger_growth_bytes_per_s": round((l1 - l0) / ctx.idle_s, 1),
+                # the kernel's count for the worker and its ingest process: whole pages dirtied in the page
+                # cache (a 4 120-byte WAL frame dirties two), the -shm index included
                 "process_storage_write_bytes_per_s": round((w1 - w0) / ctx.idle_s, 1),
-                "target": {"cpu_percent_of_a_core": 1.0, "ledger_bytes_per_s": 1024}}
+                "target": {"cpu_percent_of_a_core": 1.0, "ledger_bytes_written_per_s": 1024}}
     finally:
         led.drop()
         ctx.drop(shop)
