@@ -8,7 +8,9 @@ URL grammar::
 
 ``serial`` names the register (16 characters at most); ``latency_ms`` makes every command slow;
 ``receipt_latency_ms`` makes only the receipt slow (a register printing: the pool benchmark's
-"1 s per receipt"); ``inn`` is the INN the register reports in ``status().extra["inn"]`` (GUESS: where
+"1 s per receipt"); ``receipt_jitter_ms`` varies that time uniformly by up to ± this much per receipt
+(drawn from ``seed``; the mean stays ``receipt_latency_ms``: a printer does not take the same time for every
+receipt — how much real ones vary is our guess, not a vendor figure); ``inn`` is the INN the register reports in ``status().extra["inn"]`` (GUESS: where
 a real driver reads it — ATOL/Shtrih registration parameters — is driver work, not modelled here);
 ``marking_unanswered=pause|sell`` says what to do when ОИСМ does not answer a marking code check
 in time (:mod:`kkt_drivers.marking_flow`; default ``pause``); ``permit_url`` and ``permit_key_env``
@@ -19,6 +21,7 @@ enable the разрешительный режим check (:mod:`kkt_drivers.perm
 from __future__ import annotations
 
 import dataclasses
+import random
 import time
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -32,7 +35,7 @@ from kkt_drivers.errors import DriverConfigError, OutcomeUnknownError, Transient
 from kkt_drivers.receipt import DeviceStatus, FiscalDocument, Receipt
 
 OPTIONS = ("serial", "latency_ms", "seed", "fsync", marking_flow.OPTION) + permit.OPTIONS + (
-    "receipt_latency_ms", "inn")
+    "receipt_latency_ms", "receipt_jitter_ms", "inn")
 
 
 def parse_emulator_url(url: str) -> tuple[str, dict[str, str], dict[str, str]]:
@@ -63,11 +66,15 @@ class EmulatorDriver(Driver):
 
     def __init__(self, register: RegisterModel, *, latency_s: float = 0.0,
                  sell_unanswered_codes: bool = False, receipt_latency_s: float = 0.0,
-                 inn: str | None = None) -> None:
+                 receipt_jitter_s: float = 0.0, seed: int | None = None, inn: str | None = None) -> None:
+        if not 0.0 <= receipt_jitter_s <= receipt_latency_s:
+            raise DriverConfigError("emulator: receipt_jitter_ms must be between 0 and receipt_latency_ms")
         self.register = register
         self.faults = register.faults
         self.latency_s = latency_s
         self.receipt_latency_s = receipt_latency_s
+        self.receipt_jitter_s = receipt_jitter_s
+        self._jitter = random.Random(seed)
         self.inn = inn
         self.sell_unanswered_codes = sell_unanswered_codes
         #: the разрешительный режим check before the FN check (None: not used)
@@ -83,6 +90,7 @@ class EmulatorDriver(Driver):
             faults = Faults.parse(fault_opts, seed=seed)
             latency = int(opts.get("latency_ms", "0")) / 1000
             receipt_latency = int(opts.get("receipt_latency_ms", "0")) / 1000
+            receipt_jitter = int(opts.get("receipt_jitter_ms", "0")) / 1000
             fsync = opts.get("fsync", "1") not in ("0", "false", "no")
         except ValueError as exc:
             raise DriverConfigError(f"emulator URL {url!r}: {exc}") from exc
@@ -91,7 +99,8 @@ class EmulatorDriver(Driver):
             raise DriverConfigError("emulator URL option 'serial' must be 1..16 characters")
         sell = marking_flow.sell_unanswered(opts.get(marking_flow.OPTION))
         drv = cls(RegisterModel(path, serial=serial, faults=faults, fsync=fsync), latency_s=latency,
-                  sell_unanswered_codes=sell, receipt_latency_s=receipt_latency, inn=opts.get("inn"))
+                  sell_unanswered_codes=sell, receipt_latency_s=receipt_latency, receipt_jitter_s=receipt_jitter,
+                  seed=seed, inn=opts.get("inn"))
         drv.permit = permit.PermitChecker.from_options(opts)
         return drv
 
@@ -139,7 +148,8 @@ class EmulatorDriver(Driver):
         """Open, fill and close; link faults are injected where a real link would fail."""
         self._command()
         if self.receipt_latency_s:
-            time.sleep(self.receipt_latency_s)
+            jitter = self.receipt_jitter_s
+            time.sleep(self.receipt_latency_s + (self._jitter.uniform(-jitter, jitter) if jitter else 0.0))
         if self.faults.fire("fail_before_send"):
             raise TransientError("link to the register is down (injected fault)")
         with self.register.session():   # one lock and one state load/save for the whole receipt
