@@ -91,9 +91,11 @@ class Setup:
 
 
 def setup(work: Path, name: str, shop: sa.URL, ledger_url: str, registers: int, *, receipt_ms: int = 0,
-          faults: dict[int, str] | None = None, served: list[str] | None = None, **sections: Any) -> Setup:
+          jitter_ms: int = 0, faults: dict[int, str] | None = None, served: list[str] | None = None,
+          **sections: Any) -> Setup:
     """Settings for *registers* in-process emulated registers, or for the wire registers *served*
-    (their URLs, state in ``work/name/reg<i>``: see :func:`start_hosts`)."""
+    (their URLs, state in ``work/name/reg<i>``: see :func:`start_hosts`). *jitter_ms*: each receipt's
+    time varies by up to ± this much (the emulator's ``receipt_jitter_ms``, seeded per register)."""
     d = work / name
     d.mkdir(exist_ok=True)
     regs = [d / f"reg{i}" for i in range(registers)]
@@ -103,6 +105,8 @@ def setup(work: Path, name: str, shop: sa.URL, ledger_url: str, registers: int, 
             urls.append((f"kkt{i:03d}", served[i]))
             continue
         q = f"serial=EMU{i:05d}&fsync=0&receipt_latency_ms={receipt_ms}"
+        if jitter_ms:
+            q += f"&receipt_jitter_ms={jitter_ms}&seed={i}"
         if faults and i in faults:
             q += "&" + faults[i]
         urls.append((f"kkt{i:03d}", f"emulator://{r}?{q}"))

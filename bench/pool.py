@@ -44,6 +44,8 @@ from tests.shop import children, cli_env
 
 #: processes hosting the out-of-process farm's registers (50 Shtrih-M emulators each)
 FARM_HOSTS = 4
+#: farm_jitter: each in-process register's receipt takes 1 s ± up to this much
+FARM_JITTER_MS = 50
 IDLE_SETTLE_S = 5.0          # let a fresh worker finish starting before the idle window opens
 
 
@@ -92,9 +94,11 @@ def fig_throughput(ctx: "Ctx") -> dict[str, Any]:
 
 
 def _efficiency(ctx: "Ctx", name: str, registers: int, per_reg: int, receipt_ms: int,
-                faults: dict[int, str] | None = None, hosts: int = 0, model: str = "shtrih") -> dict[str, Any]:
+                faults: dict[int, str] | None = None, hosts: int = 0, model: str = "shtrih",
+                jitter_ms: int = 0) -> dict[str, Any]:
     """Pool efficiency of one ``run --burst``; *hosts* > 0: the registers are *model* emulators on TCP
-    in that many separate processes (the worker only waits on sockets), else in-process."""
+    in that many separate processes (the worker only waits on sockets), else in-process (*jitter_ms*:
+    each receipt's time varies by up to ± this much around *receipt_ms*)."""
     shop = ctx.shop()
     led = Ledgers("sqlite", ctx.pg_admin, ctx.work)
     procs: list[subprocess.Popen] = []
@@ -104,8 +108,8 @@ def _efficiency(ctx: "Ctx", name: str, registers: int, per_reg: int, receipt_ms:
         served = None
         if hosts:
             procs, served = start_hosts(ctx.work / name, registers, hosts, receipt_ms, model)
-        s = setup(ctx.work, name, shop, led.new(name), registers, receipt_ms=receipt_ms, faults=faults,
-                  served=served,
+        s = setup(ctx.work, name, shop, led.new(name), registers, receipt_ms=receipt_ms, jitter_ms=jitter_ms,
+                  faults=faults, served=served,
                   retry={"base_delay_s": 1, "max_delay_s": 5, "device_pause_s": 5, "max_attempts": 50})
         try:
             run = burst(s)
@@ -153,6 +157,14 @@ def fig_pool(ctx: "Ctx") -> dict[str, Any]:
 def fig_farm(ctx: "Ctx") -> dict[str, Any]:
     """2b. The farm: 200 registers × 1 s per receipt, one worker process."""
     return {**_efficiency(ctx, "farm200", 200, ctx.farm_per_reg, 1000), "target": {"efficiency": 0.95}}
+
+
+def fig_farm_jitter(ctx: "Ctx") -> dict[str, Any]:
+    """2b'. The in-process farm with each receipt's time varying uniformly by ±50 ms around the same 1 s
+    (the mean, and so the ideal, unchanged): the stand-ins no longer finish in lockstep. A diagnostic of
+    what the lockstep costs ``farm``; how much real printers vary is our guess."""
+    res = _efficiency(ctx, "farm200j", 200, ctx.farm_per_reg, 1000, jitter_ms=FARM_JITTER_MS)
+    return {**res, "receipt_jitter_ms": FARM_JITTER_MS, "target": {"efficiency": 0.95}}
 
 
 def fig_farm_out_of_process(ctx: "Ctx") -> dict[str, Any]:
@@ -364,7 +376,8 @@ def fig_source(ctx: "Ctx") -> dict[str, Any]:
 
 
 FIGURES: dict[str, Callable[["Ctx"], dict[str, Any]]] = {
-    "throughput": fig_throughput, "pool": fig_pool, "farm": fig_farm, "farm_out_of_process": fig_farm_out_of_process,
+    "throughput": fig_throughput, "pool": fig_pool, "farm": fig_farm, "farm_jitter": fig_farm_jitter,
+    "farm_out_of_process": fig_farm_out_of_process,
     "latency": fig_latency,
     "idle": fig_idle, "rss": fig_rss, "source": fig_source, "failing": fig_failing,
 }
