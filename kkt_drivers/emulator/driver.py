@@ -9,9 +9,10 @@ URL grammar::
 ``serial`` names the register (16 characters at most); ``latency_ms`` makes every command slow;
 ``receipt_latency_ms`` makes only the receipt slow (a register printing: the pool benchmark's
 "1 s per receipt"); ``receipt_jitter_ms`` varies that time uniformly by up to ± this much per receipt
-(drawn from ``seed``; the mean stays ``receipt_latency_ms``: a printer does not take the same time for every
-receipt — how much real ones vary is our guess, not a vendor figure); ``inn`` is the INN the register reports in ``status().extra["inn"]`` (GUESS: where
-a real driver reads it — ATOL/Shtrih registration parameters — is driver work, not modelled here);
+(drawn from ``seed``; the mean stays ``receipt_latency_ms``: a printer does not take the same time for
+every receipt — how much real ones vary is our guess, not a vendor figure); ``inn`` is the INN the
+register reports in ``status().extra["inn"]`` (GUESS: where a real driver reads it — ATOL/Shtrih
+registration parameters — is driver work, not modelled here);
 ``marking_unanswered=pause|sell`` says what to do when ОИСМ does not answer a marking code check
 in time (:mod:`kkt_drivers.marking_flow`; default ``pause``); ``permit_url`` and ``permit_key_env``
 enable the разрешительный режим check (:mod:`kkt_drivers.permit`);
@@ -99,8 +100,8 @@ class EmulatorDriver(Driver):
             raise DriverConfigError("emulator URL option 'serial' must be 1..16 characters")
         sell = marking_flow.sell_unanswered(opts.get(marking_flow.OPTION))
         drv = cls(RegisterModel(path, serial=serial, faults=faults, fsync=fsync), latency_s=latency,
-                  sell_unanswered_codes=sell, receipt_latency_s=receipt_latency, receipt_jitter_s=receipt_jitter,
-                  seed=seed, inn=opts.get("inn"))
+                  sell_unanswered_codes=sell, receipt_latency_s=receipt_latency,
+                  receipt_jitter_s=receipt_jitter, seed=seed, inn=opts.get("inn"))
         drv.permit = permit.PermitChecker.from_options(opts)
         return drv
 

@@ -198,7 +198,8 @@ def test_a_head_whose_tag_a_register_holds_ends_the_outcome_write_and_the_next_c
     def act(led: Ledger, lane: Lane) -> Any:
         outcome = done_and_claim(led, lane)
         states = [r["state"] for r in rows(led)["receipts"]]
-        return outcome, states, led.claim("kkt1", "default", fn_serial=FN, fd_before=11, now=NOW, fence=lane.fence)
+        nxt = led.claim("kkt1", "default", fn_serial=FN, fd_before=11, now=NOW, fence=lane.fence)
+        return outcome, states, nxt
 
     out, _, after = same_both_ways(pg, monkeypatch, setup, act)
     assert out[0] == (True, None) and out[1] == ["done", "queued", "queued"]

@@ -28,7 +28,8 @@ def _driver(conn: sa.Connection) -> Any:
     return conn.connection.dbapi_connection
 
 
-def _insert(key: str, seen: dict[str, Any], then: Callable[[], None] = lambda: None) -> Callable[[sa.Connection], str]:
+def _insert(key: str, seen: dict[str, Any],
+            then: Callable[[], None] = lambda: None) -> Callable[[sa.Connection], str]:
     """A request: INSERT *key* on the driver's cursor, note the transaction status and backend right after
     it, then *then* (which may raise)."""
     def fn(conn: sa.Connection) -> str:
@@ -53,7 +54,8 @@ def test_a_one_statement_request_alone_is_committed_by_its_statement(engine: sa.
     try:
         one: dict[str, Any] = {}
         seen_elsewhere: list[set[str]] = []
-        assert gc.submit(_insert("a", one, lambda: seen_elsewhere.append(_keys(engine))), one_statement=True) == "a"
+        request = _insert("a", one, lambda: seen_elsewhere.append(_keys(engine)))
+        assert gc.submit(request, one_statement=True) == "a"
         assert one["status"] is TransactionStatus.IDLE and seen_elsewhere == [{"a"}]
 
         plain: dict[str, Any] = {}
@@ -137,7 +139,8 @@ def test_a_one_statement_request_in_a_batch_shares_the_batch_transaction(engine:
         first.start()
         assert holding.wait(10)
         seen: dict[str, Any] = {}
-        queued = threading.Thread(target=gc.submit, args=(_insert("a", seen),), kwargs={"one_statement": True})
+        queued = threading.Thread(target=gc.submit, args=(_insert("a", seen),),
+                                  kwargs={"one_statement": True})
         queued.start()
         while gc._q.qsize() < 1:
             threading.Event().wait(0.01)

@@ -47,7 +47,8 @@ def test_a_transaction_of_several_pages_is_one_commit(tmp_path: Path) -> None:
     con = _db(tmp_path / "a.db")
     counter = WalCounter(tmp_path / "a.db-wal")
     con.execute("BEGIN")
-    con.executemany("INSERT INTO t (v) VALUES (?)", [("x" * 500,) for _ in range(40)])   # ~20 KB: several pages
+    # ~20 KB: several pages
+    con.executemany("INSERT INTO t (v) VALUES (?)", [("x" * 500,) for _ in range(40)])
     con.execute("COMMIT")
     counter.poll()
     assert counter.commits == 1 and counter.frames > 3

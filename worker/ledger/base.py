@@ -47,8 +47,9 @@ class LedgerBase:
     def enable_group_commit(self) -> None:
         """Batch the lanes' writes into shared transactions (the worker; see group_commit)."""
         if getattr(self, "_group_commit", None) is None:
-            self._group_commit: GroupCommit | None = GroupCommit(
-                self.engine.connect, self.write_lock, statement_commits=self.engine.dialect.name == "postgresql")
+            pg = self.engine.dialect.name == "postgresql"   # a statement can commit itself there
+            self._group_commit: GroupCommit | None = GroupCommit(self.engine.connect, self.write_lock,
+                                                                 statement_commits=pg)
 
     def disable_group_commit(self) -> None:
         """Finish pending batched writes and go back to one transaction per call."""

@@ -57,7 +57,8 @@ class GroupCommit:
     """
 
     def __init__(self, connect: Callable[[], Connection],
-                 lock: AbstractContextManager[Any] = nullcontext(), *, statement_commits: bool = False) -> None:
+                 lock: AbstractContextManager[Any] = nullcontext(), *,
+                 statement_commits: bool = False) -> None:
         self._connect = connect   # a pooled connection whose begin() is the ledger's write transaction
         self._lock = lock         # the ledger's in-process writer lock (SQLite; see db.writer_lock)
         #: a statement can be its own transaction (PostgreSQL; SQLite's lanes write several statements and

@@ -169,7 +169,7 @@ class LaneWrites(DocumentWrites):
             receipt_id = head["id"]
             if unclaimed:   # never claimed by the chained statement either
                 if not adopt or adopted == CLAIM_MAX_ADOPTIONS:
-                    return None   # nothing more this write (adoptions so far are written); the lane claims again
+                    return None   # nothing more in this write (adoptions so far are kept); claim again
                 self.claim_for(conn, receipt_id, head["tag"], now)   # adopted (or needs review): not sent
                 continue
             if not pg:
@@ -275,8 +275,8 @@ class LaneWrites(DocumentWrites):
                     return False, None
                 try:   # the fence was checked by the statement, in this transaction; no second statement
                     return True, self._claim_head(conn, register, group, fn_serial=doc.fn_serial,
-                                                  fd_before=doc.fd_number, now=now, first=chained.split_head(row),
-                                                  adopt=False)
+                                                  fd_before=doc.fd_number, now=now,
+                                                  first=chained.split_head(row), adopt=False)
                 except StateConflict:   # the claim wrote nothing; the outcome stands
                     return True, None
             moved = self._done_in(conn, receipt_id, doc, attempt_id, fence, register, fd_before, now)
