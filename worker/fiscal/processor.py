@@ -15,7 +15,7 @@ from typing import Callable, TypeVar
 from sqlalchemy.exc import DBAPIError
 
 from kkt_drivers.base import Driver
-from kkt_drivers.errors import KktError
+from kkt_drivers.errors import KktError, OutcomeUnknownError
 from kkt_drivers.receipt import DeviceStatus, FiscalDocument
 from worker.errors import LeaseLost, StateConflict
 from worker.fiscal.crashpoints import crashpoint, failpoint
@@ -114,15 +114,19 @@ class Processor:
                 fence=self.fence()))
             return Outcome(State.NEEDS_REVIEW)
         nxt: Claim | None = None
-        if then_claim is None:
-            moved = self._record(doc, ctx, lambda: self.ledger.record_done(
-                rec.id, doc, attempt_id=attempt_id, fence=self.fence(), register=self.lane,
-                fd_before=fd_before))
-        else:
-            crashpoint("before_intent")   # this write is also the next receipt's intent
-            moved, nxt = self._record(doc, ctx, lambda: self.ledger.record_done_and_claim(
-                rec.id, doc, attempt_id=attempt_id, fence=self.fence(), register=self.lane,
-                fd_before=fd_before, group=then_claim))
+        try:
+            if then_claim is None:
+                moved = self._record(doc, ctx, lambda: self.ledger.record_done(
+                    rec.id, doc, attempt_id=attempt_id, fence=self.fence(), register=self.lane,
+                    fd_before=fd_before))
+            else:
+                crashpoint("before_intent")   # this write is also the next receipt's intent
+                moved, nxt = self._record(doc, ctx, lambda: self.ledger.record_done_and_claim(
+                    rec.id, doc, attempt_id=attempt_id, fence=self.fence(), register=self.lane,
+                    fd_before=fd_before, group=then_claim))
+        except OutcomeUnknownError as exc:   # from _record: the ledger's answer was lost, the write may stand
+            log.warning("%s; reconciling before anything else", exc, extra=ctx)
+            return Outcome(State.SENDING, decide(exc, rec.attempts, self.policy, now=self.clock()), exc)
         crashpoint("after_outcome")
         if log.isEnabledFor(logging.INFO):
             log.info("receipt done: FD %d, FP %d, shift %d", doc.fd_number, doc.fiscal_sign, doc.shift_number,
@@ -132,13 +136,26 @@ class Processor:
     def _record(self, doc: object, ctx: dict, write: Callable[[], T]) -> T:
         """Record what the register already made; never give up while the ledger is away (disk full,
         link down): the document exists, only the ledger does not know yet. LeaseLost propagates —
-        the new holder adopts the document by scanning the register."""
+        the new holder adopts the document by scanning the register.
+
+        A retry whose guard finds the receipt moved (StateConflict) after a failed try raises
+        OutcomeUnknownError: the failed try's answer was lost, not necessarily its write (a commit, or on
+        PostgreSQL a statement committing itself, can land while the link drops) — the write and the
+        next receipt it claimed may stand, so the lane reconciles before anything else."""
         delay, left_after_stop = RECORD_RETRY_FIRST_SECONDS, RECORD_TRIES_AFTER_STOP
+        failed = False
         while True:
             try:
                 failpoint("record_outcome")
                 return write()
+            except StateConflict as exc:
+                if not failed:
+                    raise
+                raise OutcomeUnknownError(f"the ledger lost its answer to recording {doc} and the retry "
+                                          f"found the receipt moved ({exc}): the first write may stand"
+                                          ) from exc
             except DBAPIError as exc:
+                failed = True
                 if self.stop.is_set():
                     left_after_stop -= 1
                     if left_after_stop <= 0:
