@@ -297,18 +297,11 @@ def fig_rss(ctx: "Ctx") -> dict[str, Any]:
         try:
             fill_shop(shop, n)
             s = setup(ctx.work, f"rss{n}", shop, led.new(f"rss{n}"), 1)
-            proc = subprocess.Popen([sys.executable, "-m", "worker", "-c", str(s.settings), "run", "--burst"],
-                                    cwd=s.settings.parent, env=cli_env(), stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
-            peak = ingest = 0
-            while proc.poll() is None:   # RUSAGE_CHILDREN is a max over all children: read these VmHWMs
-                peak = max(peak, procfs.vm_hwm_kb(proc.pid))
-                ingest = max([ingest, *(procfs.vm_hwm_kb(c) for c in children(proc.pid))])
-                time.sleep(0.2)
+            run = burst(s)   # its peak RSS: the worker's VmHWM and its ingest process's, read while it runs
             # the service's memory: the worker and its ingest process (source.ingest_process)
-            out[f"peak_rss_mb_after_{n}"] = round((peak + ingest) / 1024, 1)
-            out[f"worker_peak_rss_mb_after_{n}"] = round(peak / 1024, 1)
-            out[f"ingest_peak_rss_mb_after_{n}"] = round(ingest / 1024, 1)
+            out[f"peak_rss_mb_after_{n}"] = round(run["maxrss_mb"] + run["ingest_maxrss_mb"], 1)
+            out[f"worker_peak_rss_mb_after_{n}"] = round(run["maxrss_mb"], 1)
+            out[f"ingest_peak_rss_mb_after_{n}"] = round(run["ingest_maxrss_mb"], 1)
             out[f"exactly_once_{n}"] = invariants(shop, s)["exactly_once"]
         finally:
             led.drop()
