@@ -1,12 +1,14 @@
 """The ledger's answer to an outcome write is lost after the write landed (a COMMIT, or on PostgreSQL a
 statement committing itself, done while the link dropped). The retry's guard then finds the receipt already
-moved: the lane must reconcile at once — not pause as after a bug — and every receipt stays exactly once."""
+moved: the lane must reconcile at once — not pause as after a bug — and every receipt stays exactly once.
+On both ledgers, through the group commit as in the worker (on PostgreSQL the write is the statement that
+commits itself)."""
 from __future__ import annotations
 
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -17,25 +19,19 @@ from tests.shop import receipts_by_tag
 from tests.unit.test_lane_memory import POLICY
 from worker.fiscal import processor
 from worker.fiscal.lane import Lane
-from worker.ledger.schema import metadata
 from worker.ledger.states import State
 from worker.ledger.store import Ledger
 from worker.settings import ShiftSettings
 
 
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    led = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
-    metadata.create_all(led.engine)
-    yield led
-    led.dispose()
-
-
 def test_a_landed_outcome_whose_answer_was_lost_is_reconciled_without_a_pause(
-        ledger: Ledger, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+        ledger: Ledger, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+        request: pytest.FixtureRequest) -> None:
     """S1..S5 queued; the first outcome-and-next-claim write commits, then its caller gets a lost-link
     error. Every receipt is printed once and done, the lane never pauses, and it says why it reconciles."""
     ingest(ledger, [entry(i) for i in range(1, 6)], cursor=5)
+    ledger.enable_group_commit()
+    request.addfinalizer(ledger.disable_group_commit)
     real = ledger.record_done_and_claim
     landed: list[Any] = []
 
